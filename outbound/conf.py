@@ -1,0 +1,51 @@
+"""Deployment settings, read at call time (never at import) so tests and
+management commands can change them with ``override_settings``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class WorkerTuning:
+    batch_size: int
+    lease_seconds: float
+    poll_interval: float
+    heartbeat_interval: float
+
+
+def worker_tuning() -> WorkerTuning:
+    return WorkerTuning(
+        batch_size=int(getattr(settings, "OUTBOUND_BATCH_SIZE", 100)),
+        lease_seconds=float(getattr(settings, "OUTBOUND_LEASE_SECONDS", 120)),
+        poll_interval=float(getattr(settings, "OUTBOUND_POLL_INTERVAL", 0.5)),
+        heartbeat_interval=float(getattr(settings, "OUTBOUND_HEARTBEAT_INTERVAL", 10)),
+    )
+
+
+def secret_keys() -> list[str]:
+    raw = str(getattr(settings, "OUTBOUND_SECRET_KEYS", "") or "")
+    return [k.strip() for k in raw.split(",") if k.strip()]
+
+
+def django_secret_key() -> str:
+    return str(settings.SECRET_KEY)
+
+
+def system_mail_url() -> str:
+    return str(getattr(settings, "OUTBOUND_SYSTEM_MAIL_URL", "") or "")
+
+
+def message_id_domain() -> str:
+    return str(getattr(settings, "OUTBOUND_MESSAGE_ID_DOMAIN", "") or "")
+
+
+def forbid_private_hosts() -> bool:
+    return bool(getattr(settings, "OUTBOUND_FORBID_PRIVATE_HOSTS", False))
+
+
+def smtp_ssl_cafile() -> str:
+    """An extra CA bundle for backends (a private relay's CA; the tests' CA)."""
+    return str(getattr(settings, "OUTBOUND_SMTP_CAFILE", "") or "")

@@ -1,0 +1,91 @@
+"""The exception families of Outbound.
+
+Every error the project raises on purpose derives from ``OutboundError`` so a
+caller can catch ours without catching programming errors. Transport errors
+carry the facts an operator needs (phase reached, SMTP code, enhanced code,
+server reply) and a ``kind`` that decides what happens to the message:
+
+- ``transient``: try again later (4xx, timeouts, refused connections);
+- ``permanent``: this message cannot be sent as it is (5xx);
+- ``config``: the backend's settings are wrong (authentication, TLS, unknown
+  host); the backend is marked failing and its messages are held.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class OutboundError(Exception):
+    """Base class of every error Outbound raises on purpose."""
+
+
+class TransportError(OutboundError):
+    """A delivery or a backend test did not succeed."""
+
+    kind: ClassVar[str] = "transient"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: str = "connect",
+        code: int | None = None,
+        enhanced_code: str = "",
+        reply: str = "",
+        reason: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.phase = phase
+        self.code = code
+        self.enhanced_code = enhanced_code
+        self.reply = reply
+        # A machine reason code such as "auth_failed" or "timeout"; the
+        # transport fills it so the services can pick the explanation.
+        self.reason = reason
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class TransientTransportError(TransportError):
+    kind = "transient"
+
+
+class PermanentTransportError(TransportError):
+    kind = "permanent"
+
+
+class BackendConfigurationError(TransportError):
+    """Authentication, TLS or name resolution failed: the settings are wrong."""
+
+    kind = "config"
+
+
+class InvalidAddress(OutboundError):
+    """An address or number that cannot be used."""
+
+
+class IntakeError(OutboundError):
+    """Input refused at intake: nothing was written."""
+
+
+class HeaderInjection(IntakeError):
+    """A header or envelope value carries CR, LF or another control character."""
+
+
+class IdempotencyConflict(IntakeError):
+    """The idempotency key was already used for different content."""
+
+
+class UnknownContact(IntakeError):
+    """The contact id given does not exist."""
+
+
+class InvalidTransition(OutboundError):
+    """A status change the transition table does not allow."""
+
+
+class SecretError(OutboundError):
+    """A stored secret cannot be decrypted (tampered, or its key is gone)."""

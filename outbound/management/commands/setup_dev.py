@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from outbound.models import Backend, GlobalSettings
+from outbound.states import Channel
+
+DEV_BACKEND = "Development mail catcher"
+
+
+class Command(BaseCommand):
+    help = "Create the development administrator and a backend pointing at the mail catcher."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        User = get_user_model()
+        username = os.environ.get("OUTBOUND_ADMIN_USER", "admin")
+        password = os.environ.get("OUTBOUND_ADMIN_PASSWORD", "admin")
+        if not User.objects.filter(username=username).exists():
+            User.objects.create_superuser(username=username, email="", password=password)
+            self.stdout.write(f"Created the administrator {username!r} (password {password!r}).")
+        self.stdout.write(
+            f"Log in at http://127.0.0.1:8000/admin/ as {username!r} "
+            "(OUTBOUND_ADMIN_USER / OUTBOUND_ADMIN_PASSWORD set them on first run)."
+        )
+        settings = GlobalSettings.load()
+        if not settings.default_from:
+            settings.default_from = "outbound@localhost"
+            settings.save(update_fields=["default_from"])
+        if not Backend.objects.filter(channel=Channel.EMAIL, is_default=True).exists():
+            Backend.objects.get_or_create(
+                name=DEV_BACKEND,
+                defaults={
+                    "channel": Channel.EMAIL,
+                    "host": "127.0.0.1",
+                    "port": 1025,
+                    "security": "none",
+                    "from_address": "outbound@localhost",
+                    "is_default": True,
+                    "timeout": 10,
+                },
+            )
+            self.stdout.write(f"Created the backend {DEV_BACKEND!r} (127.0.0.1:1025).")

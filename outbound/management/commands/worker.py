@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from outbound.worker import Worker
+
+
+class Command(BaseCommand):
+    help = "Validate, send and retry outgoing messages until stopped (SIGTERM finishes cleanly)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--once", action="store_true", help="Stop when nothing is due.")
+        parser.add_argument(
+            "--concurrency", type=int, default=4, help="Delivery threads (default 4)."
+        )
+        parser.add_argument("--name", default="", help="Worker name shown on the Workers page.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["concurrency"] < 1 or options["concurrency"] > 256:
+            raise CommandError("--concurrency must be between 1 and 256.")
+        worker = Worker(
+            concurrency=options["concurrency"], once=options["once"], name=options["name"]
+        )
+        self.stderr.write(f"worker {worker.name} started (concurrency {worker.concurrency})")
+        stats = worker.run()
+        self.stderr.write(
+            f"worker {worker.name} stopped: {stats.validated} validated, {stats.claimed} "
+            f"claimed, {stats.recorded} recorded, {stats.reaped} reaped"
+        )

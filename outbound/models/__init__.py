@@ -1,0 +1,22 @@
+from outbound.models.backend import Backend, BackendKind, Health, Security
+from outbound.models.contact import Contact
+from outbound.models.message import Attachment, Attempt, Event, Message, Recipient
+from outbound.models.settings import GlobalSettings
+from outbound.models.suppression import Suppression
+from outbound.models.worker import WorkerHeartbeat
+
+__all__ = [
+    "Attachment",
+    "Attempt",
+    "Backend",
+    "BackendKind",
+    "Contact",
+    "Event",
+    "GlobalSettings",
+    "Health",
+    "Message",
+    "Recipient",
+    "Security",
+    "Suppression",
+    "WorkerHeartbeat",
+]

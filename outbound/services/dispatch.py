@@ -1,0 +1,475 @@
+"""Dispatch: claim due messages, deliver them, record what happened, reap.
+
+Contract:
+- ``claim_batch`` takes due To send messages in one short transaction (SKIP
+  LOCKED on PostgreSQL; SQLite's write lock serialises it), stamps them with a
+  claim token and a lease, and journals one Attempt per message before any
+  connection is used.
+- ``Deliverer`` sends claimed jobs over one reused connection per backend
+  (one Deliverer per worker thread). Just before the body leaves, the attempt
+  moves to phase ``data`` (committed), so a crash after that point is known to
+  be "possibly delivered".
+- ``record_outcomes`` writes results; every write is fenced by the claim
+  token, so a worker that froze and lost its lease changes nothing.
+- ``reap_expired`` takes back expired leases.
+- ``release_jobs`` hands back claimed jobs that were never started.
+No network I/O happens inside a transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from outbound import retry
+from outbound.compose import build_email, envelope_sender
+from outbound.errors import (
+    BackendConfigurationError,
+    OutboundError,
+    PermanentTransportError,
+    SecretError,
+    TransportError,
+)
+from outbound.models import Attempt, Backend, GlobalSettings, Message, Recipient
+from outbound.services import transitions
+from outbound.services.backends import CONFIG_REASONS, mark_backend_failing, smtp_config
+from outbound.services.validation import backend_block
+from outbound.states import Reason, Status
+from outbound.transports.base import Envelope, SendResult
+from outbound.transports.smtp import SmtpTransport
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    message_id: int
+    attempt_id: int
+    backend_id: int | None
+    settings_version: int | None
+    claim_token: uuid.UUID
+    started_at: datetime
+
+
+@dataclass
+class Outcome:
+    job: Job
+    result: SendResult | None = None
+    error: TransportError | None = None
+    phase: str = "connect"
+    backend_name: str = ""
+    host: str = ""
+    finished_at: datetime = field(default_factory=timezone.now)
+
+
+# --------------------------------------------------------------------- claim
+
+
+def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
+    now = timezone.now()
+    token = uuid.uuid4()
+    paused = Backend.objects.filter(paused_until__gt=now).values_list("id", flat=True)
+    with transaction.atomic():
+        qs = (
+            Message.objects.filter(
+                status=Status.TO_SEND, next_attempt_at__lte=now, claim_token__isnull=True
+            )
+            .exclude(backend_id__in=list(paused))
+            .order_by("next_attempt_at", "id")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            qs = qs.select_for_update(skip_locked=True, of=("self",))
+        ids = list(qs.values_list("id", flat=True)[:limit])
+        if not ids:
+            return []
+        Message.objects.filter(pk__in=ids, claim_token__isnull=True).update(
+            claim_token=token, claimed_by=worker, lease_until=now + lease
+        )
+        rows = list(
+            Message.objects.filter(claim_token=token)
+            .order_by("backend_id", "next_attempt_at", "id")
+            .values_list("id", "backend_id", "backend__settings_version")
+        )
+        attempts = Attempt.objects.bulk_create(
+            [
+                Attempt(
+                    message_id=mid,
+                    backend_id=bid,
+                    settings_version=version,
+                    worker=worker,
+                    claim_token=token,
+                    started_at=now,
+                    phase="connect",
+                )
+                for mid, bid, version in rows
+            ]
+        )
+    return [
+        Job(mid, att.pk, bid, version, token, now)
+        for (mid, bid, version), att in zip(rows, attempts, strict=True)
+    ]
+
+
+def extend_leases(tokens: Sequence[uuid.UUID], *, lease: timedelta) -> int:
+    if not tokens:
+        return 0
+    return Message.objects.filter(claim_token__in=list(tokens), status=Status.TO_SEND).update(
+        lease_until=timezone.now() + lease
+    )
+
+
+def release_jobs(jobs: Sequence[Job]) -> int:
+    """Give back claimed jobs that were never started (a worker stopping)."""
+    released = 0
+    with transaction.atomic():
+        for job in jobs:
+            released += Message.objects.filter(
+                pk=job.message_id, claim_token=job.claim_token, status=Status.TO_SEND
+            ).update(claim_token=None, claimed_by="", lease_until=None)
+            Attempt.objects.filter(pk=job.attempt_id, phase="connect", outcome="pending").delete()
+    return released
+
+
+# ------------------------------------------------------------------- deliver
+
+
+def journal_phase(attempt_id: int, phase: str) -> None:
+    """Commit the phase an attempt reached (autocommit: one short statement)."""
+    Attempt.objects.filter(pk=attempt_id).update(phase=phase)
+
+
+class Deliverer:
+    """Delivers jobs for one worker thread, keeping one open connection per
+    backend and settings version."""
+
+    def __init__(self) -> None:
+        self._connections: dict[tuple[int, int], SmtpTransport] = {}
+
+    def close(self) -> None:
+        for transport in self._connections.values():
+            transport.close()
+        self._connections.clear()
+
+    def deliver(self, job: Job, *, failed_backends: dict[int, int] | None = None) -> Outcome:
+        """Send one job; never raises for a delivery problem."""
+        outcome = Outcome(job=job)
+        try:
+            message = Message.objects.select_related("backend").get(pk=job.message_id)
+            backend = message.backend
+            if backend is None or job.backend_id != backend.pk:
+                raise BackendConfigurationError("The message has no backend.", reason="missing")
+            outcome.backend_name, outcome.host = backend.name, backend.host
+            block = backend_block(backend, message.channel)
+            if block is not None or backend.settings_version != job.settings_version:
+                # Settings changed (or failed) after the claim: never connect
+                # with settings nobody tested.
+                raise BackendConfigurationError(
+                    block[1] if block else f"The settings of backend {backend.name} changed.",
+                    reason="untested",
+                )
+            if failed_backends is not None and failed_backends.get(backend.pk) == (
+                backend.settings_version
+            ):
+                raise BackendConfigurationError(
+                    f"Backend {backend.name} failed on configuration in this batch.",
+                    reason="failing",
+                )
+            skipped = {Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED}
+            recipients = [r for r in message.recipients.all() if r.outcome not in skipped]
+            data = build_email(message, recipients, list(message.attachments.all()))
+            envelope = Envelope(
+                mail_from=envelope_sender(message.from_address),
+                recipients=[r.address for r in recipients],
+                message=data,
+                message_id=message.message_id,
+            )
+            transport = self._transport(backend, outcome)
+            outcome.phase = "mail"
+            outcome.result = transport.send(
+                envelope, before_data=lambda: journal_phase(job.attempt_id, "data")
+            )
+            outcome.phase = "done"
+        except TransportError as err:
+            outcome.error = err
+            outcome.phase = err.phase if err.phase else outcome.phase
+            if isinstance(err, BackendConfigurationError) and failed_backends is not None:
+                if job.backend_id is not None and err.reason not in {"untested", "missing"}:
+                    failed_backends[job.backend_id] = job.settings_version or 0
+            self._drop_broken(job)
+        except SecretError as err:
+            outcome.error = BackendConfigurationError(str(err), reason="secret_unreadable")
+        except OutboundError as err:
+            outcome.error = PermanentTransportError(str(err), phase="mail", reason="rejected")
+        outcome.finished_at = timezone.now()
+        return outcome
+
+    def _transport(self, backend: Backend, outcome: Outcome) -> SmtpTransport:
+        key = (backend.pk, backend.settings_version)
+        transport = self._connections.get(key)
+        if transport is not None and transport.is_open:
+            return transport
+        # Connections of older settings versions of this backend are stale.
+        for old in [k for k in self._connections if k[0] == backend.pk]:
+            self._connections.pop(old).close()
+        transport = SmtpTransport(smtp_config(backend), on_phase=lambda p: _set_phase(outcome, p))
+        self._connections[key] = transport
+        transport.open()
+        return transport
+
+    def _drop_broken(self, job: Job) -> None:
+        for key in [k for k, t in self._connections.items() if not t.is_open]:
+            self._connections.pop(key).close()
+
+
+def _set_phase(outcome: Outcome, phase: str) -> None:
+    outcome.phase = phase
+
+
+# -------------------------------------------------------------------- record
+
+
+def _fmt(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _reply_text(err: TransportError) -> str:
+    if err.code:
+        return f"{err.code} {err.reply}".strip()
+    return err.reply or err.message
+
+
+def _server(outcome: Outcome) -> str:
+    return outcome.host or outcome.backend_name or "the server"
+
+
+def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | None = None) -> None:
+    """Write the results of finished jobs, fenced by their claim tokens."""
+    if not outcomes:
+        return
+    settings = settings or GlobalSettings.load()
+    changes: list[transitions.Change] = []
+    attempt_updates: list[tuple[int, dict[str, Any]]] = []
+    recipient_updates: list[tuple[int, list[dict[str, Any]]]] = []
+    sent_per_backend: dict[int, int] = {}
+    failing: list[tuple[Outcome, BackendConfigurationError]] = []
+    now = timezone.now()
+    started = {o.job.message_id: o.job.started_at for o in outcomes}
+    first = dict(
+        Message.objects.filter(pk__in=list(started)).values_list("id", "first_attempt_at")
+    )
+    for o in outcomes:
+        job = o.job
+        first_attempt = first.get(job.message_id) or job.started_at
+        common: dict[str, Any] = {
+            "claim_token": None,
+            "claimed_by": "",
+            "lease_until": None,
+            "attempt_count": F("attempt_count") + 1,
+            "first_attempt_at": Coalesce(F("first_attempt_at"), job.started_at),
+        }
+        att: dict[str, Any] = {"finished_at": o.finished_at, "phase": o.phase}
+        if o.result is not None:
+            r = o.result
+            refused = [x for x in r.recipients if not x.accepted]
+            att.update(
+                outcome=Attempt.Outcome.SENT, smtp_code=r.code, enhanced_code=r.enhanced_code,
+                reply=r.reply, provider_id=r.queue_id,
+                recipients=[
+                    {"address": x.address, "accepted": x.accepted, "code": x.code,
+                     "reply": x.reply}
+                    for x in r.recipients
+                ],
+            )
+            queue = f" (queue id {r.queue_id})" if r.queue_id else ""
+            text = (
+                f"{_server(o)} accepted the message at {_fmt(o.finished_at)}: "
+                f"{r.code} {r.reply}{queue}."
+            )
+            reason = Reason.ACCEPTED
+            if refused:
+                reason = Reason.PARTIALLY_ACCEPTED
+                text += " Refused recipients: " + "; ".join(
+                    f"{x.address} ({x.code} {x.reply})" for x in refused
+                ) + "."
+            changes.append(transitions.Change(
+                message_id=job.message_id, to=Status.SENT, reason=reason, text=text,
+                expect=frozenset({Status.TO_SEND}), claim_token=job.claim_token,
+                fields={**common, "sent_at": o.finished_at, "next_attempt_at": None},
+                data={"attempt": job.attempt_id},
+            ))
+            recipient_updates.append((job.message_id, att["recipients"]))
+            if job.backend_id is not None:
+                sent_per_backend[job.backend_id] = sent_per_backend.get(job.backend_id, 0) + 1
+        else:
+            err = o.error
+            assert err is not None
+            reply = _reply_text(err)
+            att.update(
+                smtp_code=err.code, enhanced_code=err.enhanced_code, reply=reply[:5000],
+                error_reason=err.reason[:50],
+            )
+            if isinstance(err, BackendConfigurationError):
+                att["outcome"] = Attempt.Outcome.CONFIG
+                if err.reason in {"untested", "missing"}:
+                    text = str(err)
+                    reason = Reason.BACKEND_UNTESTED
+                    common.pop("attempt_count")
+                    common.pop("first_attempt_at")
+                else:
+                    reason = CONFIG_REASONS.get(err.reason, Reason.BACKEND_FAILING)
+                    text = (
+                        f"{_server(o)} failed at the {o.phase} step at {_fmt(o.finished_at)}: "
+                        f"{reply}. The backend settings must be fixed and tested."
+                    )
+                    failing.append((o, err))
+                changes.append(transitions.Change(
+                    message_id=job.message_id, to=Status.BACKEND_TEST_REQUIRED, reason=reason,
+                    text=text, expect=frozenset({Status.TO_SEND}), claim_token=job.claim_token,
+                    fields={**common, "next_attempt_at": None},
+                    data={"attempt": job.attempt_id},
+                ))
+            elif isinstance(err, PermanentTransportError):
+                att["outcome"] = Attempt.Outcome.PERMANENT
+                reason = {
+                    "sender_refused": Reason.SENDER_REFUSED,
+                    "recipients_refused": Reason.RECIPIENTS_REFUSED,
+                }.get(err.reason, Reason.REJECTED)
+                text = (
+                    f"{_server(o)} refused the message at the {o.phase} step at "
+                    f"{_fmt(o.finished_at)}: {reply}."
+                )
+                changes.append(transitions.Change(
+                    message_id=job.message_id, to=Status.NOT_SENT, reason=reason, text=text,
+                    expect=frozenset({Status.TO_SEND}), claim_token=job.claim_token,
+                    fields={**common, "next_attempt_at": None},
+                    data={"attempt": job.attempt_id},
+                ))
+            else:
+                att["outcome"] = Attempt.Outcome.TRANSIENT
+                count = _attempt_count(job.message_id) + 1
+                when = retry.next_attempt_at(
+                    now=now, attempt_count=count, first_attempt_at=first_attempt,
+                    min_backoff=settings.retry_min_backoff,
+                    max_backoff=settings.retry_max_backoff, lifetime=settings.retry_lifetime,
+                )
+                if when is None:
+                    text = (
+                        f"Gave up after {count} attempts over {_fmt(first_attempt)} to "
+                        f"{_fmt(now)} (retry lifetime {settings.retry_lifetime}). Last reply "
+                        f"from {_server(o)} at the {o.phase} step: {reply}."
+                    )
+                    changes.append(transitions.Change(
+                        message_id=job.message_id, to=Status.NOT_SENT,
+                        reason=Reason.RETRY_LIFETIME_OVER, text=text,
+                        expect=frozenset({Status.TO_SEND}), claim_token=job.claim_token,
+                        fields={**common, "next_attempt_at": None},
+                        data={"attempt": job.attempt_id},
+                    ))
+                else:
+                    text = (
+                        f"Temporary failure at the {o.phase} step with {_server(o)} at "
+                        f"{_fmt(o.finished_at)}: {reply}. Attempt {count}; next attempt at "
+                        f"{_fmt(when)}."
+                    )
+                    changes.append(transitions.Change(
+                        message_id=job.message_id, to=Status.TO_SEND,
+                        reason=Reason.RETRY_SCHEDULED, text=text,
+                        expect=frozenset({Status.TO_SEND}), claim_token=job.claim_token,
+                        fields={**common, "next_attempt_at": when},
+                        data={"attempt": job.attempt_id},
+                    ))
+        attempt_updates.append((job.attempt_id, att))
+
+    with transaction.atomic():
+        changed = set(transitions.apply_changes(changes))
+        for attempt_id, values in attempt_updates:
+            Attempt.objects.filter(pk=attempt_id).update(**values)
+        for message_id, rows in recipient_updates:
+            if message_id not in changed:
+                continue
+            for row in rows:
+                Recipient.objects.filter(
+                    message_id=message_id, address=row["address"]
+                ).update(
+                    outcome=Recipient.Outcome.ACCEPTED if row["accepted"]
+                    else Recipient.Outcome.REFUSED,
+                    code=row["code"], reply=row["reply"][:2000],
+                )
+        for backend_id, n in sent_per_backend.items():
+            Backend.objects.filter(pk=backend_id).update(sent_count=F("sent_count") + n)
+    lost = [o.job.message_id for o in outcomes if o.job.message_id not in changed]
+    if lost:
+        logger.warning("claim lost before recording messages %s; results dropped", lost)
+    for o, err in failing:
+        if o.job.backend_id is not None and o.job.settings_version is not None:
+            mark_backend_failing(
+                o.job.backend_id, settings_version=o.job.settings_version, reason=err.reason,
+                detail=f"{_server(o)} at the {o.phase} step: {_reply_text(err)}",
+            )
+
+
+def _attempt_count(message_id: int) -> int:
+    return Message.objects.filter(pk=message_id).values_list("attempt_count", flat=True).first() or 0
+
+
+# ---------------------------------------------------------------------- reap
+
+
+def reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Take back messages whose worker lost its lease."""
+    now = now or timezone.now()
+    expired = list(
+        Message.objects.filter(
+            status=Status.TO_SEND, claim_token__isnull=False, lease_until__lt=now
+        ).values_list("id", "claim_token", "claimed_by")[:limit]
+    )
+    if not expired:
+        return 0
+    changes = []
+    attempt_ids: list[int] = []
+    for mid, token, worker in expired:
+        attempts = list(
+            Attempt.objects.filter(message_id=mid, claim_token=token, outcome="pending")
+        )
+        attempt_ids += [a.pk for a in attempts]
+        reached_data = any(a.phase == "data" for a in attempts)
+        fields: dict[str, Any] = {
+            "claim_token": None, "claimed_by": "", "lease_until": None, "next_attempt_at": now,
+        }
+        if reached_data:
+            fields["possibly_delivered"] = True
+            fields["attempt_count"] = F("attempt_count") + 1
+            reason = Reason.INTERRUPTED
+            text = (
+                f"Worker {worker} stopped answering while the message was being transmitted "
+                f"(lease ended {_fmt(now)}). The server may have received it; it is sent again "
+                "with the same Message-ID, so a copy may arrive twice."
+            )
+        else:
+            reason = Reason.LEASE_EXPIRED
+            text = (
+                f"Worker {worker} stopped answering before the message was transmitted "
+                f"(lease ended {_fmt(now)}); it is tried again."
+            )
+        changes.append(transitions.Change(
+            message_id=mid, to=Status.TO_SEND, reason=reason, text=text,
+            expect=frozenset({Status.TO_SEND}), claim_token=token, fields=fields,
+        ))
+    with transaction.atomic():
+        changed = transitions.apply_changes(changes)
+        Attempt.objects.filter(pk__in=attempt_ids, message_id__in=changed).update(
+            outcome=Attempt.Outcome.INTERRUPTED, finished_at=now
+        )
+    if changed:
+        logger.warning("reaped %s messages from lost workers", len(changed))
+    return len(changed)
+

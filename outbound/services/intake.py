@@ -1,0 +1,374 @@
+"""Intake: every producer's way into the outbox.
+
+Contract: ``queue_email`` stores one message in Waiting, inside the caller's
+transaction, with its Message-ID made here once and for all, and writes the
+first history line. Input that cannot be stored safely (header injection, an
+unknown contact, an idempotency key reused for other content) raises an
+``IntakeError`` and writes nothing. An address that is merely wrong is not an
+intake error: the message is stored and validation makes it Not sent with the
+reason, so the operator can see it and fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from outbound import conf
+from outbound.errors import HeaderInjection, IdempotencyConflict, IntakeError, UnknownContact
+from outbound.models import Attachment, Backend, Contact, Event, Message
+from outbound.states import Channel, Reason, Source, Status
+
+# Headers Outbound writes itself; a caller may not override them.
+RESERVED_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "sender",
+        "return-path",
+    }
+)
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")
+# C0 controls (but tab), DEL and the Unicode line separators: any of them in a
+# header or an envelope address could start a new header or SMTP command.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\x85]")
+
+
+@dataclass(frozen=True)
+class AttachmentIn:
+    filename: str
+    content: bytes
+    content_type: str = "application/octet-stream"
+
+
+def check_header_value(name: str, value: str) -> str:
+    if _CONTROL.search(value):
+        raise HeaderInjection(
+            f"{name} contains a line break or control character; it was refused to prevent "
+            "header injection."
+        )
+    return value
+
+
+def _address_list(name: str, value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    items = [value] if isinstance(value, str) else list(value)
+    result = []
+    for item in items:
+        if not isinstance(item, str):
+            raise IntakeError(f"{name} must be a list of text addresses, got {type(item).__name__}")
+        check_header_value(name, item)
+        item = item.strip()
+        if item:
+            result.append(item)
+    return result
+
+
+def _headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for name, value in (headers or {}).items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise HeaderInjection(f"{name!r} is not a valid header name.")
+        if name.lower() in RESERVED_HEADERS:
+            raise IntakeError(f"The {name} header is set by Outbound and cannot be given.")
+        if not isinstance(value, str):
+            raise IntakeError(f"The value of header {name} must be text.")
+        result[name] = check_header_value(f"Header {name}", value)
+    return result
+
+
+def make_message_id(from_address: str = "") -> str:
+    domain = conf.message_id_domain()
+    if not domain and "@" in from_address:
+        domain = from_address.rsplit("@", 1)[1].strip(" >")
+    try:
+        domain.encode("ascii")
+    except UnicodeEncodeError:
+        domain = domain.encode("idna").decode("ascii")
+    if not domain or not re.fullmatch(r"[A-Za-z0-9.-]+", domain):
+        domain = "outbound.local"
+    return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+def _content_hash(fields: dict[str, Any], attachments: Sequence[AttachmentIn]) -> str:
+    payload = dict(fields)
+    payload["attachments"] = [
+        [a.filename, a.content_type, hashlib.sha256(a.content).hexdigest()] for a in attachments
+    ]
+    raw = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _resolve_contact(contact: Contact | int | None) -> Contact | None:
+    if contact is None or isinstance(contact, Contact):
+        return contact
+    try:
+        return Contact.objects.get(pk=contact)
+    except (Contact.DoesNotExist, ValueError, TypeError) as err:
+        raise UnknownContact(f"There is no contact with id {contact}.") from err
+
+
+def _resolve_backend(backend: Backend | str | None, channel: str) -> Backend | None:
+    if backend is None or isinstance(backend, Backend):
+        return backend
+    try:
+        return Backend.objects.get(name=backend, channel=channel)
+    except Backend.DoesNotExist as err:
+        raise IntakeError(f"There is no {channel} backend named {backend!r}.") from err
+
+
+def _build_email(
+    *,
+    to: str | Iterable[str] | None,
+    contact: Contact | int | None,
+    cc: str | Iterable[str] | None,
+    bcc: str | Iterable[str] | None,
+    reply_to: str | Iterable[str] | None,
+    subject: str,
+    text: str,
+    html: str,
+    attachments: Sequence[AttachmentIn],
+    headers: Mapping[str, str] | None,
+    from_address: str,
+    to_user: str,
+    send_at: datetime | None,
+    idempotency_key: str | None,
+    group_key: str,
+    source: str,
+    backend: Backend | str | None,
+    template: str,
+    context: dict[str, Any] | None,
+    now: datetime,
+) -> Message:
+    resolved_contact = _resolve_contact(contact)
+    to_list = _address_list("To", to)
+    cc_list = _address_list("Cc", cc)
+    bcc_list = _address_list("Bcc", bcc)
+    reply_list = _address_list("Reply-To", reply_to)
+    check_header_value("Subject", subject)
+    check_header_value("From", from_address)
+    check_header_value("To user", to_user)
+    extra_headers = _headers(headers)
+    if source not in Source.values:
+        raise IntakeError(f"Unknown source {source!r}; use one of {', '.join(Source.values)}.")
+    if send_at is not None and timezone.is_naive(send_at):
+        raise IntakeError("send_at must carry a time zone.")
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
+        raise IntakeError("The idempotency key must be 1 to 255 characters long.")
+    for a in attachments:
+        check_header_value("Attachment file name", a.filename)
+        check_header_value("Attachment content type", a.content_type)
+    resolved_backend = _resolve_backend(backend, Channel.EMAIL)
+    due = send_at or now
+    fields = {
+        "channel": Channel.EMAIL,
+        "contact": resolved_contact.pk if resolved_contact else None,
+        "to": to_list,
+        "cc": cc_list,
+        "bcc": bcc_list,
+        "reply_to": reply_list,
+        "from": from_address,
+        "to_user": to_user,
+        "subject": subject,
+        "text": text,
+        "html": html,
+        "headers": extra_headers,
+        "send_at": send_at.isoformat() if send_at else None,
+        "group_key": group_key,
+        "backend": resolved_backend.pk if resolved_backend else None,
+    }
+    message = Message(
+        channel=Channel.EMAIL,
+        contact=resolved_contact,
+        to=to_list,
+        cc=cc_list,
+        bcc=bcc_list,
+        reply_to=reply_list,
+        to_user=to_user or (resolved_contact.name if resolved_contact else ""),
+        message_to=", ".join(to_list),
+        from_address=from_address,
+        subject=subject,
+        text_body=text,
+        html_body=html,
+        headers=extra_headers,
+        source=source,
+        template=template,
+        context=context or {},
+        backend=resolved_backend,
+        status=Status.WAITING,
+        reason_code=Reason.SCHEDULED if send_at and send_at > now else Reason.QUEUED,
+        reason_text=_queued_text(source, send_at, now),
+        status_changed_at=now,
+        created_at=now,
+        send_at=due,
+        next_attempt_at=due,
+        message_id=make_message_id(from_address),
+        idempotency_key=idempotency_key,
+        content_hash=_content_hash(fields, attachments) if idempotency_key else "",
+        group_key=group_key,
+    )
+    return message
+
+
+def _queued_text(source: str, send_at: datetime | None, now: datetime) -> str:
+    label = Source(source).label if source in Source.values else source
+    if send_at and send_at > now:
+        return f"Queued by {label}; due at {send_at.isoformat(timespec='seconds')}."
+    return f"Queued by {label}; waiting for a worker to validate and send it."
+
+
+def _creation_event(message: Message, actor: str) -> Event:
+    return Event(
+        message_id=message.pk,
+        created_at=message.created_at,
+        kind=Event.Kind.TRANSITION,
+        from_status="",
+        to_status=Status.WAITING,
+        reason_code=message.reason_code,
+        text=message.reason_text,
+        actor=actor,
+    )
+
+
+def _replay(key: str, content_hash: str) -> Message:
+    existing = Message.objects.get(idempotency_key=key)
+    if existing.content_hash != content_hash:
+        raise IdempotencyConflict(
+            f"The idempotency key {key!r} was already used for a different message "
+            f"(id {existing.pk})."
+        )
+    return existing
+
+
+def queue_email(
+    *,
+    to: str | Iterable[str] | None = None,
+    contact: Contact | int | None = None,
+    cc: str | Iterable[str] | None = None,
+    bcc: str | Iterable[str] | None = None,
+    reply_to: str | Iterable[str] | None = None,
+    subject: str = "",
+    text: str = "",
+    html: str = "",
+    attachments: Sequence[AttachmentIn] = (),
+    headers: Mapping[str, str] | None = None,
+    from_address: str = "",
+    to_user: str = "",
+    send_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    group_key: str = "",
+    source: str = Source.API,
+    backend: Backend | str | None = None,
+    template: str = "",
+    context: dict[str, Any] | None = None,
+    actor: str = "system",
+) -> Message:
+    """Queue one email; return it (or, for a replayed idempotency key, the first one)."""
+    now = timezone.now()
+    message = _build_email(
+        to=to,
+        contact=contact,
+        cc=cc,
+        bcc=bcc,
+        reply_to=reply_to,
+        subject=subject,
+        text=text,
+        html=html,
+        attachments=attachments,
+        headers=headers,
+        from_address=from_address,
+        to_user=to_user,
+        send_at=send_at,
+        idempotency_key=idempotency_key,
+        group_key=group_key,
+        source=source,
+        backend=backend,
+        template=template,
+        context=context,
+        now=now,
+    )
+    if idempotency_key and Message.objects.filter(idempotency_key=idempotency_key).exists():
+        return _replay(idempotency_key, message.content_hash)
+    try:
+        with transaction.atomic():
+            message.save(force_insert=True)
+            Attachment.objects.bulk_create(
+                [
+                    Attachment(
+                        message=message,
+                        filename=a.filename,
+                        content_type=a.content_type,
+                        content=a.content,
+                    )
+                    for a in attachments
+                ]
+            )
+            _creation_event(message, actor).save(force_insert=True)
+    except IntegrityError:
+        # Two producers raced on the same key: the winner's message stands.
+        if idempotency_key:
+            return _replay(idempotency_key, message.content_hash)
+        raise
+    return message
+
+
+def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -> list[Message]:
+    """Queue many emails in one transaction (bulk intake).
+
+    Each item takes the keyword arguments of ``queue_email`` except
+    attachments and idempotency keys, which need the one-by-one path.
+    """
+    now = timezone.now()
+    messages = []
+    for item in items:
+        if item.get("idempotency_key") or item.get("attachments"):
+            raise IntakeError("Bulk intake takes no idempotency keys or attachments.")
+        kwargs: dict[str, Any] = {
+            "to": None,
+            "contact": None,
+            "cc": None,
+            "bcc": None,
+            "reply_to": None,
+            "subject": "",
+            "text": "",
+            "html": "",
+            "attachments": (),
+            "headers": None,
+            "from_address": "",
+            "to_user": "",
+            "send_at": None,
+            "idempotency_key": None,
+            "group_key": "",
+            "source": Source.API,
+            "backend": None,
+            "template": "",
+            "context": None,
+        }
+        unknown = set(item) - set(kwargs)
+        if unknown:
+            raise IntakeError(f"Unknown field(s): {', '.join(sorted(unknown))}.")
+        kwargs.update(item)
+        messages.append(_build_email(now=now, **kwargs))
+    with transaction.atomic():
+        Message.objects.bulk_create(messages, batch_size=500)
+        Event.objects.bulk_create([_creation_event(m, actor) for m in messages], batch_size=500)
+    return messages

@@ -1,0 +1,261 @@
+"""Validation: a due Waiting message becomes To send, Not sent, Backend test
+required, or stays Waiting (backend allowance used up).
+
+Contract: ``validate_due`` takes a batch of due Waiting messages (rows locked
+with SKIP LOCKED where the database has it), resolves "Message to" from the
+contact as it is now, checks every address, the blocklist, the contact's state
+and the backend, and applies one transition per message with a reason text
+that names the facts. Database work only; never network I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from outbound.models import Backend, GlobalSettings, Message, Recipient
+from outbound.services import transitions
+from outbound.services.addresses import CheckedAddress, check_email, find_blocks
+from outbound.states import Channel, Reason, Status
+
+logger = logging.getLogger(__name__)
+
+ALLOWANCE_RECHECK = timedelta(seconds=60)
+
+
+@dataclass
+class Decision:
+    to: Status
+    reason: str
+    text: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    recipients: list[Recipient] = field(default_factory=list)
+
+
+def _default_backends() -> dict[str, Backend]:
+    return {b.channel: b for b in Backend.objects.filter(is_default=True)}
+
+
+def backend_block(backend: Backend | None, channel: str) -> tuple[str, str] | None:
+    """Why ``backend`` cannot send now (reason, text), or None when it can."""
+    if backend is None:
+        return (
+            Reason.BACKEND_MISSING,
+            f"No default {Channel(channel).label.lower()} backend is configured. Set one in "
+            "the global settings and test it.",
+        )
+    if backend.health == "failing":
+        detail = f": {backend.health_detail}" if backend.health_detail else ""
+        return (
+            Reason.BACKEND_FAILING,
+            f"Backend {backend.name} is failing{detail}. Fix its settings and run the test; "
+            "held messages go out when the test succeeds.",
+        )
+    if not backend.is_usable:
+        return (
+            Reason.BACKEND_UNTESTED,
+            f"The settings of backend {backend.name} (version {backend.settings_version}) "
+            "have not been tested. Run the backend test; held messages go out when it "
+            "succeeds.",
+        )
+    return None
+
+
+def _decide_email(
+    message: Message,
+    *,
+    backend: Backend | None,
+    settings: GlobalSettings,
+    blocks: dict[str, Any],
+    checked: dict[str, CheckedAddress],
+) -> Decision:
+    contact = message.contact
+    fields: dict[str, Any] = {}
+    entries: list[tuple[str, str]] = []  # (kind, raw)
+    if contact is not None:
+        fields["to_user"] = contact.name or message.to_user
+        if not contact.active:
+            return Decision(
+                Status.NOT_SENT,
+                Reason.CONTACT_INACTIVE,
+                f"Contact {contact} is inactive; nothing is sent to inactive contacts.",
+                fields,
+            )
+        if not contact.notifications_enabled:
+            return Decision(
+                Status.NOT_SENT,
+                Reason.NOTIFICATIONS_OFF,
+                f"Notifications are turned off for contact {contact}.",
+                fields,
+            )
+        if not contact.email.strip():
+            fields["message_to"] = ""
+            return Decision(
+                Status.NOT_SENT,
+                Reason.RECIPIENT_MISSING,
+                f"Contact {contact} has no email address. Add one to the contact and re-send.",
+                fields,
+            )
+        entries.append((Recipient.Kind.TO, contact.email.strip()))
+    entries += [(Recipient.Kind.TO, a) for a in message.to]
+    entries += [(Recipient.Kind.CC, a) for a in message.cc]
+    entries += [(Recipient.Kind.BCC, a) for a in message.bcc]
+    if not entries:
+        return Decision(
+            Status.NOT_SENT,
+            Reason.RECIPIENT_MISSING,
+            "The message has no recipient: no contact and no address was given.",
+            fields,
+        )
+
+    recipients: list[Recipient] = []
+    problems: list[tuple[str, str]] = []  # (reason, text)
+    usable: list[str] = []
+    for kind, raw in entries:
+        c = checked[raw]
+        if c.error:
+            recipients.append(
+                Recipient(message=message, kind=kind, address=raw[:320], outcome="invalid",
+                          reply=c.error)
+            )
+            problems.append((Reason.RECIPIENT_INVALID, c.error))
+            continue
+        block = blocks.get(c.address.lower())
+        if block is not None:
+            why = f" ({block.reason})" if block.reason else ""
+            text = f"{c.address} is on the blocklist as {block}{why}."
+            recipients.append(
+                Recipient(message=message, kind=kind, address=c.address, name=c.name,
+                          outcome="blocked", reply=text)
+            )
+            problems.append((Reason.RECIPIENT_BLOCKED, text))
+            continue
+        recipients.append(Recipient(message=message, kind=kind, address=c.address, name=c.name))
+        usable.append(c.address)
+
+    to_addresses = [r.address for r in recipients if r.kind == Recipient.Kind.TO]
+    fields["message_to"] = ", ".join(to_addresses)[:1000]
+    if not usable:
+        reason = problems[0][0] if len({p[0] for p in problems}) == 1 else Reason.RECIPIENT_INVALID
+        text = " ".join(p[1] for p in problems)
+        return Decision(Status.NOT_SENT, reason, text, fields, recipients)
+
+    sender_raw = message.from_address or (backend.from_address if backend else "") or (
+        settings.default_from
+    )
+    if not sender_raw:
+        return Decision(
+            Status.NOT_SENT,
+            Reason.SENDER_INVALID,
+            "No from address: the message has none, and neither the backend nor the global "
+            "settings give a default.",
+            fields,
+            recipients,
+        )
+    sender = check_email(sender_raw)
+    if sender.error:
+        return Decision(
+            Status.NOT_SENT, Reason.SENDER_INVALID, f"From address: {sender.error}", fields,
+            recipients,
+        )
+    fields["from_address"] = sender_raw
+
+    block = backend_block(backend, message.channel)
+    if block is not None:
+        fields["backend"] = backend
+        return Decision(Status.BACKEND_TEST_REQUIRED, block[0], block[1], fields, recipients)
+    assert backend is not None
+    fields["backend"] = backend
+    if backend.left == 0:
+        return Decision(
+            Status.WAITING,
+            Reason.ALLOWANCE_EXHAUSTED,
+            f"Backend {backend.name} has used its allowance ({backend.limit} messages). "
+            "Raise the limit or reset the count to release the message.",
+            fields,
+            recipients,
+        )
+
+    skipped = [p[1] for p in problems]
+    text = f"Validated; will be sent to {', '.join(usable)} through {backend.name}."
+    if skipped:
+        text += " Left out: " + " ".join(skipped)
+    return Decision(Status.TO_SEND, Reason.VALIDATED, text, fields, recipients)
+
+
+def _lock_due(now: datetime, limit: int) -> list[Message]:
+    qs = Message.objects.filter(status=Status.WAITING, next_attempt_at__lte=now).order_by(
+        "next_attempt_at", "id"
+    )
+    if connection.features.has_select_for_update_skip_locked:
+        qs = qs.select_for_update(skip_locked=True, of=("self",))
+    ids = list(qs.values_list("id", flat=True)[:limit])
+    return list(Message.objects.filter(pk__in=ids).select_related("contact", "backend"))
+
+
+def validate_due(*, limit: int = 500, now: datetime | None = None) -> int:
+    """Validate up to ``limit`` due Waiting messages; return how many were handled."""
+    now = now or timezone.now()
+    settings = GlobalSettings.load()
+    defaults = _default_backends()
+    with transaction.atomic():
+        messages = _lock_due(now, limit)
+        if not messages:
+            return 0
+        raws = set()
+        for m in messages:
+            if m.contact is not None and m.contact.email.strip():
+                raws.add(m.contact.email.strip())
+            raws.update(m.to, m.cc, m.bcc)
+        checked = {raw: check_email(raw) for raw in raws}
+        blocks = find_blocks(c.address for c in checked.values() if c.address)
+
+        changes: list[transitions.Change] = []
+        recipients: list[Recipient] = []
+        for m in messages:
+            backend = m.backend or defaults.get(m.channel)
+            if m.channel != Channel.EMAIL:
+                decision = Decision(
+                    Status.NOT_SENT,
+                    Reason.CHANNEL_DISABLED,
+                    "SMS sending is not available in this installation yet.",
+                )
+            else:
+                decision = _decide_email(
+                    m, backend=backend, settings=settings, blocks=blocks, checked=checked
+                )
+            fields = dict(decision.fields)
+            if decision.to == Status.WAITING:
+                # Still held: check again later, without a new history line
+                # when nothing changed.
+                fields["next_attempt_at"] = now + ALLOWANCE_RECHECK
+                if m.reason_code == decision.reason:
+                    Message.objects.filter(pk=m.pk, status=Status.WAITING).update(**fields)
+                    continue
+            elif decision.to == Status.TO_SEND:
+                fields["next_attempt_at"] = now
+            else:
+                fields["next_attempt_at"] = None
+            changes.append(
+                transitions.Change(
+                    message_id=m.pk,
+                    to=decision.to,
+                    reason=decision.reason,
+                    text=decision.text,
+                    expect=frozenset({Status.WAITING}),
+                    fields=fields,
+                )
+            )
+            recipients += decision.recipients
+        changed = set(transitions.apply_changes(changes))
+        if changed:
+            Recipient.objects.filter(message_id__in=changed).delete()
+            Recipient.objects.bulk_create(
+                [r for r in recipients if r.message_id in changed], batch_size=500
+            )
+    return len(messages)

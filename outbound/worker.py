@@ -1,0 +1,266 @@
+"""The `outbound worker` process: validate, claim, deliver, record, reap.
+
+One main thread claims batches and keeps leases and the heartbeat fresh; N
+delivery threads each keep their own connections; one recorder thread writes
+results in batches so the delivery threads never wait for the database after
+the body has left. SIGTERM (or SIGINT) stops claiming, lets the messages being
+sent finish, and hands back the claimed messages that were not started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import close_old_connections, connections
+from django.utils import timezone
+
+from outbound import conf
+from outbound.models import GlobalSettings, Message, WorkerHeartbeat
+from outbound.services import dispatch, validation
+from outbound.states import Status
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    recorded: int = 0
+    validated: int = 0
+    reaped: int = 0
+
+
+class Worker:
+    def __init__(self, *, concurrency: int = 4, once: bool = False, name: str = "") -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self.once = once
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.tuning = conf.worker_tuning()
+        self.lease = timedelta(seconds=self.tuning.lease_seconds)
+        self.stopping = threading.Event()
+        self.jobs: queue.Queue[dispatch.Job | object] = queue.Queue()
+        self.results: queue.Queue[dispatch.Outcome | object] = queue.Queue()
+        self.in_flight: dict[uuid.UUID, int] = {}
+        self.in_flight_lock = threading.Lock()
+        self.failed_backends: dict[int, int] = {}
+        self.stats = WorkerStats()
+        self._threads: list[threading.Thread] = []
+        self._last_beat = 0.0
+
+    # ------------------------------------------------------------- lifecycle
+
+    def request_stop(self, *_: object) -> None:
+        if not self.stopping.is_set():
+            logger.info("worker %s stopping: finishing messages in flight", self.name)
+        self.stopping.set()
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        for s in old:
+            signal.signal(s, self.request_stop)
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+    def run(self) -> WorkerStats:
+        with self._signals():
+            self._beat(force=True)
+            self._start_threads()
+            try:
+                self._loop()
+            finally:
+                self._shutdown()
+        return self.stats
+
+    def _start_threads(self) -> None:
+        for i in range(self.concurrency):
+            t = threading.Thread(target=self._deliver_loop, name=f"deliver-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        recorder = threading.Thread(target=self._record_loop, name="recorder", daemon=True)
+        recorder.start()
+        self._recorder = recorder
+
+    def _loop(self) -> None:
+        low_water = max(self.concurrency * 2, self.tuning.batch_size // 2)
+        while not self.stopping.is_set():
+            close_old_connections()
+            self.stats.reaped += dispatch.reap_expired()
+            self.stats.validated += validation.validate_due(limit=self.tuning.batch_size * 5)
+            claimed = 0
+            if self.jobs.qsize() < low_water:
+                batch = dispatch.claim_batch(
+                    worker=self.name, limit=self.tuning.batch_size, lease=self.lease
+                )
+                claimed = len(batch)
+                if batch:
+                    with self.in_flight_lock:
+                        self.in_flight[batch[0].claim_token] = len(batch)
+                    for job in batch:
+                        self.jobs.put(job)
+                    self.stats.claimed += claimed
+            self._beat()
+            if claimed:
+                continue
+            if self.once and self._idle() and not self._due_exists():
+                break
+            self.stopping.wait(self.tuning.poll_interval if not self.once else 0.05)
+
+    def _idle(self) -> bool:
+        with self.in_flight_lock:
+            return not self.in_flight
+
+    def _due_exists(self) -> bool:
+        now = timezone.now()
+        return Message.objects.filter(
+            status__in=[Status.WAITING, Status.TO_SEND],
+            next_attempt_at__lte=now,
+            claim_token__isnull=True,
+        ).exists()
+
+    def _shutdown(self) -> None:
+        self.stopping.set()
+        # Jobs not yet started go back to the queue for another worker.
+        unstarted: list[dispatch.Job] = []
+        while True:
+            try:
+                item = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, dispatch.Job):
+                unstarted.append(item)
+        if unstarted:
+            released = dispatch.release_jobs(unstarted)
+            self._done([j.claim_token for j in unstarted])
+            logger.info("worker %s released %s unstarted messages", self.name, released)
+        for _ in self._threads:
+            self.jobs.put(_STOP)
+        deadline = time.monotonic() + self.tuning.lease_seconds
+        for t in self._threads:
+            t.join(timeout=max(deadline - time.monotonic(), 0.1))
+        self.results.put(_STOP)
+        self._recorder.join(timeout=max(deadline - time.monotonic(), 1))
+        WorkerHeartbeat.objects.filter(name=self.name).update(
+            stopped_at=timezone.now(), last_seen=timezone.now(), processed=self.stats.recorded
+        )
+
+    # --------------------------------------------------------------- threads
+
+    def _deliver_loop(self) -> None:
+        deliverer = dispatch.Deliverer()
+        try:
+            while True:
+                try:
+                    item = self.jobs.get(timeout=30)
+                except queue.Empty:
+                    # Idle: do not hold connections (and their server slots) open.
+                    deliverer.close()
+                    continue
+                if item is _STOP:
+                    break
+                assert isinstance(item, dispatch.Job)
+                if self.stopping.is_set():
+                    dispatch.release_jobs([item])
+                    self._done([item.claim_token])
+                    continue
+                try:
+                    outcome = deliverer.deliver(item, failed_backends=self.failed_backends)
+                except Exception:  # the worker goes on whatever one message does
+                    logger.exception("unexpected error delivering message %s", item.message_id)
+                    continue
+                self.results.put(outcome)
+        finally:
+            deliverer.close()
+            connections.close_all()
+
+    def _record_loop(self) -> None:
+        settings = GlobalSettings.load()
+        stop = False
+        try:
+            while not stop:
+                batch: list[dispatch.Outcome] = []
+                item = self.results.get()
+                while True:
+                    if item is _STOP:
+                        stop = True
+                        break
+                    assert isinstance(item, dispatch.Outcome)
+                    batch.append(item)
+                    if len(batch) >= 200:
+                        break
+                    try:
+                        item = self.results.get_nowait()
+                    except queue.Empty:
+                        break
+                if not batch:
+                    continue
+                try:
+                    dispatch.record_outcomes(batch, settings=settings)
+                except Exception:
+                    # Unrecorded results are reaped after the lease: an attempt
+                    # that reached data is then marked possibly delivered.
+                    logger.exception("could not record %s outcomes", len(batch))
+                self.stats.recorded += len(batch)
+                self._done([o.job.claim_token for o in batch])
+        finally:
+            connections.close_all()
+
+    def _done(self, tokens: list[uuid.UUID]) -> None:
+        with self.in_flight_lock:
+            for token in tokens:
+                left = self.in_flight.get(token, 0) - 1
+                if left <= 0:
+                    self.in_flight.pop(token, None)
+                else:
+                    self.in_flight[token] = left
+
+    # ------------------------------------------------------------- heartbeat
+
+    def _beat(self, *, force: bool = False) -> None:
+        now_mono = time.monotonic()
+        if not force and now_mono - self._last_beat < self.tuning.heartbeat_interval:
+            return
+        self._last_beat = now_mono
+        now = timezone.now()
+        with self.in_flight_lock:
+            tokens = list(self.in_flight)
+        dispatch.extend_leases(tokens, lease=self.lease)
+        WorkerHeartbeat.objects.update_or_create(
+            name=self.name,
+            defaults={
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "concurrency": self.concurrency,
+                "last_seen": now,
+                "processed": self.stats.recorded,
+                "stopped_at": None,
+            },
+            create_defaults={
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "concurrency": self.concurrency,
+                "started_at": now,
+                "last_seen": now,
+            },
+        )

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make run`: migrate, create the administrator and the development backend,
+# start the mail catcher and a worker, and serve the app at 127.0.0.1:8000.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+export OUTBOUND_DEBUG=${OUTBOUND_DEBUG:-1}
+mkdir -p var
+$BIN/outbound migrate --noinput
+$BIN/outbound setup-dev
+pids=()
+cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+$BIN/outbound mailsink --host 127.0.0.1 --port 1025 &
+pids+=($!)
+sleep 1
+$BIN/outbound test-backend "Development mail catcher" || true
+$BIN/outbound worker --concurrency 2 &
+pids+=($!)
+echo
+echo "Outbound is at http://127.0.0.1:8000  (mail catcher: .venv/bin/outbound mailsink --list)"
+$BIN/outbound runserver 127.0.0.1:8000 --noreload
