@@ -1,0 +1,146 @@
+"""Intake: what producers can queue, and what is refused with nothing written."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.core.mail import EmailMultiAlternatives
+from django.utils import timezone
+
+from outbound.errors import HeaderInjection, IdempotencyConflict, IntakeError, UnknownContact
+from outbound.models import Attachment, Contact, Event, Message
+from outbound.services.intake import AttachmentIn, queue_email, queue_emails
+from outbound.states import Reason, Source, Status
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_queued_email_is_waiting_with_a_message_id_and_a_first_history_line() -> None:
+    message = queue_email(
+        to=["ann@example.com"],
+        cc="cc@example.com",
+        bcc=["bcc@example.com"],
+        reply_to=["desk@example.com"],
+        subject="Your task",
+        text="Hello",
+        html="<p>Hello</p>",
+        from_address="Platform <noreply@platform.example>",
+        headers={"X-Workflow": "42"},
+        attachments=[AttachmentIn("a.txt", b"data", "text/plain")],
+        group_key="reminders-42",
+        source=Source.WORKFLOW,
+    )
+    stored = Message.objects.get(pk=message.pk)
+    assert stored.status == Status.WAITING
+    assert stored.message_id.startswith("<") and stored.message_id.endswith("@platform.example>")
+    assert stored.cc == ["cc@example.com"] and stored.bcc == ["bcc@example.com"]
+    assert stored.headers == {"X-Workflow": "42"}
+    assert Attachment.objects.get(message=stored).content == b"data"
+    event = Event.objects.get(message=stored)
+    assert event.to_status == Status.WAITING and "Workflow" in event.text
+
+
+def test_send_at_in_the_future_is_scheduled() -> None:
+    later = timezone.now() + timedelta(hours=2)
+    message = queue_email(to="a@example.com", send_at=later)
+    assert message.reason_code == Reason.SCHEDULED
+    assert message.next_attempt_at == later
+
+
+def test_same_idempotency_key_returns_the_first_message() -> None:
+    first = queue_email(to="a@example.com", subject="s", idempotency_key="k-1")
+    again = queue_email(to="a@example.com", subject="s", idempotency_key="k-1")
+    assert again.pk == first.pk
+    assert again.message_id == first.message_id
+    assert Message.objects.count() == 1
+
+
+def test_reusing_an_idempotency_key_for_other_content_is_refused() -> None:
+    queue_email(to="a@example.com", subject="s", idempotency_key="k-2")
+    with pytest.raises(IdempotencyConflict):
+        queue_email(to="a@example.com", subject="different", idempotency_key="k-2")
+    assert Message.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"subject": "Hi\r\nBcc: victim@example.com"},
+        {"to": ["a@example.com\r\nRCPT TO:<x@example.com>"]},
+        {"from_address": "x@example.com\nBcc: y@example.com"},
+        {"headers": {"X-Test": "a\r\nBcc: z@example.com"}},
+        {"headers": {"Bad Name": "v"}},
+        {"to_user": "Ann\u2028Bcc: z@example.com"},
+    ],
+)
+def test_header_injection_is_refused_and_nothing_is_written(kwargs: dict) -> None:
+    kwargs.setdefault("to", "a@example.com")
+    with pytest.raises(HeaderInjection):
+        queue_email(**kwargs)
+    assert Message.objects.count() == 0
+    assert Event.objects.count() == 0
+
+
+def test_reserved_headers_cannot_be_overridden() -> None:
+    with pytest.raises(IntakeError, match="Message-ID"):
+        queue_email(to="a@example.com", headers={"Message-ID": "<x@y>"})
+
+
+def test_unknown_contact_is_refused() -> None:
+    with pytest.raises(UnknownContact, match="999"):
+        queue_email(contact=999)
+    assert Message.objects.count() == 0
+
+
+def test_an_invalid_address_is_stored_not_raised() -> None:
+    message = queue_email(to="not an address")
+    assert Message.objects.filter(pk=message.pk, status=Status.WAITING).exists()
+
+
+def test_contact_message_takes_the_contacts_name() -> None:
+    contact = Contact.objects.create(name="Ann Lee", email="ann@example.com")
+    message = queue_email(contact=contact, subject="x")
+    assert message.to_user == "Ann Lee"
+
+
+def test_bulk_intake_writes_messages_and_events() -> None:
+    messages = queue_emails([{"to": f"u{i}@example.com", "subject": str(i)} for i in range(50)])
+    assert len(messages) == 50
+    assert Message.objects.count() == 50
+    assert Event.objects.count() == 50
+    assert len({m.message_id for m in messages}) == 50
+
+
+@pytest.fixture
+def outbox_backend(settings) -> None:  # type: ignore[no-untyped-def]
+    # Django's test set-up swaps in its in-memory backend; put ours back.
+    settings.EMAIL_BACKEND = "outbound.mail.EmailBackend"
+
+
+@pytest.mark.usefixtures("outbox_backend")
+def test_djangos_send_mail_lands_in_the_outbox() -> None:
+    sent = mail.send_mail("Subject", "Body", "from@example.com", ["to@example.com"])
+    assert sent == 1
+    message = Message.objects.get()
+    assert message.source == Source.DJANGO
+    assert (message.subject, message.text_body, message.to) == (
+        "Subject",
+        "Body",
+        ["to@example.com"],
+    )
+
+
+@pytest.mark.usefixtures("outbox_backend")
+def test_django_email_message_with_html_and_attachment_lands_in_the_outbox() -> None:
+    email = EmailMultiAlternatives(
+        "S", "text", "from@example.com", ["to@example.com"], cc=["c@example.com"]
+    )
+    email.attach_alternative("<b>html</b>", "text/html")
+    email.attach("r.csv", "a,b\n", "text/csv")
+    assert email.send() == 1
+    message = Message.objects.get()
+    assert message.html_body == "<b>html</b>"
+    assert message.cc == ["c@example.com"]
+    assert Attachment.objects.get(message=message).filename == "r.csv"
