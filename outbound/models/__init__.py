@@ -1,3 +1,4 @@
+from outbound.models.audit import AuditEntry
 from outbound.models.backend import Backend, BackendKind, Health, Security
 from outbound.models.contact import Contact
 from outbound.models.message import Attachment, Attempt, Event, Message, Recipient
@@ -6,6 +7,7 @@ from outbound.models.suppression import Suppression
 from outbound.models.worker import WorkerHeartbeat
 
 __all__ = [
+    "AuditEntry",
     "Attachment",
     "Attempt",
     "Backend",

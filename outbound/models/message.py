@@ -60,6 +60,7 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        permissions = [("operate_messages", "Can re-send, cancel and send outgoing messages")]
         indexes = [
             # The worker's claim query and the stuck count.
             models.Index(fields=["status", "next_attempt_at"], name="msg_status_due"),
