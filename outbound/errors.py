@@ -89,3 +89,16 @@ class InvalidTransition(OutboundError):
 
 class SecretError(OutboundError):
     """A stored secret cannot be decrypted (tampered, or its key is gone)."""
+
+
+class InvalidInput(OutboundError):
+    """Input refused with an error per field; nothing was written."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        summary = "; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items())
+        super().__init__(summary or "Invalid input.")
+
+
+class NotFound(OutboundError):
+    """The object named does not exist."""

@@ -1,0 +1,136 @@
+"""Contacts: create, edit, upsert by external id, delete.
+
+Contract: every write validates the whole input first and raises
+``InvalidInput`` with one message per field before anything is written. An
+email address is checked with email-validator; a mobile number is parsed with
+phonenumbers against the default region and stored in E.164.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import phonenumbers
+from django.db import transaction
+
+from outbound.errors import InvalidInput
+from outbound.models import Contact, GlobalSettings
+from outbound.services.addresses import check_email
+from outbound.services.audit import record_audit
+from outbound.states import Channel
+
+FIELDS = ("name", "email", "mobile", "preferred_channel", "notifications_enabled", "active",
+          "external_id")
+
+
+def normalise_mobile(raw: str, *, region: str | None = None) -> tuple[str, str]:
+    """(E.164 number, "") or ("", why it is not usable)."""
+    raw = raw.strip()
+    if not raw:
+        return "", ""
+    region = region or GlobalSettings.load().default_region
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as err:
+        return "", f"“{raw}” cannot be read as a phone number ({err})."
+    if not phonenumbers.is_possible_number(number):
+        return "", f"“{raw}” is not a possible phone number (wrong length)."
+    if not phonenumbers.is_valid_number(number):
+        return "", f"“{raw}” is not a valid phone number for its country."
+    kind = phonenumbers.number_type(number)
+    if kind not in (phonenumbers.PhoneNumberType.MOBILE,
+                    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
+        return "", f"“{raw}” is not a mobile number."
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
+
+
+def clean_contact_data(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """Validate contact fields; return the cleaned values or raise InvalidInput."""
+    errors: dict[str, list[str]] = {}
+    unknown = set(data) - set(FIELDS)
+    if unknown:
+        errors["__all__"] = [f"Unknown field(s): {', '.join(sorted(unknown))}."]
+    cleaned: dict[str, Any] = {}
+    for key in ("name", "email", "mobile", "external_id"):
+        if key in data:
+            value = data[key]
+            if value is None:
+                value = ""
+            if not isinstance(value, str):
+                errors[key] = ["Must be text."]
+                continue
+            cleaned[key] = value.strip()
+    if len(cleaned.get("name", "")) > 200:
+        errors["name"] = ["At most 200 characters."]
+    if cleaned.get("email"):
+        checked = check_email(cleaned["email"])
+        if checked.error:
+            errors["email"] = [checked.error]
+        else:
+            cleaned["email"] = checked.address
+    if cleaned.get("mobile"):
+        number, why = normalise_mobile(cleaned["mobile"])
+        if why:
+            errors["mobile"] = [why]
+        else:
+            cleaned["mobile"] = number
+    if "external_id" in cleaned:
+        if len(cleaned["external_id"]) > 200:
+            errors["external_id"] = ["At most 200 characters."]
+        cleaned["external_id"] = cleaned["external_id"] or None
+    if "preferred_channel" in data:
+        if data["preferred_channel"] not in Channel.values:
+            errors["preferred_channel"] = [f"Use one of {', '.join(Channel.values)}."]
+        else:
+            cleaned["preferred_channel"] = data["preferred_channel"]
+    for key in ("notifications_enabled", "active"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                errors[key] = ["Must be true or false."]
+            else:
+                cleaned[key] = data[key]
+    if errors:
+        raise InvalidInput(errors)
+    return cleaned
+
+
+def save_contact(
+    *, contact: Contact | None = None, data: dict[str, Any], actor: str
+) -> Contact:
+    """Create (contact=None) or update a contact from ``data``."""
+    cleaned = clean_contact_data(data, partial=contact is not None)
+    ext = cleaned.get("external_id")
+    if ext:
+        clash = Contact.objects.filter(external_id=ext)
+        if contact is not None:
+            clash = clash.exclude(pk=contact.pk)
+        if clash.exists():
+            raise InvalidInput({"external_id": [f"Another contact has external id {ext}."]})
+    with transaction.atomic():
+        created = contact is None
+        target = contact or Contact()
+        for key, value in cleaned.items():
+            setattr(target, key, value)
+        target.save()
+        record_audit(
+            actor=actor, action="create_contact" if created else "update_contact",
+            object_type="contact", object_ids=[target.pk],
+            result=", ".join(sorted(cleaned)), data={"fields": sorted(cleaned)},
+        )
+    return target
+
+
+def upsert_contact(*, external_id: str, data: dict[str, Any], actor: str) -> tuple[Contact, bool]:
+    """Create or update the contact with ``external_id``; (contact, created)."""
+    if not external_id or not external_id.strip():
+        raise InvalidInput({"external_id": ["An external id is required."]})
+    data = {**data, "external_id": external_id.strip()}
+    existing = Contact.objects.filter(external_id=external_id.strip()).first()
+    return save_contact(contact=existing, data=data, actor=actor), existing is None
+
+
+def delete_contact(contact: Contact, *, actor: str) -> None:
+    pk = contact.pk
+    with transaction.atomic():
+        contact.delete()
+        record_audit(actor=actor, action="delete_contact", object_type="contact", object_ids=[pk])
