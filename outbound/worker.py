@@ -26,6 +26,7 @@ from django.db import close_old_connections, connections
 from django.utils import timezone
 
 from outbound import conf
+from outbound.errors import BackendConfigurationError
 from outbound.models import GlobalSettings, Message, WorkerHeartbeat
 from outbound.services import dispatch, validation
 from outbound.states import Status
@@ -57,7 +58,7 @@ class Worker:
         self.results: queue.Queue[dispatch.Outcome | object] = queue.Queue()
         self.in_flight: dict[uuid.UUID, int] = {}
         self.in_flight_lock = threading.Lock()
-        self.failed_backends: dict[int, int] = {}
+        self.failed_backends: dict[int, tuple[int, BackendConfigurationError]] = {}
         self.stats = WorkerStats()
         self._threads: list[threading.Thread] = []
         self._last_beat = 0.0

@@ -68,6 +68,9 @@ class Outcome:
     phase: str = "connect"
     backend_name: str = ""
     host: str = ""
+    # The backend already failed on configuration in this worker: this job was
+    # held without connecting, and the failure is recorded once, not per job.
+    held_only: bool = False
     finished_at: datetime = field(default_factory=timezone.now)
 
 
@@ -159,7 +162,12 @@ class Deliverer:
             transport.close()
         self._connections.clear()
 
-    def deliver(self, job: Job, *, failed_backends: dict[int, int] | None = None) -> Outcome:
+    def deliver(
+        self,
+        job: Job,
+        *,
+        failed_backends: dict[int, tuple[int, BackendConfigurationError]] | None = None,
+    ) -> Outcome:
         """Send one job; never raises for a delivery problem."""
         outcome = Outcome(job=job)
         try:
@@ -176,12 +184,13 @@ class Deliverer:
                     block[1] if block else f"The settings of backend {backend.name} changed.",
                     reason="untested",
                 )
-            if failed_backends is not None and failed_backends.get(backend.pk) == (
-                backend.settings_version
-            ):
+            failed = (failed_backends or {}).get(backend.pk)
+            if failed is not None and failed[0] == backend.settings_version:
+                outcome.held_only = True
+                first = failed[1]
                 raise BackendConfigurationError(
-                    f"Backend {backend.name} failed on configuration in this batch.",
-                    reason="failing",
+                    first.message, phase=first.phase, code=first.code,
+                    enhanced_code=first.enhanced_code, reply=first.reply, reason=first.reason,
                 )
             skipped = {Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED}
             recipients = [r for r in message.recipients.all() if r.outcome not in skipped]
@@ -201,9 +210,13 @@ class Deliverer:
         except TransportError as err:
             outcome.error = err
             outcome.phase = err.phase if err.phase else outcome.phase
-            if isinstance(err, BackendConfigurationError) and failed_backends is not None:
-                if job.backend_id is not None and err.reason not in {"untested", "missing"}:
-                    failed_backends[job.backend_id] = job.settings_version or 0
+            if (
+                isinstance(err, BackendConfigurationError)
+                and failed_backends is not None
+                and job.backend_id is not None
+                and err.reason not in {"untested", "missing"}
+            ):
+                failed_backends.setdefault(job.backend_id, (job.settings_version or 0, err))
             self._drop_broken(job)
         except SecretError as err:
             outcome.error = BackendConfigurationError(str(err), reason="secret_unreadable")
@@ -322,6 +335,15 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 if err.reason in {"untested", "missing"}:
                     text = str(err)
                     reason = Reason.BACKEND_UNTESTED
+                    common.pop("attempt_count")
+                    common.pop("first_attempt_at")
+                elif o.held_only:
+                    reason = CONFIG_REASONS.get(err.reason, Reason.BACKEND_FAILING)
+                    text = (
+                        f"Not tried: backend {o.backend_name} had just failed at the "
+                        f"{err.phase} step: {reply}. The backend settings must be fixed and "
+                        "tested."
+                    )
                     common.pop("attempt_count")
                     common.pop("first_attempt_at")
                 else:
@@ -443,7 +465,8 @@ def reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
         attempt_ids += [a.pk for a in attempts]
         reached_data = any(a.phase == "data" for a in attempts)
         fields: dict[str, Any] = {
-            "claim_token": None, "claimed_by": "", "lease_until": None, "next_attempt_at": now,
+            "claim_token": None, "claimed_by": "", "lease_until": None,
+            "next_attempt_at": timezone.now(),
         }
         if reached_data:
             fields["possibly_delivered"] = True

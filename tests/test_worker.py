@@ -1,0 +1,323 @@
+"""The worker against a real SMTP server: every reply class, reuse, fencing,
+reaping and the history it writes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from outbound.models import Attempt, Backend, Event, GlobalSettings, Message, Recipient
+from outbound.services import dispatch
+from outbound.services.intake import queue_email
+from outbound.states import Reason, Status
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _m(message: Message) -> Message:
+    message.refresh_from_db()
+    return message
+
+
+def test_a_message_is_sent_with_reply_and_queue_id_stored(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    make_backend(smtp_server)
+    smtp_server.configure(data_reply="250 2.0.0 Ok: queued as 9EA7B1E0AE5")
+    message = queue_email(to="Ann <ann@example.com>", subject="Your task", text="Hello")
+    run_worker()
+    m = _m(message)
+    assert m.status == Status.SENT, m.reason_text
+    assert m.sent_at is not None and m.attempt_count == 1
+    assert "9EA7B1E0AE5" in m.reason_text
+    attempt = Attempt.objects.get(message=m)
+    assert (attempt.outcome, attempt.phase, attempt.smtp_code) == ("sent", "done", 250)
+    assert attempt.provider_id == "9EA7B1E0AE5"
+    received = smtp_server.messages
+    assert len(received) == 1
+    assert received[0].message_id == m.message_id
+    assert received[0].rcpt_tos == ["ann@example.com"]
+    assert b"Subject: Your task" in received[0].raw
+    history = list(Event.objects.filter(message=m).values_list("to_status", flat=True))
+    assert history == [Status.WAITING, Status.TO_SEND, Status.SENT]
+    assert Backend.objects.get().sent_count == 1
+
+
+def test_messages_share_one_connection(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    make_backend(smtp_server)
+    before = smtp_server.connections
+    for i in range(5):
+        queue_email(to=f"u{i}@example.com", subject=str(i))
+    run_worker(concurrency=1)
+    assert Message.objects.filter(status=Status.SENT).count() == 5
+    assert smtp_server.connections - before == 1
+
+
+def test_partially_refused_recipients_are_recorded_each(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    make_backend(smtp_server)
+    smtp_server.configure(rcpt_replies={"gone@example.com": "550 5.1.1 No such user"})
+    message = queue_email(to="ann@example.com", cc="gone@example.com")
+    run_worker()
+    m = _m(message)
+    assert m.status == Status.SENT
+    assert m.reason_code == Reason.PARTIALLY_ACCEPTED
+    assert "gone@example.com" in m.reason_text and "550" in m.reason_text
+    outcomes = dict(m.recipients.values_list("address", "outcome"))
+    assert outcomes == {"ann@example.com": "accepted", "gone@example.com": "refused"}
+    assert smtp_server.messages[0].rcpt_tos == ["ann@example.com"]
+
+
+def test_a_temporary_failure_schedules_a_retry_then_gives_up_after_the_lifetime(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    make_backend(smtp_server)
+    smtp_server.configure(data_reply="451 4.3.0 Try again later")
+    message = queue_email(to="ann@example.com")
+    run_worker()
+    m = _m(message)
+    assert (m.status, m.reason_code) == (Status.TO_SEND, Reason.RETRY_SCHEDULED)
+    assert m.next_attempt_at is not None and m.next_attempt_at > timezone.now()
+    assert "451" in m.reason_text
+    # The lifetime runs out: the next failure is final, with the last reply kept.
+    settings = GlobalSettings.load()
+    settings.retry_lifetime = timedelta(seconds=0)
+    settings.save()
+    Message.objects.filter(pk=m.pk).update(next_attempt_at=timezone.now())
+    run_worker()
+    m = _m(message)
+    assert (m.status, m.reason_code) == (Status.NOT_SENT, Reason.RETRY_LIFETIME_OVER)
+    assert "451 4.3.0 Try again later" in m.reason_text
+    assert m.attempt_count == 2
+
+
+@pytest.mark.parametrize(
+    ("option", "reason"),
+    [
+        ({"data_reply": "554 5.7.1 Message rejected as spam"}, Reason.REJECTED),
+        ({"mail_reply": "553 5.7.1 Sender not allowed"}, Reason.SENDER_REFUSED),
+        ({"rcpt_reply": "550 5.1.1 No such user"}, Reason.RECIPIENTS_REFUSED),
+    ],
+)
+def test_permanent_refusals_are_not_sent_with_the_reply(
+    smtp_server: Any, make_backend: Any, run_worker: Any, option: dict, reason: str
+) -> None:
+    make_backend(smtp_server)
+    smtp_server.configure(**option)
+    message = queue_email(to="ann@example.com")
+    run_worker()
+    m = _m(message)
+    assert (m.status, m.reason_code) == (Status.NOT_SENT, reason)
+    assert next(iter(option.values())).split(" ", 1)[1] in m.reason_text
+
+
+def test_552_to_rcpt_is_retried(smtp_server: Any, make_backend: Any, run_worker: Any) -> None:
+    make_backend(smtp_server)
+    smtp_server.configure(rcpt_reply="552 5.2.2 Mailbox full")
+    message = queue_email(to="ann@example.com")
+    run_worker()
+    assert _m(message).status == Status.TO_SEND
+
+
+def test_refused_connection_is_retried(make_smtp_server: Any, make_backend: Any,
+                                       run_worker: Any) -> None:
+    server = make_smtp_server()
+    backend = make_backend(server)
+    server.stop()
+    message = queue_email(to="ann@example.com")
+    run_worker()
+    m = _m(message)
+    assert (m.status, m.reason_code) == (Status.TO_SEND, Reason.RETRY_SCHEDULED)
+    assert Attempt.objects.get(message=m).error_reason == "connection_refused"
+    assert Backend.objects.get(pk=backend.pk).health == "ok"
+
+
+def test_authentication_failure_holds_the_backends_messages(
+    make_smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    server = make_smtp_server(auth={"mailer": "right"})
+    backend = make_backend(server, username="mailer", password="right")
+    # The relay's password changes after the successful test.
+    server.configure(auth={"mailer": "changed"})
+    first = queue_email(to="a@example.com")
+    second = queue_email(to="b@example.com")
+    run_worker()
+    for message in (first, second):
+        m = _m(message)
+        assert m.status == Status.BACKEND_TEST_REQUIRED
+        assert m.reason_code == Reason.BACKEND_AUTH_FAILED, m.reason_text
+    b = Backend.objects.get(pk=backend.pk)
+    assert b.health == "failing" and b.health_reason == "auth_failed"
+    assert server.messages == []
+    # A message queued now is held at validation, without a connection.
+    connections = server.connections
+    third = queue_email(to="c@example.com")
+    run_worker()
+    assert _m(third).status == Status.BACKEND_TEST_REQUIRED
+    assert server.connections == connections
+
+
+def test_a_successful_test_releases_held_messages_and_they_go_out(
+    make_smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    from outbound import secrets
+    from outbound.services.backends import test_backend
+
+    server = make_smtp_server(auth={"mailer": "new"})
+    backend = make_backend(server, username="mailer", password="old", test=False)
+    message = queue_email(to="a@example.com")
+    run_worker()
+    assert _m(message).status == Status.BACKEND_TEST_REQUIRED
+    assert server.messages == []
+    failed = test_backend(backend)
+    assert not failed.ok and failed.reason == "auth_failed"
+    Backend.objects.filter(pk=backend.pk).update(secret=secrets.encrypt("new"))
+    backend.refresh_from_db()
+    assert test_backend(backend).ok
+    m = _m(message)
+    assert (m.status, m.reason_code) == (Status.WAITING, Reason.RELEASED)
+    run_worker()
+    assert _m(message).status == Status.SENT
+    assert len(server.messages) == 1
+
+
+def test_drop_after_the_dot_is_retried_with_the_same_message_id(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    make_backend(smtp_server)
+    smtp_server.configure(drop_after_data=True)
+    message = queue_email(to="a@example.com")
+    run_worker()
+    m = _m(message)
+    assert m.status == Status.TO_SEND
+    attempt = Attempt.objects.get(message=m)
+    assert (attempt.outcome, attempt.phase) == ("transient", "data")
+    smtp_server.configure(drop_after_data=False)
+    Message.objects.filter(pk=m.pk).update(next_attempt_at=timezone.now())
+    run_worker()
+    assert _m(message).status == Status.SENT
+    ids = [r.message_id for r in smtp_server.messages]
+    assert ids == [m.message_id, m.message_id]
+
+
+def _claimed(worker: str = "w1") -> list[dispatch.Job]:
+    return dispatch.claim_batch(worker=worker, limit=10, lease=timedelta(seconds=30))
+
+
+def test_an_expired_lease_after_data_is_retried_as_possibly_delivered(
+    smtp_server: Any, make_backend: Any
+) -> None:
+    from outbound.services.validation import validate_due
+
+    make_backend(smtp_server)
+    message = queue_email(to="a@example.com")
+    validate_due()
+    [job] = _claimed()
+    dispatch.journal_phase(job.attempt_id, "data")
+    # The worker dies here; time passes beyond its lease.
+    later = timezone.now() + timedelta(seconds=31)
+    assert dispatch.reap_expired(now=later) == 1
+    m = _m(message)
+    assert (m.status, m.reason_code) == (Status.TO_SEND, Reason.INTERRUPTED)
+    assert m.possibly_delivered and m.claim_token is None
+    assert Attempt.objects.get(pk=job.attempt_id).outcome == "interrupted"
+    assert "may have received it" in m.reason_text
+
+
+def test_an_expired_lease_before_data_is_retried_freely(
+    smtp_server: Any, make_backend: Any
+) -> None:
+    from outbound.services.validation import validate_due
+
+    make_backend(smtp_server)
+    message = queue_email(to="a@example.com")
+    validate_due()
+    _claimed()
+    assert dispatch.reap_expired(now=timezone.now() + timedelta(seconds=31)) == 1
+    m = _m(message)
+    assert (m.reason_code, m.possibly_delivered) == (Reason.LEASE_EXPIRED, False)
+
+
+def test_a_frozen_workers_late_write_changes_nothing(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    from outbound.services.validation import validate_due
+
+    make_backend(smtp_server)
+    message = queue_email(to="a@example.com")
+    validate_due()
+    [job] = _claimed("frozen")
+    outcome = dispatch.Deliverer().deliver(job)  # the frozen worker sends...
+    dispatch.reap_expired(now=timezone.now() + timedelta(seconds=31))  # ...loses its lease
+    run_worker()  # another worker sends it again
+    sent = _m(message)
+    assert sent.status == Status.SENT
+    events = Event.objects.filter(message=sent).count()
+    dispatch.record_outcomes([outcome])  # the frozen worker wakes up and records
+    after = _m(message)
+    assert after.claim_token is None and after.sent_at == sent.sent_at
+    assert after.attempt_count == sent.attempt_count
+    assert Event.objects.filter(message=after).count() == events
+
+
+def test_settings_changed_after_the_claim_never_connect(
+    smtp_server: Any, make_backend: Any
+) -> None:
+    from outbound.services.validation import validate_due
+
+    backend = make_backend(smtp_server)
+    message = queue_email(to="a@example.com")
+    validate_due()
+    [job] = _claimed()
+    Backend.objects.filter(pk=backend.pk).update(settings_version=backend.settings_version + 1)
+    connections = smtp_server.connections
+    dispatch.record_outcomes([dispatch.Deliverer().deliver(job)])
+    assert smtp_server.connections == connections
+    assert _m(message).status == Status.BACKEND_TEST_REQUIRED
+
+
+def test_claims_never_overlap() -> None:
+    from outbound.models import Backend as B
+
+    B.objects.create(name="x", is_default=True, health="ok", tested_version=1)
+    for i in range(20):
+        m = queue_email(to=f"u{i}@example.com", from_address="f@example.com")
+        Message.objects.filter(pk=m.pk).update(status=Status.TO_SEND)
+    a = _claimed("a")
+    b = _claimed("b")
+    c = _claimed("c")
+    ids = [j.message_id for j in a + b + c]
+    assert len(ids) == 20 and len(set(ids)) == 20
+    assert Attempt.objects.count() == 20
+    assert {j.claim_token for j in a}.isdisjoint({j.claim_token for j in b})
+
+
+def test_released_jobs_return_to_the_queue(smtp_server: Any, make_backend: Any) -> None:
+    from outbound.services.validation import validate_due
+
+    make_backend(smtp_server)
+    message = queue_email(to="a@example.com")
+    validate_due()
+    jobs = _claimed()
+    assert dispatch.release_jobs(jobs) == 1
+    m = _m(message)
+    assert m.claim_token is None and m.status == Status.TO_SEND
+    assert not Attempt.objects.filter(message=m).exists()
+    assert Recipient.objects.filter(message=m).count() == 1
+
+
+def test_claim_token_is_uuid(smtp_server: Any, make_backend: Any) -> None:
+    from outbound.services.validation import validate_due
+
+    make_backend(smtp_server)
+    queue_email(to="a@example.com")
+    validate_due()
+    [job] = _claimed()
+    assert isinstance(job.claim_token, uuid.UUID)
