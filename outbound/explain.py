@@ -1,0 +1,535 @@
+"""Per-message explanations: what a status means, why this message is in it,
+and what to check and do next, filled with the message's own facts.
+
+Contract: ``explain_message`` and ``diagnostic_report`` only read. Every
+interface (console, REST API, CLI) shows the same words, so an operator gets
+the same answer wherever they look. Nothing secret ever appears: a backend is
+named by name, host, port and security, never by its username or password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.utils import timezone
+
+from outbound.models import Attempt, Backend, Contact, Event, Message, Recipient, Suppression
+from outbound.services.addresses import find_blocks
+from outbound.states import Reason, Status
+
+
+@dataclass
+class Explanation:
+    status: str
+    label: str
+    meaning: str
+    when: str
+    why: str
+    what_to_do: list[str]
+    facts: list[tuple[str, str]] = field(default_factory=list)
+
+
+# General words per status: the same for every message in it.
+MEANING: dict[str, tuple[str, str]] = {
+    Status.WAITING: (
+        "The message was created and is waiting to be able to leave. It has not been "
+        "handed to any server yet.",
+        "Right after it is generated (by a system message, a workflow step, an operator or "
+        "the API) until a worker validates it; while it is scheduled for later; after an "
+        "operator re-sends it; after a successful backend test releases it; or while the "
+        "backend's allowance of messages is used up.",
+    ),
+    Status.TO_SEND: (
+        "The message was validated and is queued to leave. A worker sends it as soon as it is due.",
+        "After validation succeeds; while a worker is sending it; and while a new attempt "
+        "is scheduled after a temporary failure (a 4xx reply, a timeout, a refused "
+        "connection).",
+    ),
+    Status.SENT: (
+        "The next server accepted the message (for email, the relay answered 2xx after the "
+        "message body). This is not proof that it reached the recipient's mailbox.",
+        "When the mail relay or SMS provider accepts the message.",
+    ),
+    Status.NOT_SENT: (
+        "The message cannot be sent as it is. It will not be tried again unless someone "
+        "fixes the cause and re-sends it.",
+        "When the recipient is missing, invalid or blocked, the contact is inactive or has "
+        "notifications turned off, the sender is invalid, the server refused it for good "
+        "(5xx), or temporary failures went on longer than the retry lifetime.",
+    ),
+    Status.BACKEND_TEST_REQUIRED: (
+        "The message is held because the backend (the mail server settings) cannot be "
+        "trusted to send it. It leaves by itself once a backend test succeeds.",
+        "When no backend is configured, when the backend's settings changed and were not "
+        "tested, or when sending failed on configuration (authentication, TLS, unknown "
+        "host).",
+    ),
+    Status.CANCELLED: (
+        "The message was withdrawn and will never be sent.",
+        "When an operator cancels it, or cancels the series of messages it belongs to.",
+    ),
+}
+
+
+def _fmt(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _addresses(text: str) -> list[str]:
+    return [a.strip() for a in text.split(",") if a.strip()]
+
+
+def _backend_line(backend: Backend) -> str:
+    where = f"{backend.host}:{backend.port}" if backend.host else "no host"
+    return f"{backend.name} ({where}, security {backend.get_security_display()})"
+
+
+def _last_test(backend: Backend) -> str:
+    result = backend.last_test_result or {}
+    if not backend.last_test_at:
+        return "never tested"
+    outcome = "succeeded" if result.get("ok") else "failed"
+    reply = result.get("reply") or result.get("reason") or ""
+    code = result.get("code")
+    detail = f": {code} {reply}".rstrip() if code else (f": {reply}" if reply else "")
+    return f"{outcome} at {_fmt(backend.last_test_at)}{detail}"
+
+
+@dataclass
+class _Facts:
+    """The message's facts, read once and shared by the explanation parts."""
+
+    message: Message
+    backend: Backend | None
+    contact: Contact | None
+    attempts: list[Attempt]
+    recipients: list[Recipient]
+    blocks: dict[str, Suppression]
+
+    @property
+    def last_attempt(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+    @property
+    def queue_id(self) -> str:
+        for attempt in reversed(self.attempts):
+            if attempt.outcome == Attempt.Outcome.SENT and attempt.provider_id:
+                return attempt.provider_id
+        return ""
+
+    @property
+    def server_reply(self) -> str:
+        attempt = self.last_attempt
+        if attempt is None or not (attempt.reply or attempt.smtp_code):
+            return ""
+        parts = [str(attempt.smtp_code or ""), attempt.enhanced_code, attempt.reply]
+        return " ".join(p for p in parts if p)
+
+    @property
+    def contact_email(self) -> str:
+        return self.contact.email if self.contact is not None else ""
+
+
+def _gather(message: Message) -> _Facts:
+    backend = message.backend
+    if backend is None:
+        backend = Backend.objects.filter(channel=message.channel, is_default=True).first()
+    contact = message.contact
+    attempts = list(message.attempts.order_by("started_at", "id"))
+    recipients = list(message.recipients.order_by("id"))
+    candidates = [r.address for r in recipients] or _addresses(message.message_to)
+    if contact is not None and contact.email:
+        candidates.append(contact.email)
+    blocks = find_blocks(a for a in candidates if "@" in a)
+    return _Facts(message, backend, contact, attempts, recipients, blocks)
+
+
+def _facts(f: _Facts) -> list[tuple[str, str]]:
+    m = f.message
+    rows: list[tuple[str, str]] = []
+    if m.reason_code:
+        label = Reason(m.reason_code).label if m.reason_code in Reason.values else m.reason_code
+        rows.append(("Reason", f"{label} ({m.reason_code})"))
+    rows.append(("Status since", _fmt(m.status_changed_at)))
+    rows.append(("Address used (Message to)", m.message_to or "(none)"))
+    if m.contact_id is not None and f.contact is not None:
+        rows.append(("Contact's current email", f.contact.email or "(none)"))
+        if f.contact.mobile:
+            rows.append(("Contact's current mobile", f.contact.mobile))
+        if not f.contact.active:
+            rows.append(("Contact state", "inactive"))
+        if not f.contact.notifications_enabled:
+            rows.append(("Contact notifications", "turned off"))
+    if f.server_reply:
+        rows.append(("Server reply", f.server_reply))
+    if f.queue_id:
+        rows.append(("Relay queue id", f.queue_id))
+    if m.attempt_count or f.attempts:
+        rows.append(("Attempts", str(max(m.attempt_count, len(f.attempts)))))
+    if m.first_attempt_at:
+        rows.append(("First attempt at", _fmt(m.first_attempt_at)))
+    if f.last_attempt is not None:
+        rows.append(("Last attempt at", _fmt(f.last_attempt.started_at)))
+    if m.next_attempt_at and m.status in (Status.WAITING, Status.TO_SEND):
+        rows.append(("Next attempt at", _fmt(m.next_attempt_at)))
+    if m.sent_at:
+        rows.append(("Sent at", _fmt(m.sent_at)))
+    for address, entry in sorted(f.blocks.items()):
+        why = f" ({entry.reason})" if entry.reason else ""
+        rows.append(("Blocklist entry matched", f"{address}: {entry}{why}"))
+    if f.backend is not None:
+        rows.append(("Backend", _backend_line(f.backend)))
+        health = f.backend.get_health_display()
+        if f.backend.health_detail:
+            health += f": {f.backend.health_detail}"
+        rows.append(("Backend health", health))
+        rows.append(("Backend last test", _last_test(f.backend)))
+        if f.backend.limit is not None:
+            rows.append(
+                (
+                    "Backend allowance",
+                    f"{f.backend.sent_count} of {f.backend.limit} used, {f.backend.left} left",
+                )
+            )
+    else:
+        rows.append(("Backend", "none configured"))
+    if m.possibly_delivered:
+        rows.append(("Possibly delivered", "yes: a send was interrupted after the body left"))
+    rows.append(("Message-ID", m.message_id))
+    return rows
+
+
+# --------------------------------------------------------------- per status
+
+
+def _why(f: _Facts) -> str:
+    m = f.message
+    text = m.reason_text or "No reason was recorded."
+    if m.reason_code in Reason.values:
+        text = f"{Reason(m.reason_code).label}. {text}"
+    if m.possibly_delivered and m.status != Status.SENT:
+        text += " An earlier send was interrupted after the body left; a copy may arrive twice."
+    return text
+
+
+def _todo_waiting(f: _Facts) -> list[str]:
+    m = f.message
+    if m.reason_code == Reason.ALLOWANCE_EXHAUSTED and f.backend is not None:
+        return [
+            f"Backend {f.backend.name} has used its allowance: {f.backend.sent_count} of "
+            f"{f.backend.limit} messages sent, {f.backend.left} left.",
+            "Raise the backend's limit or reset its count in the settings; held messages "
+            "are checked again every minute and leave by themselves.",
+        ]
+    steps = []
+    if m.send_at and m.send_at > timezone.now():
+        steps.append(f"It is scheduled for {_fmt(m.send_at)}; nothing needs to be done.")
+    else:
+        steps.append(
+            "A running worker validates it within seconds. If it stays Waiting, open the "
+            "Workers page and check that a worker is alive."
+        )
+        steps.append(
+            "If it is stuck (long past its due time), use Send outgoing messages on the "
+            "Outgoing messages page."
+        )
+    return steps
+
+
+def _todo_to_send(f: _Facts) -> list[str]:
+    m = f.message
+    steps: list[str] = []
+    if m.claim_token is not None:
+        steps.append(
+            f"Worker {m.claimed_by or '(unknown)'} is sending it right now; wait a moment "
+            "and reload."
+        )
+    if m.reason_code == Reason.RETRY_SCHEDULED:
+        reply = f" The last reply was: {f.server_reply}." if f.server_reply else ""
+        steps.append(
+            f"The server answered with a temporary failure.{reply} The next attempt is at "
+            f"{_fmt(m.next_attempt_at)}; nothing needs to be done unless it keeps failing."
+        )
+        steps.append(
+            "If every message fails this way, ask the mail administrator whether the relay "
+            "is throttling or down."
+        )
+    elif m.reason_code in (Reason.INTERRUPTED, Reason.LEASE_EXPIRED):
+        steps.append(
+            "A worker stopped while handling it; it is tried again automatically. Check the "
+            "Workers page for the worker that stopped."
+        )
+    if not steps:
+        steps.append(
+            "A running worker sends it within seconds. If it stays To send, check the "
+            "Workers page and the backend's health on this page."
+        )
+    if m.possibly_delivered:
+        steps.append(
+            "An earlier send was interrupted after the body left: the recipient may get a "
+            "copy twice (same Message-ID, so most mail systems keep only one)."
+        )
+    return steps
+
+
+def _todo_sent(f: _Facts) -> list[str]:
+    m = f.message
+    queue = f" (relay queue id {f.queue_id})" if f.queue_id else ""
+    steps = [
+        f"The mail server accepted the message at {_fmt(m.sent_at)}{queue}. That means it "
+        "left Outbound; it is not proof that it reached the mailbox.",
+        f"Ask the recipient to look in their junk or spam folder for the subject “{m.subject}”."
+        if m.subject
+        else "Ask the recipient to look in their junk or spam folder.",
+        f"Check that the address is right: it went to {m.message_to or '(none)'}."
+        + (
+            f" The contact's address is now {f.contact_email}."
+            if f.contact is not None and f.contact_email and f.contact_email != m.message_to
+            else ""
+        ),
+        "The recipient's mail server or their administrator may block the sender address or "
+        "domain; ask them to check their quarantine and blocklists.",
+    ]
+    if f.queue_id:
+        steps.append(
+            f"Give the relay queue id {f.queue_id} and the Message-ID {m.message_id} to the "
+            "mail administrator: the relay's log shows where the message went after us."
+        )
+    else:
+        steps.append(
+            f"Give the Message-ID {m.message_id} to the mail administrator to trace it in the "
+            "relay's log."
+        )
+    refused = [r for r in f.recipients if r.outcome == Recipient.Outcome.REFUSED]
+    if refused:
+        steps.append(
+            "Some recipients were refused: "
+            + "; ".join(
+                f"{r.address} ({r.code or ''} {r.reply})".replace("( ", "(") for r in refused
+            )
+            + ". Fix those addresses and re-send if they must get it."
+        )
+    if m.possibly_delivered:
+        steps.append(
+            "An earlier send was interrupted after the body left, so a copy may have arrived twice."
+        )
+    steps.append("If it must be sent again, use Re-send (it uses the contact's current data).")
+    return steps
+
+
+def _todo_not_sent(f: _Facts) -> list[str]:
+    m = f.message
+    code = m.reason_code
+    current = f.contact_email
+    if code in (Reason.RECIPIENT_INVALID, Reason.RECIPIENT_MISSING):
+        used = m.message_to or "(none)"
+        invalid = [r for r in f.recipients if r.outcome == Recipient.Outcome.INVALID]
+        if invalid:
+            used = ", ".join(r.address for r in invalid)
+        steps = [f"The address used was {used}."]
+        if f.contact is not None:
+            if current and current != used:
+                steps.append(
+                    f"The contact {f.contact} now has the address {current}: it may already "
+                    "be fixed."
+                )
+            else:
+                steps.append(f"The contact {f.contact} currently has {current or 'no address'}.")
+            steps.append("Fix the contact, then Re-send.")
+        else:
+            steps.append(
+                "The address was given directly by the sender (no contact): correct it in "
+                "the platform that produced the message and send it again."
+            )
+        return steps
+    if code == Reason.RECIPIENT_BLOCKED:
+        steps = [
+            f"{address} matches the blocklist entry {entry}"
+            + (f" (reason: {entry.reason})" if entry.reason else "")
+            + "."
+            for address, entry in sorted(f.blocks.items())
+        ] or ["A recipient is on the blocklist."]
+        steps.append(
+            "If the block is no longer wanted, remove the entry on the Blocklist page, then "
+            "Re-send. Otherwise change the contact's address, then Re-send."
+        )
+        return steps
+    if code == Reason.CONTACT_INACTIVE:
+        return [
+            f"The contact {f.contact or ''} is inactive.".replace("  ", " "),
+            "If they should receive messages, mark the contact active, then Re-send.",
+        ]
+    if code == Reason.NOTIFICATIONS_OFF:
+        return [
+            f"The contact {f.contact or ''} has notifications turned off.".replace("  ", " "),
+            "Only if they asked to receive messages again: turn notifications on for the "
+            "contact, then Re-send.",
+        ]
+    if code in (Reason.SENDER_INVALID, Reason.SENDER_REFUSED):
+        return [
+            f"The sender address {m.from_address or '(none)'} was not accepted."
+            + (f" The server replied: {f.server_reply}." if f.server_reply else ""),
+            "Set a valid from address on the backend or in the global settings (the relay "
+            "may only allow addresses of its own domain), then Re-send.",
+        ]
+    if code in (Reason.REJECTED, Reason.RECIPIENTS_REFUSED):
+        return [
+            f"The server refused the message for good: {f.server_reply or m.reason_text}",
+            "A 550/551/553 to an address usually means the mailbox does not exist: check the "
+            f"address {m.message_to or '(none)'} with the recipient and fix the contact.",
+            "A refusal of the content (spam, policy, size) needs the mail administrator; give "
+            "them the reply above and the Message-ID.",
+            "Then Re-send.",
+        ]
+    if code == Reason.RETRY_LIFETIME_OVER:
+        return [
+            f"Every attempt failed temporarily until the retry lifetime ran out. Last reply: "
+            f"{f.server_reply or '(none)'}.",
+            "Check with the mail administrator that the relay accepts mail, then Re-send.",
+        ]
+    if code == Reason.CHANNEL_DISABLED:
+        return ["This channel is not enabled in the global settings; enable it, then Re-send."]
+    return ["Read the reason above, fix its cause, then Re-send."]
+
+
+def _todo_backend(f: _Facts) -> list[str]:
+    b = f.backend
+    if b is None:
+        return [
+            "No backend is configured for this channel. Add one in the global settings, "
+            "run its Test; held messages go out by themselves when it succeeds.",
+        ]
+    health = b.get_health_display()
+    if b.health_detail:
+        health += f" ({b.health_detail})"
+    steps = [
+        f"Backend {_backend_line(b)} is {health}; its last test {_last_test(b)}.",
+    ]
+    if f.message.reason_code == Reason.BACKEND_AUTH_FAILED:
+        steps.append("The server refused the user name or password: correct them.")
+    elif f.message.reason_code == Reason.BACKEND_TLS_FAILED:
+        steps.append("The secure connection failed: check the port and the security setting.")
+    elif f.message.reason_code == Reason.BACKEND_HOST_NOT_FOUND:
+        steps.append(f"The host name {b.host} could not be found: check its spelling.")
+    elif f.message.reason_code == Reason.BACKEND_SECRET_UNREADABLE:
+        steps.append("The stored password cannot be decrypted: enter it again.")
+    elif f.message.reason_code == Reason.BACKEND_UNTESTED:
+        steps.append("The settings changed and were not tested since.")
+    steps.append("Fix the settings, run the Test; held messages go out by themselves.")
+    return steps
+
+
+def _todo_cancelled(f: _Facts) -> list[str]:
+    m = f.message
+    cancel = (
+        Event.objects.filter(message=m, to_status=Status.CANCELLED).order_by("-created_at").first()
+    )
+    who = f" by {cancel.actor} at {_fmt(cancel.created_at)}" if cancel else ""
+    steps = [f"It was cancelled{who}; nothing will be sent."]
+    if m.group_key:
+        steps.append(f"It belongs to the series {m.group_key}.")
+    steps.append("If it is still needed, the platform must generate a new message.")
+    return steps
+
+
+_TODO = {
+    Status.WAITING: _todo_waiting,
+    Status.TO_SEND: _todo_to_send,
+    Status.SENT: _todo_sent,
+    Status.NOT_SENT: _todo_not_sent,
+    Status.BACKEND_TEST_REQUIRED: _todo_backend,
+    Status.CANCELLED: _todo_cancelled,
+}
+
+
+def explain_message(message: Message) -> Explanation:
+    """The explanation of ``message``'s current status, with its own facts."""
+    f = _gather(message)
+    status = Status(message.status)
+    meaning, when = MEANING[status]
+    return Explanation(
+        status=status.value,
+        label=status.label,
+        meaning=meaning,
+        when=when,
+        why=_why(f),
+        what_to_do=_TODO[status](f),
+        facts=_facts(f),
+    )
+
+
+def diagnostic_report(message: Message) -> str:
+    """Plain text for a support ticket: fields, explanation, history, attempts,
+    recipients. Bodies are left out (they may hold personal data) and the
+    backend is named without credentials."""
+    e = explain_message(message)
+    m = message
+    lines = [
+        f"Outbound diagnostic report for message {m.pk}",
+        f"Generated at {_fmt(timezone.now())}",
+        "",
+        "== Message ==",
+        f"Status: {e.label} ({e.status})",
+        f"Reason: {m.reason_code or '-'}: {m.reason_text or '-'}",
+        f"Channel: {m.get_channel_display()}",
+        f"Source: {m.get_source_display()}",
+        f"Created at: {_fmt(m.created_at)}",
+        f"Due at: {_fmt(m.send_at)}",
+        f"Sent at: {_fmt(m.sent_at) or '-'}",
+        f"Message to: {m.message_to or '-'}",
+        f"To user: {m.to_user or '-'}",
+        f"From: {m.from_address or '-'}",
+        f"Subject: {m.subject or '-'}",
+        f"Message-ID: {m.message_id}",
+        f"Group: {m.group_key or '-'}",
+        f"Template: {m.template or '-'}",
+        f"Attempt count: {m.attempt_count}",
+        f"Possibly delivered: {'yes' if m.possibly_delivered else 'no'}",
+        "",
+        "== Explanation ==",
+        f"What it means: {e.meaning}",
+        f"When it happens: {e.when}",
+        f"Why this message: {e.why}",
+        "What to check and do:",
+        *[f"  - {step}" for step in e.what_to_do],
+        "",
+        "== Facts ==",
+        *[f"{label}: {value}" for label, value in e.facts],
+        "",
+        "== History ==",
+    ]
+    for ev in m.events.order_by("created_at", "id"):
+        change = f"{ev.from_status or 'created'} -> {ev.to_status}" if ev.to_status else ev.kind
+        lines.append(
+            f"{_fmt(ev.created_at)}  {change}  [{ev.reason_code or '-'}]  by {ev.actor}: {ev.text}"
+        )
+    lines += ["", "== Attempts =="]
+    attempts = list(m.attempts.select_related("backend").order_by("started_at", "id"))
+    if not attempts:
+        lines.append("(none)")
+    for a in attempts:
+        backend = a.backend.name if a.backend is not None else "-"
+        code = " ".join(str(x) for x in (a.smtp_code or "", a.enhanced_code) if x) or "-"
+        lines.append(
+            f"{_fmt(a.started_at)} -> {_fmt(a.finished_at) or '...'}  {a.get_outcome_display()}"
+            f"  phase {a.phase}  code {code}  backend {backend} v{a.settings_version or '-'}"
+            f"  worker {a.worker or '-'}"
+        )
+        if a.reply:
+            lines.append(f"    reply: {a.reply}")
+        if a.provider_id:
+            lines.append(f"    relay queue id: {a.provider_id}")
+    lines += ["", "== Recipients =="]
+    recipients = list(m.recipients.order_by("id"))
+    if not recipients:
+        lines.append("(none)")
+    for r in recipients:
+        detail = " ".join(str(x) for x in (r.code or "", r.reply) if x)
+        lines.append(
+            f"{r.get_kind_display()}: {r.address}  {r.get_outcome_display()}"
+            + (f"  ({detail})" if detail else "")
+        )
+    return "\n".join(lines) + "\n"
