@@ -1,0 +1,1 @@
+"""Tools for development machines only; nothing here runs in production."""
