@@ -1,3 +1,4 @@
+from outbound.models.apikey import ApiKey
 from outbound.models.audit import AuditEntry
 from outbound.models.backend import Backend, BackendKind, Health, Security
 from outbound.models.contact import Contact
@@ -7,6 +8,7 @@ from outbound.models.suppression import Suppression
 from outbound.models.worker import WorkerHeartbeat
 
 __all__ = [
+    "ApiKey",
     "AuditEntry",
     "Attachment",
     "Attempt",

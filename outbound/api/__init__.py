@@ -1,0 +1,1 @@
+"""The REST API (django-ninja); the instance lives in ``outbound.api.main``."""

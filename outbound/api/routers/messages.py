@@ -1,0 +1,312 @@
+"""Messages: create one or many, list, detail, and the operator actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from ninja import Field, Header, Path, Query, Router, Schema, Status
+
+from outbound.api.auth import READ, WRITE, principal
+from outbound.api.errors import ApiError
+from outbound.api.ratelimit import check_rate
+from outbound.api.render import (
+    attempt_out,
+    event_out,
+    explanation_out,
+    message_out,
+    recipient_out,
+)
+from outbound.api.schemas import (
+    MAX_ID,
+    ActionOut,
+    BatchIn,
+    BatchOut,
+    ErrorOut,
+    MessageDetailOut,
+    MessageIn,
+    MessageOut,
+    MessagePageOut,
+)
+from outbound.errors import UnknownContact
+from outbound.explain import explain_message
+from outbound.models import Backend, Contact, Message
+from outbound.selectors import PAGE_SIZE, Cursor, MessageFilters, message_page
+from outbound.services import intake, operations
+from outbound.states import Source
+
+router = Router(tags=["messages"])
+
+ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 422, 429)}
+
+
+def _message_or_404(message_id: int) -> Message:
+    message = Message.objects.select_related("backend").filter(pk=message_id).first()
+    if message is None:
+        raise ApiError(404, f"There is no message {message_id}.")
+    return message
+
+
+def _contact_ref(payload: MessageIn) -> int | None:
+    if payload.contact_external_id is not None:
+        pk = (
+            Contact.objects.filter(external_id=payload.contact_external_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if pk is None:
+            raise UnknownContact(
+                f"There is no contact with external id {payload.contact_external_id!r}."
+            )
+        return pk
+    return payload.contact_id
+
+
+def _email_kwargs(payload: MessageIn) -> dict[str, Any]:
+    if payload.channel != "email":
+        raise ApiError(
+            422,
+            "SMS is not available yet; only email messages can be created.",
+            code="sms_unavailable",
+            details={"channel": ["SMS is not available yet."]},
+        )
+    return {
+        "to": payload.to,
+        "contact": _contact_ref(payload),
+        "cc": payload.cc,
+        "bcc": payload.bcc,
+        "reply_to": payload.reply_to,
+        "subject": payload.subject,
+        "text": payload.text,
+        "html": payload.html,
+        "headers": payload.headers,
+        "from_address": payload.from_,
+        "to_user": payload.to_user,
+        "send_at": payload.send_at,
+        "group_key": payload.group_key,
+        "source": Source.API,
+    }
+
+
+@router.post(
+    "/messages",
+    response={201: MessageOut, 200: MessageOut, **ERRORS},
+    auth=WRITE,
+    summary="Create a message",
+    description=(
+        "Queue one message. With an `Idempotency-Key` header, a repeat of the same request "
+        "answers 200 with the message the first request created (in its current state) and "
+        "the header `Idempotent-Replayed: true`; the same key with a different body is 409."
+    ),
+)
+def create_message(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: MessageIn,
+    idempotency_key: str | None = Header(
+        None, alias="Idempotency-Key", min_length=1, max_length=255
+    ),
+) -> Status[dict[str, Any]]:
+    who = principal(request)
+    started = timezone.now()
+    message = intake.queue_email(
+        **_email_kwargs(payload), idempotency_key=idempotency_key, actor=who.actor
+    )
+    replayed = message.created_at < started
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return Status(200 if replayed else 201, message_out(message))
+
+
+@router.post(
+    "/messages/batch",
+    response={201: BatchOut, **ERRORS},
+    auth=WRITE,
+    summary="Create many messages",
+    description="All or nothing: if any message is refused, none is stored.",
+)
+def create_messages(request: HttpRequest, payload: BatchIn) -> Status[dict[str, Any]]:
+    who = principal(request)
+    items: list[dict[str, Any]] = []
+    errors: dict[str, list[str]] = {}
+    for index, item in enumerate(payload.messages):
+        try:
+            items.append(_email_kwargs(item))
+        except UnknownContact as err:
+            errors[f"messages.{index}.contact"] = [str(err)]
+        except ApiError as err:
+            errors[f"messages.{index}.channel"] = [err.message]
+    if errors:
+        raise ApiError(
+            422,
+            "Some messages were refused; none was stored.",
+            code="invalid_input",
+            details=errors,
+        )
+    messages = intake.queue_emails(items, actor=who.actor)
+    return Status(201, {"count": len(messages), "messages": [message_out(m) for m in messages]})
+
+
+class MessageQuery(Schema):
+    status: (
+        Literal["waiting", "to_send", "sent", "not_sent", "backend_test_required", "cancelled"]
+        | None
+    ) = None
+    channel: Literal["email", "sms"] | None = None
+    backend: str | None = Field(None, max_length=100, description="Backend id or name.")
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    q: str | None = Field(None, max_length=200, description="Recipient, name or subject.")
+    cursor: str | None = Field(None, max_length=200)
+    limit: int = Field(PAGE_SIZE, ge=1, le=200)
+
+
+@dataclass(frozen=True)
+class _ApiFilters(MessageFilters):
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def apply(self, qs: QuerySet[Message]) -> QuerySet[Message]:
+        qs = super().apply(qs)
+        if self.created_after is not None:
+            qs = qs.filter(created_at__gte=self.created_after)
+        if self.created_before is not None:
+            qs = qs.filter(created_at__lt=self.created_before)
+        return qs
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is None or timezone.is_aware(value):
+        return value
+    try:
+        return timezone.make_aware(value)
+    except (ValueError, OverflowError) as err:
+        raise ApiError(422, f"{name} is not a valid time.", details={name: [str(err)]}) from err
+
+
+def _backend_id(ref: str | None) -> int | None:
+    if not ref:
+        return None
+    if ref.isdigit() and int(ref) <= MAX_ID:
+        found = Backend.objects.filter(pk=int(ref)).values_list("pk", flat=True).first()
+    else:
+        found = Backend.objects.filter(name=ref).values_list("pk", flat=True).first()
+    if found is None:
+        raise ApiError(422, f"There is no backend {ref!r}.", details={"backend": ["Unknown."]})
+    return found
+
+
+@router.get(
+    "/messages",
+    response={200: MessagePageOut, **ERRORS},
+    auth=READ,
+    summary="List messages",
+    description="Newest first. Follow `next_cursor` for older pages.",
+)
+def list_messages(request: HttpRequest, query: MessageQuery = Query(...)) -> dict[str, Any]:  # noqa: B008
+    before = None
+    if query.cursor:
+        before = Cursor.decode(query.cursor)
+        if before is None:
+            raise ApiError(
+                400,
+                "The cursor is not valid; use next_cursor from a previous page.",
+                code="invalid_cursor",
+                details={"cursor": ["Not a cursor this API gave out."]},
+            )
+    filters = _ApiFilters(
+        status=query.status or "",
+        channel=query.channel or "",
+        backend=_backend_id(query.backend),
+        q=query.q or "",
+        created_after=_aware(query.created_after, "created_after"),
+        created_before=_aware(query.created_before, "created_before"),
+    )
+    page = message_page(filters, before=before, size=query.limit)
+    return {
+        "items": [message_out(m) for m in page.rows],
+        "next_cursor": page.older.encode() if page.older else None,
+    }
+
+
+MessageId = Path(..., ge=1, le=MAX_ID)
+
+
+@router.get(
+    "/messages/{message_id}",
+    response={200: MessageDetailOut, **ERRORS},
+    auth=READ,
+    summary="A message with its explanation, history, attempts and recipients",
+)
+def get_message(request: HttpRequest, message_id: int = MessageId) -> dict[str, Any]:
+    message = _message_or_404(message_id)
+    data = message_out(message)
+    data.update(
+        reply_to=list(message.reply_to or []),
+        text_body=message.text_body,
+        html_body=message.html_body,
+        headers=dict(message.headers or {}),
+        explanation=explanation_out(explain_message(message)),
+        events=[event_out(e) for e in message.events.all()],
+        attempts=[attempt_out(a) for a in message.attempts.select_related("backend")],
+        recipients=[recipient_out(r) for r in message.recipients.all()],
+    )
+    return data
+
+
+def _action(result: operations.ActionResult) -> dict[str, Any]:
+    if not result.ok:
+        raise ApiError(409, result.text, code="state_conflict")
+    return {"ok": result.ok, "message": result.text, "changed": result.changed}
+
+
+@router.post(
+    "/messages/{message_id}/resend",
+    response={200: ActionOut, **ERRORS},
+    auth=WRITE,
+    summary="Re-send a message (Sent or Not sent), or make a queued one due now",
+)
+def resend(request: HttpRequest, message_id: int = MessageId) -> dict[str, Any]:
+    message = _message_or_404(message_id)
+    return _action(operations.resend_message(message, actor=principal(request).actor))
+
+
+@router.post(
+    "/messages/{message_id}/cancel",
+    response={200: ActionOut, **ERRORS},
+    auth=WRITE,
+    summary="Cancel a message that has not left",
+)
+def cancel(request: HttpRequest, message_id: int = MessageId) -> dict[str, Any]:
+    message = _message_or_404(message_id)
+    return _action(operations.cancel_message(message, actor=principal(request).actor))
+
+
+@router.post(
+    "/groups/{group_key}/cancel",
+    response={200: ActionOut, **ERRORS},
+    auth=WRITE,
+    summary="Cancel every message of a group that has not left",
+)
+def cancel_group(
+    request: HttpRequest,
+    group_key: str = Path(..., min_length=1, max_length=200),
+) -> dict[str, Any]:
+    return _action(operations.cancel_group(group_key, actor=principal(request).actor))
+
+
+@router.post(
+    "/send-outgoing",
+    response={200: ActionOut, **ERRORS},
+    auth=WRITE,
+    summary="Send every stuck message now",
+    description="Rate-limited per key.",
+)
+def send_outgoing(request: HttpRequest) -> dict[str, Any]:
+    who = principal(request)
+    check_rate(who, "send_outgoing")
+    return _action(operations.send_outgoing(actor=who.actor))
