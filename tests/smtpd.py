@@ -307,9 +307,16 @@ class _Handler:
 class _Controller(BackgroundController):
     def __init__(self, test_server: SmtpTestServer, **kwargs: Any) -> None:
         self._test_server = test_server
+        self._warming_up = True
         super().__init__(test_server._handler, **kwargs)
 
     def factory(self) -> SMTP:
+        # asyncio calls the factory once per accepted TCP connection, before
+        # any TLS handshake; the first call is the start-up check, not a client.
+        if self._warming_up:
+            self._warming_up = False
+        else:
+            self._test_server._count_accept()
         return _ScriptedSMTP(self.handler, test_server=self._test_server, **self.SMTP_kwargs)
 
 
@@ -342,6 +349,7 @@ class SmtpTestServer:
         self._messages: list[ReceivedMessage] = []
         self._sessions: list[SessionRecord] = []
         self._auth_attempts = 0
+        self._accepts = 0
         self._live: set[_ScriptedSMTP] = set()
         self._handler = _Handler(self)
         self._controller: _Controller | None = None
@@ -386,6 +394,13 @@ class SmtpTestServer:
         future = asyncio.run_coroutine_threadsafe(self._abort_sessions(), controller.loop)
         future.result(timeout=5)
         controller.stop()
+
+    def drop_connections(self) -> None:
+        """Cut every open connection without a word, as an idle-timeout would."""
+        controller = self._controller
+        if controller is not None:
+            future = asyncio.run_coroutine_threadsafe(self._abort_sessions(), controller.loop)
+            future.result(timeout=5)
 
     async def _abort_sessions(self) -> None:
         with self._lock:
@@ -456,8 +471,9 @@ class SmtpTestServer:
 
     @property
     def connections(self) -> int:
+        """TCP connections accepted, including ones whose TLS handshake failed."""
         with self._lock:
-            return len(self._sessions)
+            return self._accepts
 
     @property
     def auth_attempts(self) -> int:
@@ -486,6 +502,7 @@ class SmtpTestServer:
                 record.lines.clear()
             self._messages.clear()
             self._auth_attempts = 0
+            self._accepts = len(self._sessions)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
         """Poll ``predicate`` until true or ``timeout``; for records made after a reply."""
@@ -497,6 +514,10 @@ class SmtpTestServer:
         return predicate()
 
     # -- used by the protocol, in the server thread -------------------------
+
+    def _count_accept(self) -> None:
+        with self._lock:
+            self._accepts += 1
 
     def _open_session(self, protocol: _ScriptedSMTP, peer: str, *, tls: bool) -> SessionRecord:
         with self._lock:

@@ -331,7 +331,9 @@ class SmtpTransport:
         self, config: SmtpConfig, *, on_phase: Callable[[str], None] | None = None
     ) -> None:
         self.config = config
-        self._on_phase = on_phase
+        # Public so a caller that reuses the connection can point it at the
+        # message being sent now.
+        self.on_phase = on_phase
         self._client: _SmtpClient | None = None
         self._phase = "connect"
         self._tls_context_cache: ssl.SSLContext | None = None
@@ -339,6 +341,7 @@ class SmtpTransport:
         self._transcript: list[str] | None = None
         self._deadline: float | None = None
         self._deadline_hit = False
+        self._last_transcript: list[str] = []
 
     def __repr__(self) -> str:
         return (
@@ -451,7 +454,8 @@ class SmtpTransport:
         except Exception as err:  # the contract is "never raises"
             logger.debug("QUIT to %s failed: %s", self.config.host, err)
         finally:
-            client.close()
+            with contextlib.suppress(OSError):
+                client.close()
 
     def reset(self) -> None:
         """RSET so the connection can carry the next message; closes it if that fails."""
@@ -761,11 +765,29 @@ class SmtpTransport:
         ``deadline`` seconds even against a server that accepts the
         connection and then says nothing.
         """
-        check_address(mail_from, role="sender", allow_empty=True)
-        check_address(rcpt_to, role="recipient")
-        self._discard()
         started = time.monotonic()
         transcript: list[str] = []
+        for address, role, phase, reason in (
+            (mail_from, "sender", "mail", "sender_refused"),
+            (rcpt_to, "recipient", "rcpt", "recipient_refused"),
+        ):
+            try:
+                check_address(address, role=role, allow_empty=role == "sender")
+            except (HeaderInjection, InvalidAddress) as err:
+                # The operator reads this result; an unusable address is one
+                # more thing the test found wrong, not a crash.
+                return ProbeResult(
+                    ok=False,
+                    reason=reason,
+                    phase=phase,
+                    code=None,
+                    reply=str(err),
+                    transcript=transcript,
+                    elapsed=time.monotonic() - started,
+                )
+        # The test needs a connection of its own, made with the current
+        # settings; a QUIT to an old one would only eat into the deadline.
+        self._discard()
         self._transcript = transcript
         self._deadline = started + deadline
         self._deadline_hit = False
@@ -812,6 +834,8 @@ class SmtpTransport:
                 self.close()
             self._transcript = None
             self._deadline = None
+            self._deadline_hit = False
+            self._last_transcript = transcript
         result.elapsed = time.monotonic() - started
         logger.info(
             "Backend test of %s:%s: %s (phase %s, code %s, %.2fs)",
@@ -844,7 +868,13 @@ class SmtpTransport:
             elapsed=0.0,
         )
 
+    def transcript(self) -> list[str]:
+        """The dialogue of the last probe, credentials masked; sends are not recorded."""
+        return list(self._last_transcript)
+
     def _deadline_passed(self) -> None:
+        if self._deadline is None:  # the probe finished as the timer fired
+            return
         self._deadline_hit = True
         client = self._client
         sock = client.sock if client is not None else None
@@ -863,8 +893,8 @@ class SmtpTransport:
                 client.timeout = timeout
                 if client.sock is not None:
                     client.sock.settimeout(timeout)
-        if self._on_phase is not None:
-            self._on_phase(phase)
+        if self.on_phase is not None:
+            self.on_phase(phase)
 
     def _step_timeout(self) -> float:
         if self._deadline is None:

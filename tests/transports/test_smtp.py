@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from outbound.errors import (
@@ -488,6 +488,20 @@ def test_implicit_tls(make_smtp_server: MakeServer) -> None:
     assert phases[:3] == ["connect", "tls", "auth"]
 
 
+def test_implicit_tls_with_an_untrusted_certificate_is_tls_failed(
+    make_smtp_server: MakeServer,
+) -> None:
+    server = make_smtp_server(tls="implicit", auth={"user": "pw"})
+    transport = transport_for(server, security="tls", username="user", password="pw")
+    with pytest.raises(BackendConfigurationError) as caught:
+        transport.open()
+
+    assert (caught.value.reason, caught.value.phase) == ("tls_failed", "tls")
+    assert server.connections == 1
+    assert server.auth_attempts == 0
+    assert server.commands == []
+
+
 def test_implicit_tls_against_a_plaintext_server_is_tls_failed(
     smtp_server: SmtpTestServer,
 ) -> None:
@@ -597,6 +611,19 @@ def test_is_open_notices_a_server_that_hung_up(make_smtp_server: MakeServer) -> 
     assert server.wait_for(lambda: not transport.is_open, timeout=2)
 
 
+def test_send_reconnects_after_the_server_dropped_an_idle_connection(
+    smtp_server: SmtpTestServer,
+) -> None:
+    with transport_for(smtp_server) as transport:
+        transport.send(envelope())
+        smtp_server.drop_connections()
+        smtp_server.wait_for(lambda: not transport.is_open, timeout=2)
+        assert transport.send(envelope()).code == 250
+
+    assert smtp_server.connections == 2
+    assert len(smtp_server.messages) == 2
+
+
 def test_close_never_raises_even_when_the_server_is_gone(make_smtp_server: MakeServer) -> None:
     server = make_smtp_server()
     transport = transport_for(server)
@@ -646,12 +673,14 @@ def test_parse_queue_id_recognises_common_relays(reply: str, queue_id: str | Non
 
 
 def test_probe_succeeds_without_sending_a_message(smtp_server: SmtpTestServer) -> None:
-    result = transport_for(smtp_server).probe(mail_from=SENDER, rcpt_to="a@example.test")
+    transport = transport_for(smtp_server)
+    result = transport.probe(mail_from=SENDER, rcpt_to="a@example.test")
 
     assert (result.ok, result.reason, result.phase, result.code) == (True, "ok", "data", 354)
     assert result.transcript[0].startswith("< 220")
     assert "> DATA" in result.transcript
     assert result.transcript[-1].startswith("< 354")
+    assert transport.transcript() == result.transcript
     time.sleep(0.2)  # let the server notice the hang-up
     assert smtp_server.messages == []
     assert smtp_server.commands.count("DATA") == 1
@@ -737,6 +766,15 @@ def test_probe_tls_failed(make_smtp_server: MakeServer) -> None:
     assert "MAIL" not in server.commands
 
 
+def test_probe_reports_an_unusable_sender_instead_of_raising(smtp_server: SmtpTestServer) -> None:
+    result = transport_for(smtp_server).probe(
+        mail_from="Outbound <noreply@example.test>", rcpt_to="a@example.test"
+    )
+
+    assert (result.ok, result.reason, result.phase) == (False, "sender_refused", "mail")
+    assert smtp_server.connections == 0
+
+
 def test_probe_connection_refused_and_unknown_host(closed_port: int) -> None:
     refused = SmtpTransport(SmtpConfig("127.0.0.1", closed_port)).probe(
         mail_from=SENDER, rcpt_to="a@example.test"
@@ -758,13 +796,22 @@ def shared_server() -> Iterator[SmtpTestServer]:
         yield server
 
 
-hostile_text = st.text(
-    alphabet=st.sampled_from(list('ab@.-\r\n\x00<>,; \t"é:\x0b\x85\u2028')), max_size=24
-)
+_HOSTILE = list('\r\n\x00<>,; \t":\x0b\x85\u2028')
+_BENIGN = st.text(alphabet=st.sampled_from(list("abcxyz019.-_+é")), min_size=1, max_size=8)
+
+
+@st.composite
+def hostile_text(draw: st.DrawFn) -> str:
+    """An address-like string with zero to three hostile characters put in anywhere."""
+    text = f"{draw(_BENIGN)}@{draw(_BENIGN)}.test"
+    for _ in range(draw(st.integers(0, 3))):
+        position = draw(st.integers(0, len(text)))
+        text = text[:position] + draw(st.sampled_from(_HOSTILE)) + text[position:]
+    return text
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(hostile=hostile_text)
+@given(hostile=hostile_text())
 def test_hostile_recipient_never_adds_a_recipient(
     shared_server: SmtpTestServer, hostile: str
 ) -> None:
@@ -774,10 +821,13 @@ def test_hostile_recipient_never_adds_a_recipient(
     try:
         transport.send(envelope(*intended))
     except (HeaderInjection, InvalidAddress):
+        event("refused before sending")
         assert shared_server.lines[before:] == []
         return
     except TransportError:
-        pass
+        event("refused by the server")
+    else:
+        event("sent")
     finally:
         transport.close()
 
