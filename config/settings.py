@@ -113,6 +113,16 @@ EMAIL_BACKEND = os.environ.get("OUTBOUND_EMAIL_BACKEND", "outbound.mail.EmailBac
 # backends themselves (an alert about a failing backend must not go through it).
 OUTBOUND_SYSTEM_MAIL_URL = os.environ.get("OUTBOUND_SYSTEM_MAIL_URL", "")
 
+# Worker tuning (seconds, messages per claim).
+OUTBOUND_BATCH_SIZE = int(os.environ.get("OUTBOUND_BATCH_SIZE", "100"))
+OUTBOUND_LEASE_SECONDS = float(os.environ.get("OUTBOUND_LEASE_SECONDS", "120"))
+OUTBOUND_POLL_INTERVAL = float(os.environ.get("OUTBOUND_POLL_INTERVAL", "0.5"))
+OUTBOUND_HEARTBEAT_INTERVAL = float(os.environ.get("OUTBOUND_HEARTBEAT_INTERVAL", "10"))
+# An extra CA bundle trusted for backend TLS (a private relay's CA).
+OUTBOUND_SMTP_CAFILE = os.environ.get("OUTBOUND_SMTP_CAFILE", "")
+OUTBOUND_MESSAGE_ID_DOMAIN = os.environ.get("OUTBOUND_MESSAGE_ID_DOMAIN", "")
+OUTBOUND_FORBID_PRIVATE_HOSTS = _bool("OUTBOUND_FORBID_PRIVATE_HOSTS", False)
+
 # Fernet keys (comma separated, newest first) that encrypt stored secrets.
 OUTBOUND_SECRET_KEYS = os.environ.get("OUTBOUND_SECRET_KEYS", "")
 

@@ -104,29 +104,43 @@ class Worker:
         self._recorder = recorder
 
     def _loop(self) -> None:
-        low_water = max(self.concurrency * 2, self.tuning.batch_size // 2)
         while not self.stopping.is_set():
-            close_old_connections()
-            self.stats.reaped += dispatch.reap_expired()
-            self.stats.validated += validation.validate_due(limit=self.tuning.batch_size * 5)
-            claimed = 0
-            if self.jobs.qsize() < low_water:
-                batch = dispatch.claim_batch(
-                    worker=self.name, limit=self.tuning.batch_size, lease=self.lease
-                )
-                claimed = len(batch)
-                if batch:
-                    with self.in_flight_lock:
-                        self.in_flight[batch[0].claim_token] = len(batch)
-                    for job in batch:
-                        self.jobs.put(job)
-                    self.stats.claimed += claimed
-            self._beat()
-            if claimed:
+            try:
+                claimed = self._step()
+                if claimed:
+                    continue
+                if self.once and self._idle() and not self._due_exists():
+                    break
+            except Exception:
+                # A database hiccup must not kill the worker: log, drop the
+                # connection, pause, and go on. Claimed work is protected by
+                # leases and fencing.
+                logger.exception("worker %s: error in the main loop", self.name)
+                connections.close_all()
+                self.stopping.wait(1.0)
                 continue
-            if self.once and self._idle() and not self._due_exists():
-                break
             self.stopping.wait(self.tuning.poll_interval if not self.once else 0.05)
+
+    def _step(self) -> int:
+        """One round: reap, validate, claim if the queue runs low, heartbeat."""
+        low_water = max(self.concurrency * 2, self.tuning.batch_size // 2)
+        close_old_connections()
+        self.stats.reaped += dispatch.reap_expired()
+        self.stats.validated += validation.validate_due(limit=self.tuning.batch_size * 5)
+        claimed = 0
+        if self.jobs.qsize() < low_water:
+            batch = dispatch.claim_batch(
+                worker=self.name, limit=self.tuning.batch_size, lease=self.lease
+            )
+            claimed = len(batch)
+            if batch:
+                with self.in_flight_lock:
+                    self.in_flight[batch[0].claim_token] = len(batch)
+                for job in batch:
+                    self.jobs.put(job)
+                self.stats.claimed += claimed
+        self._beat()
+        return claimed
 
     def _idle(self) -> bool:
         with self.in_flight_lock:

@@ -4,11 +4,26 @@ against it, and a way to run the worker until nothing is due."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 pytest_plugins = ["tests.smtpd"]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Django deletes an old SQLite test database file but not its -wal and
+    # -shm companions; a stale WAL next to a new file breaks other processes'
+    # connections ("disk I/O error"). Start clean.
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        name = db.get("TEST", {}).get("NAME")
+        if name:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{name}{suffix}").unlink(missing_ok=True)
 
 
 @pytest.fixture(autouse=True)

@@ -123,11 +123,20 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
 
 
 def extend_leases(tokens: Sequence[uuid.UUID], *, lease: timedelta) -> int:
+    """Push back the lease end of this worker's claimed messages.
+
+    Rows the recorder is finishing at this moment are skipped rather than
+    waited for: waiting could deadlock with the recorder's own transaction,
+    and those rows are about to leave the claim anyway.
+    """
     if not tokens:
         return 0
-    return Message.objects.filter(claim_token__in=list(tokens), status=Status.TO_SEND).update(
-        lease_until=timezone.now() + lease
-    )
+    with transaction.atomic():
+        qs = Message.objects.filter(claim_token__in=list(tokens), status=Status.TO_SEND)
+        if connection.features.has_select_for_update_skip_locked:
+            qs = qs.select_for_update(skip_locked=True).order_by("id")
+        ids = list(qs.values_list("id", flat=True))
+        return Message.objects.filter(pk__in=ids).update(lease_until=timezone.now() + lease)
 
 
 def release_jobs(jobs: Sequence[Job]) -> int:
@@ -411,6 +420,8 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     ))
         attempt_updates.append((job.attempt_id, att))
 
+    # One lock order for every writer of these rows.
+    changes.sort(key=lambda c: c.message_id)
     with transaction.atomic():
         changed = set(transitions.apply_changes(changes))
         for attempt_id, values in attempt_updates:

@@ -1,0 +1,132 @@
+"""Several real worker processes on one database: nothing lost, nothing sent
+twice except what a killed worker may have sent, clean SIGTERM."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from outbound.models import Message
+from outbound.services.intake import queue_emails
+from outbound.states import Status
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+OUTBOUND = str(Path(sys.executable).with_name("outbound"))
+
+
+def _database_url() -> str:
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    user = s.get("USER") or "postgres"
+    return f"postgres://{user}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def spawn() -> Iterator[Any]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, lease: float = 30) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "OUTBOUND_LEASE_SECONDS": str(lease),
+            "OUTBOUND_POLL_INTERVAL": "0.1",
+            "OUTBOUND_HEARTBEAT_INTERVAL": "0.5",
+            "OUTBOUND_LOG_LEVEL": "WARNING",
+        }
+        proc = subprocess.Popen(
+            [OUTBOUND, "worker", *args], env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def _wait(predicate: Any, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def _queue(n: int) -> list[Message]:
+    return queue_emails([{"to": f"user{i}@example.com", "subject": f"m{i}"} for i in range(n)])
+
+
+def test_four_workers_drain_5000_messages_each_received_exactly_once(
+    smtp_server: Any, make_backend: Any, spawn: Any
+) -> None:
+    make_backend(smtp_server)
+    messages = _queue(5000)
+    workers = [spawn("--once", "--concurrency", "4") for _ in range(4)]
+    for w in workers:
+        assert w.wait(timeout=300) == 0, w.stderr.read().decode() if w.stderr else ""
+    assert Message.objects.filter(status=Status.SENT).count() == 5000
+    received = collections.Counter(m.message_id for m in smtp_server.messages)
+    assert set(received) == {m.message_id for m in messages}
+    assert max(received.values()) == 1
+
+
+def test_a_killed_worker_loses_nothing_and_only_possibly_delivered_ones_repeat(
+    make_smtp_server: Any, make_backend: Any, spawn: Any
+) -> None:
+    server = make_smtp_server(delay=0.004)
+    make_backend(server)
+    messages = _queue(1500)
+    workers = [spawn("--concurrency", "4", lease=3) for _ in range(4)]
+    assert _wait(lambda: len(server.messages) >= 300, 120)
+    workers[0].send_signal(signal.SIGKILL)
+    workers[0].wait()
+    assert _wait(lambda: Message.objects.filter(status=Status.SENT).count() == 1500, 240), (
+        collections.Counter(Message.objects.values_list("status", flat=True))
+    )
+    for w in workers[1:]:
+        w.send_signal(signal.SIGTERM)
+        assert w.wait(timeout=60) == 0
+    received = collections.Counter(m.message_id for m in server.messages)
+    assert set(received) == {m.message_id for m in messages}
+    repeated = {mid for mid, n in received.items() if n > 1}
+    possibly = set(
+        Message.objects.filter(possibly_delivered=True).values_list("message_id", flat=True)
+    )
+    assert repeated <= possibly
+
+
+def test_sigterm_finishes_in_flight_and_releases_the_rest(
+    make_smtp_server: Any, make_backend: Any, spawn: Any
+) -> None:
+    server = make_smtp_server(delay=0.05)
+    make_backend(server)
+    _queue(200)
+    worker = spawn("--concurrency", "2")
+    assert _wait(lambda: len(server.messages) >= 10, 60)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert not Message.objects.filter(claim_token__isnull=False).exists()
+    sent = set(Message.objects.filter(status=Status.SENT).values_list("message_id", flat=True))
+    pending = Message.objects.filter(status=Status.TO_SEND).count()
+    assert len(sent) + pending == 200
+    assert 0 < pending
+    received = collections.Counter(m.message_id for m in server.messages)
+    assert set(received) == sent
+    assert max(received.values()) == 1
