@@ -17,7 +17,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from outbound.models import Backend, GlobalSettings, Message, WorkerHeartbeat
+from outbound.models import AuditEntry, Backend, Contact, GlobalSettings, Message, WorkerHeartbeat
 from outbound.services.operations import stuck_messages
 from outbound.states import Channel, Status
 
@@ -288,3 +288,75 @@ def overview(now: datetime | None = None) -> Overview:
 
 def channel_choices() -> list[tuple[str, str]]:
     return list(Channel.choices)
+
+
+@dataclass
+class TimelineEntry:
+    at: datetime
+    kind: str  # "event" or "attempt"
+    title: str
+    text: str
+    details: list[tuple[str, str]]
+    actor: str = ""
+
+
+def message_timeline(message: Message) -> list[TimelineEntry]:
+    """Events and attempts of ``message`` in one list, oldest first."""
+    entries: list[TimelineEntry] = []
+    for ev in message.events.order_by("created_at", "id"):
+        if ev.to_status:
+            source = Status(ev.from_status).label if ev.from_status else "Created"
+            title = f"{source} → {Status(ev.to_status).label}"
+        else:
+            title = ev.get_kind_display()
+        details = [("Reason", ev.reason_code)] if ev.reason_code else []
+        entries.append(TimelineEntry(ev.created_at, "event", title, ev.text, details, ev.actor))
+    for a in message.attempts.select_related("backend").order_by("started_at", "id"):
+        details = [("Phase reached", a.phase)]
+        if a.smtp_code or a.enhanced_code:
+            code = " ".join(str(x) for x in (a.smtp_code or "", a.enhanced_code) if x)
+            details.append(("Code", code))
+        if a.provider_id:
+            details.append(("Relay queue id", a.provider_id))
+        if a.error_reason:
+            details.append(("Error", a.error_reason))
+        if a.backend is not None:
+            details.append(("Backend", a.backend.name))
+        details.append(("Settings version", str(a.settings_version or "-")))
+        details.append(("Worker", a.worker or "-"))
+        if a.finished_at:
+            seconds = (a.finished_at - a.started_at).total_seconds()
+            details.append(("Duration", f"{seconds:.2f} s"))
+        entries.append(
+            TimelineEntry(
+                a.started_at, "attempt", f"Attempt: {a.get_outcome_display()}", a.reply, details
+            )
+        )
+    # An attempt starts before the status change it causes: keep that order.
+    entries.sort(key=lambda e: (e.at, 0 if e.kind == "attempt" else 1))
+    return entries
+
+
+def search_contacts(q: str, *, limit: int = 100) -> list[Contact]:
+    qs = Contact.objects.all()
+    text = q.strip()
+    if text:
+        qs = qs.filter(
+            Q(name__icontains=text)
+            | Q(email__icontains=text)
+            | Q(mobile__icontains=text)
+            | Q(external_id__icontains=text)
+        )
+    return list(qs.order_by("name", "id")[:limit])
+
+
+def audit_page(
+    *, before: int | None = None, size: int = PAGE_SIZE
+) -> tuple[list[AuditEntry], int | None]:
+    """Audit entries newest first, keyset-paged on id; (rows, id to page on)."""
+    qs = AuditEntry.objects.order_by("-id")
+    if before is not None:
+        qs = qs.filter(id__lt=before)
+    chunk = list(qs[: size + 1])
+    rows = chunk[:size]
+    return rows, (rows[-1].pk if len(chunk) > size else None)

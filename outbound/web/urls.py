@@ -1,10 +1,22 @@
 from django.urls import path
-from django.views.generic import RedirectView
+
+from outbound.web import views
 
 app_name = "outbound"
 
-# The operator console is built in the console issue; until then the root
-# leads to the administration site, which lists messages and their history.
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/outbound/message/", permanent=False), name="home"),
+    path("", views.message_list, name="home"),
+    path("send-outgoing/", views.send_outgoing, name="send_outgoing"),
+    path("messages/<int:pk>/", views.message_detail, name="message"),
+    path("messages/<int:pk>/report/", views.message_report, name="message_report"),
+    path("messages/<int:pk>/resend/", views.message_resend, name="message_resend"),
+    path("messages/<int:pk>/cancel/", views.message_cancel, name="message_cancel"),
+    path("contacts/", views.contact_list, name="contacts"),
+    path("contacts/new/", views.contact_edit, name="contact_new"),
+    path("contacts/<int:pk>/", views.contact_edit, name="contact"),
+    path("blocklist/", views.blocklist_view, name="blocklist"),
+    path("blocklist/<int:pk>/remove/", views.blocklist_remove, name="blocklist_remove"),
+    path("workers/", views.workers, name="workers"),
+    path("audit/", views.audit, name="audit"),
+    path("settings/", views.settings_view, name="settings"),
 ]

@@ -1,0 +1,377 @@
+"""Operator console pages. Each view parses input, calls one service (or a
+selector), and renders; permissions are checked on every POST, not only by
+hiding the buttons."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages as flash
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from outbound import selectors
+from outbound.errors import InvalidInput
+from outbound.explain import diagnostic_report, explain_message
+from outbound.models import Contact, GlobalSettings, Message, Suppression
+from outbound.services import blocklist, contacts, operations
+from outbound.states import RESENDABLE, Reason, Status
+from outbound.web.forms import BlockForm, ContactForm, MessageFilterForm
+
+View = Callable[..., HttpResponse]
+
+OPERATE = "outbound.operate_messages"
+EDIT_CONTACT = "outbound.change_contact"
+ADD_CONTACT = "outbound.add_contact"
+ADD_BLOCK = "outbound.add_suppression"
+DELETE_BLOCK = "outbound.delete_suppression"
+ADMINISTER = "outbound.change_globalsettings"
+
+# What an operator should do after each backend test outcome; shown next to
+# the test result when the test itself did not store advice.
+TEST_ADVICE = {
+    "ok": "The server accepted the connection, the login and a test sender and recipient.",
+    "auth_failed": "The server refused the user name or password. Correct them and test again.",
+    "auth_unsupported": "The server offers no login on this connection. Check the security "
+    "setting (most servers only allow login after STARTTLS) or remove the user name.",
+    "connection_refused": "Nothing answers on that host and port. Check the port number and "
+    "that the firewall lets this machine reach the server.",
+    "timeout": "The server did not answer in time. Check the host, the port and the firewall.",
+    "host_not_found": "The host name cannot be found. Check its spelling.",
+    "tls_failed": "The secure connection failed. Check the security setting matches the port "
+    "(465 implicit TLS, 587 STARTTLS) and that the server's certificate is valid.",
+    "sender_refused": "The server refused the from address. Use an address the relay allows.",
+    "recipient_refused": "The server refused the test recipient; it may only relay for "
+    "logged-in users or certain domains.",
+    "connection_lost": "The server closed the connection. Ask the mail administrator.",
+    "unexpected_reply": "The server answered something unexpected; it may not be a mail server.",
+    "secret_unreadable": "The stored password cannot be decrypted (the encryption key changed). "
+    "Enter the password again.",
+}
+
+
+def _require(perm: str) -> Callable[[View], View]:
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.has_perm(perm):
+                raise PermissionDenied(f"You need the permission {perm} to do this.")
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapped)
+
+    return decorator
+
+
+def _actor(request: HttpRequest) -> str:
+    return request.user.get_username()
+
+
+def _back(request: HttpRequest, default: str) -> HttpResponseRedirect:
+    """Return to the page the form came from (keeping its filters) if it is ours."""
+    target = request.POST.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return HttpResponseRedirect(target)
+    return HttpResponseRedirect(default)
+
+
+def _report(request: HttpRequest, ok: bool, text: str) -> None:
+    (flash.success if ok else flash.warning)(request, text)
+
+
+def _reason_label(code: str) -> str:
+    return Reason(code).label if code in Reason.values else code
+
+
+# ------------------------------------------------------------ outgoing list
+
+
+@login_required
+@require_GET
+def message_list(request: HttpRequest) -> HttpResponse:
+    form = MessageFilterForm(request.GET or None)
+    filters = form.filters() if request.GET else selectors.MessageFilters()
+    before = selectors.Cursor.decode(request.GET.get("before", ""))
+    after = selectors.Cursor.decode(request.GET.get("after", ""))
+    page = selectors.message_page(filters, before=before, after=after)
+    for m in page.rows:
+        m.reason_label = _reason_label(m.reason_code)  # type: ignore[attr-defined]
+    overview = selectors.overview()
+    base_query = request.GET.copy()
+    for key in ("before", "after"):
+        base_query.pop(key, None)
+    status_links = []
+    for status in Status:
+        query = base_query.copy()
+        query["status"] = status.value
+        status_links.append(
+            {
+                "status": status.value,
+                "label": status.label,
+                "count": overview.counts.get(status.value, 0),
+                "query": query.urlencode(),
+                "active": filters.status == status.value,
+            }
+        )
+    any_status = base_query.copy()
+    any_status.pop("status", None)
+
+    def page_link(key: str, cursor: selectors.Cursor | None) -> str:
+        if cursor is None:
+            return ""
+        query = base_query.copy()
+        query[key] = cursor.encode()
+        return "?" + query.urlencode()
+
+    return render(
+        request,
+        "outbound/messages.html",
+        {
+            "form": form,
+            "filters": filters,
+            "page": page,
+            "overview": overview,
+            "status_links": status_links,
+            "all_query": any_status.urlencode(),
+            "older_url": page_link("before", page.older),
+            "newer_url": page_link("after", page.newer),
+            "here": request.get_full_path(),
+            "resendable": {s.value for s in RESENDABLE} | {Status.WAITING, Status.TO_SEND},
+        },
+    )
+
+
+@require_POST
+@_require(OPERATE)
+def send_outgoing(request: HttpRequest) -> HttpResponse:
+    result = operations.send_outgoing(actor=_actor(request))
+    _report(request, result.ok, result.text)
+    return _back(request, reverse("outbound:home"))
+
+
+# ------------------------------------------------------------- one message
+
+
+@login_required
+@require_GET
+def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(Message.objects.select_related("backend", "contact"), pk=pk)
+    explanation = explain_message(message)
+    return render(
+        request,
+        "outbound/message.html",
+        {
+            "message": message,
+            "explanation": explanation,
+            "reason_label": _reason_label(message.reason_code),
+            "timeline": selectors.message_timeline(message),
+            "recipients": list(message.recipients.order_by("id")),
+            "attachments": list(message.attachments.only("id", "filename", "content_type")),
+            "can_resend": message.status != Status.CANCELLED
+            and message.status != Status.BACKEND_TEST_REQUIRED,
+            "can_cancel": message.status
+            in (Status.WAITING, Status.TO_SEND, Status.BACKEND_TEST_REQUIRED),
+        },
+    )
+
+
+@login_required
+@require_GET
+def message_report(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(Message, pk=pk)
+    if request.GET.get("format") == "text":
+        return HttpResponse(diagnostic_report(message), content_type="text/plain; charset=utf-8")
+    return render(
+        request,
+        "outbound/report.html",
+        {"message": message, "report": diagnostic_report(message)},
+    )
+
+
+@require_POST
+@_require(OPERATE)
+def message_resend(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(Message, pk=pk)
+    result = operations.resend_message(message, actor=_actor(request))
+    _report(request, result.ok, f"Message {pk}: {result.text}")
+    return _back(request, reverse("outbound:message", args=[pk]))
+
+
+@require_POST
+@_require(OPERATE)
+def message_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    message = get_object_or_404(Message, pk=pk)
+    result = operations.cancel_message(message, actor=_actor(request))
+    _report(request, result.ok, f"Message {pk}: {result.text}")
+    return _back(request, reverse("outbound:message", args=[pk]))
+
+
+# ---------------------------------------------------------------- contacts
+
+
+@login_required
+@require_GET
+def contact_list(request: HttpRequest) -> HttpResponse:
+    q = request.GET.get("q", "")[:200]
+    return render(
+        request,
+        "outbound/contacts.html",
+        {"contacts": selectors.search_contacts(q), "q": q},
+    )
+
+
+def _initial(contact: Contact) -> dict[str, Any]:
+    return {
+        "name": contact.name,
+        "email": contact.email,
+        "mobile": contact.mobile,
+        "preferred_channel": contact.preferred_channel,
+        "notifications_enabled": contact.notifications_enabled,
+        "active": contact.active,
+        "external_id": contact.external_id or "",
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def contact_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    contact = get_object_or_404(Contact, pk=pk) if pk is not None else None
+    # The message being fixed, when the operator came from a Not sent message.
+    origin: Message | None = None
+    raw_origin = request.GET.get("message") or request.POST.get("message") or ""
+    if raw_origin.isdigit():
+        origin = Message.objects.filter(pk=int(raw_origin), contact=contact).first()
+    if request.method == "POST":
+        if not request.user.has_perm(EDIT_CONTACT if contact else ADD_CONTACT):
+            raise PermissionDenied("You may not edit contacts.")
+        wants_resend = "save_resend" in request.POST and origin is not None
+        if wants_resend and not request.user.has_perm(OPERATE):
+            raise PermissionDenied("You may not re-send messages.")
+        form = ContactForm(request.POST)
+        if form.is_valid():
+            try:
+                saved = contacts.save_contact(
+                    contact=contact, data=form.service_data(), actor=_actor(request)
+                )
+            except InvalidInput as err:
+                form.add_service_errors(err)
+            else:
+                flash.success(request, f"Contact {saved} saved.")
+                if wants_resend and origin is not None:
+                    # Two clicks from a Not sent message: the re-send picks up
+                    # the address just saved, because validation reads the
+                    # contact again.
+                    result = operations.resend_message(origin, actor=_actor(request))
+                    _report(request, result.ok, f"Message {origin.pk}: {result.text}")
+                    return redirect("outbound:message", pk=origin.pk)
+                return redirect("outbound:contact", pk=saved.pk)
+    else:
+        form = ContactForm(
+            initial=_initial(contact)
+            if contact
+            else {"active": True, "notifications_enabled": True}
+        )
+    return render(
+        request,
+        "outbound/contact_form.html",
+        {"form": form, "contact": contact, "origin": origin},
+    )
+
+
+# ---------------------------------------------------------------- blocklist
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def blocklist_view(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        if not request.user.has_perm(ADD_BLOCK):
+            raise PermissionDenied("You may not change the blocklist.")
+        form = BlockForm(request.POST)
+        if form.is_valid():
+            try:
+                entry = blocklist.add_block(
+                    kind=form.cleaned_data["kind"],
+                    value=form.cleaned_data["value"],
+                    reason=form.cleaned_data["reason"],
+                    actor=_actor(request),
+                )
+            except InvalidInput as err:
+                form.add_service_errors(err)
+            else:
+                flash.success(request, f"{entry} added to the blocklist.")
+                return redirect("outbound:blocklist")
+    else:
+        form = BlockForm()
+    q = request.GET.get("q", "")[:200]
+    entries = Suppression.objects.all()
+    if q:
+        entries = entries.filter(value__icontains=q.strip())
+    return render(
+        request,
+        "outbound/blocklist.html",
+        {"form": form, "entries": list(entries.order_by("kind", "value")[:500]), "q": q},
+    )
+
+
+@require_POST
+@_require(DELETE_BLOCK)
+def blocklist_remove(request: HttpRequest, pk: int) -> HttpResponse:
+    entry = get_object_or_404(Suppression, pk=pk)
+    text = str(entry)
+    blocklist.remove_block(entry, actor=_actor(request))
+    flash.success(request, f"{text} removed from the blocklist.")
+    return redirect("outbound:blocklist")
+
+
+# ------------------------------------------------------- workers, audit, settings
+
+
+@login_required
+@require_GET
+def workers(request: HttpRequest) -> HttpResponse:
+    overview = selectors.overview()
+    return render(request, "outbound/workers.html", {"overview": overview})
+
+
+@login_required
+@require_GET
+def audit(request: HttpRequest) -> HttpResponse:
+    raw = request.GET.get("before", "")
+    before = int(raw) if raw.isdigit() else None
+    rows, older = selectors.audit_page(before=before)
+    return render(
+        request,
+        "outbound/audit.html",
+        {"entries": rows, "older": older, "first_page": before is None},
+    )
+
+
+@login_required
+@require_GET
+def settings_view(request: HttpRequest) -> HttpResponse:
+    rows = selectors.backend_rows()
+    for row in rows:
+        result = row.backend.last_test_result or {}
+        row.advice = result.get("advice") or TEST_ADVICE.get(  # type: ignore[attr-defined]
+            str(result.get("reason", "")), ""
+        )
+        row.transcript = result.get("transcript") or []  # type: ignore[attr-defined]
+    return render(
+        request,
+        "outbound/settings.html",
+        {
+            "settings": GlobalSettings.load(),
+            "backends": rows,
+            "can_administer": request.user.has_perm(ADMINISTER),
+        },
+    )

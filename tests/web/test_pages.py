@@ -1,0 +1,454 @@
+"""The console pages through Django's test client: content, permissions,
+CSRF, 404s, pagination and filters."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from outbound.models import AuditEntry, Backend, Contact, Message, Suppression, WorkerHeartbeat
+from outbound.services.intake import queue_email, queue_emails
+from outbound.services.validation import validate_due
+from outbound.states import Reason, Status
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def backend() -> Backend:
+    return Backend.objects.create(
+        name="Relay",
+        host="smtp.example.com",
+        port=587,
+        from_address="noreply@example.com",
+        is_default=True,
+        health="ok",
+        tested_version=1,
+        settings_version=1,
+        limit=1000,
+        sent_count=12,
+        username="relayuser",
+        last_test_at=timezone.now(),
+        last_test_result={
+            "ok": True,
+            "reason": "ok",
+            "code": 354,
+            "reply": "End data",
+            "transcript": ["S: 220 ready", "C: EHLO x"],
+        },
+    )
+
+
+def _not_sent_for_contact(email: str = "ann@@example") -> tuple[Message, Contact]:
+    contact = Contact.objects.create(name="Ann Smith", email=email)
+    message = queue_email(contact=contact, subject="Your invoice")
+    validate_due()
+    message.refresh_from_db()
+    return message, contact
+
+
+# ---------------------------------------------------------------- login
+
+
+def test_every_page_requires_login(client: Client) -> None:
+    for url in [
+        "/",
+        "/messages/1/",
+        "/contacts/",
+        "/blocklist/",
+        "/workers/",
+        "/audit/",
+        "/settings/",
+        "/messages/1/report/",
+    ]:
+        response = client.get(url)
+        assert response.status_code == 302, url
+        assert response["Location"].startswith("/accounts/login/"), url
+
+
+def test_login_page_logs_in(client: Client, viewer: User) -> None:
+    assert client.get("/accounts/login/").status_code == 200
+    response = client.post(
+        "/accounts/login/", {"username": "vera", "password": "correct horse battery"}
+    )
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+
+
+# ------------------------------------------------------- outgoing messages
+
+
+def test_outgoing_page_shows_backends_counts_banners_and_rows(
+    operator_client: Client, backend: Backend
+) -> None:
+    message, _ = _not_sent_for_contact()
+    Message.objects.filter(pk=message.pk).update(send_at=timezone.now())
+    stuck = queue_email(to="late@example.com", subject="Late")
+    Message.objects.filter(pk=stuck.pk).update(send_at=timezone.now() - timedelta(hours=3))
+    Backend.objects.create(
+        name="Broken", host="b", health="failing", health_detail="535 5.7.8 bad credentials"
+    )
+    html = operator_client.get("/").content.decode()
+    # Backend panel
+    assert "Relay" in html and "1000" in html and "988" in html
+    # Banners, each saying what to do
+    assert "Backend Broken is failing" in html and "run the Test" in html
+    assert "No worker is running" in html and "outbound worker" in html
+    assert "1 message stuck" in html
+    # Table row with the short reason and the actions
+    assert "Not sent" in html and "Recipient invalid" in html
+    assert f"/messages/{message.pk}/" in html
+    assert f"/messages/{message.pk}/resend/" in html
+    assert "Send outgoing messages" in html
+
+
+def test_no_worker_banner_goes_when_a_worker_is_alive(viewer_client: Client) -> None:
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(name="w1", hostname="h", pid=1, started_at=now, last_seen=now)
+    assert "No worker is running" not in viewer_client.get("/").content.decode()
+
+
+def test_viewer_sees_no_resend_button_and_post_is_refused(
+    viewer_client: Client, backend: Backend
+) -> None:
+    message, _ = _not_sent_for_contact()
+    html = viewer_client.get("/").content.decode()
+    assert "/resend/" not in html
+    assert "Send outgoing messages</button>" not in html
+    detail = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    assert "Re-send</button>" not in detail
+    assert viewer_client.post(f"/messages/{message.pk}/resend/").status_code == 403
+    assert viewer_client.post(f"/messages/{message.pk}/cancel/").status_code == 403
+    assert viewer_client.post("/send-outgoing/").status_code == 403
+    message.refresh_from_db()
+    assert message.status == Status.NOT_SENT
+
+
+def test_post_without_csrf_token_is_refused(operator: User, backend: Backend) -> None:
+    message, _ = _not_sent_for_contact()
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(operator)
+    assert client.post(f"/messages/{message.pk}/resend/").status_code == 403
+    assert client.post("/send-outgoing/").status_code == 403
+    message.refresh_from_db()
+    assert message.status == Status.NOT_SENT
+
+
+def test_resend_from_the_list_keeps_the_filters_and_reports(
+    operator_client: Client, backend: Backend
+) -> None:
+    message, _ = _not_sent_for_contact()
+    here = "/?status=not_sent&q=ann"
+    response = operator_client.post(f"/messages/{message.pk}/resend/", {"next": here}, follow=True)
+    assert response.redirect_chain[-1][0] == here
+    assert "will be sent again" in response.content.decode()
+    message.refresh_from_db()
+    assert message.status == Status.WAITING
+    audit = AuditEntry.objects.get(action="resend")
+    assert audit.actor == "otto" and audit.object_ids == [message.pk]
+
+
+def test_resend_ignores_a_foreign_next_url(operator_client: Client, backend: Backend) -> None:
+    message, _ = _not_sent_for_contact()
+    response = operator_client.post(
+        f"/messages/{message.pk}/resend/", {"next": "https://evil.example/"}
+    )
+    assert response["Location"] == f"/messages/{message.pk}/"
+
+
+def test_send_outgoing_reports_what_it_did(operator_client: Client) -> None:
+    nothing = operator_client.post("/send-outgoing/", follow=True)
+    assert "There are no stuck messages." in nothing.content.decode()
+    stuck = queue_email(to="late@example.com")
+    Message.objects.filter(pk=stuck.pk).update(send_at=timezone.now() - timedelta(hours=3))
+    response = operator_client.post("/send-outgoing/", follow=True)
+    assert "1 stuck message(s) queued to be sent now." in response.content.decode()
+    assert AuditEntry.objects.filter(action="send_outgoing", actor="otto").count() == 2
+
+
+def test_filters_narrow_the_table(viewer_client: Client) -> None:
+    queue_email(to="alpha@example.com", subject="Alpha")
+    beta = queue_email(to="beta@example.com", subject="Beta", to_user="Bea")
+    Message.objects.filter(pk=beta.pk).update(status=Status.SENT)
+    html = viewer_client.get("/?q=alpha").content.decode()
+    assert "alpha@example.com" in html and "beta@example.com" not in html
+    html = viewer_client.get("/?status=sent").content.decode()
+    assert "beta@example.com" in html and "alpha@example.com" not in html
+    html = viewer_client.get("/?q=bea").content.decode()
+    assert "beta@example.com" in html and "alpha@example.com" not in html
+    # A count link keeps the other filters.
+    assert "q=bea&amp;status=sent" in html or "status=sent&amp;q=bea" in html
+    # A wrong filter value is reported, not an error page.
+    response = viewer_client.get("/?date_from=yesterday&status=bogus")
+    assert response.status_code == 200
+    assert "were not understood" in response.content.decode()
+
+
+def test_keyset_pages_through_the_table(viewer_client: Client) -> None:
+    queue_emails([{"to": f"u{i:03d}@example.com"} for i in range(120)])
+    seen: list[str] = []
+    url = "/"
+    pages = 0
+    while url:
+        response = viewer_client.get(url)
+        page = response.context["page"]
+        seen += [m.message_to for m in page.rows]
+        url = response.context["older_url"]
+        pages += 1
+    assert pages == 3
+    assert len(seen) == 120 and len(set(seen)) == 120
+    expected = list(
+        Message.objects.order_by("-created_at", "-id").values_list("message_to", flat=True)
+    )
+    assert seen == expected
+    second = viewer_client.get(viewer_client.get("/").context["older_url"])
+    back = viewer_client.get(second.context["newer_url"])
+    assert [m.pk for m in back.context["page"].rows] == [
+        m.pk for m in viewer_client.get("/").context["page"].rows
+    ]
+    # Garbage in the cursor gives the first page, not an error.
+    assert viewer_client.get("/?before=garbage").status_code == 200
+
+
+# ---------------------------------------------------------------- message page
+
+
+def test_message_page_explains_not_sent_with_facts(viewer_client: Client, backend: Backend) -> None:
+    message, contact = _not_sent_for_contact()
+    contact.email = "ann@example.com"
+    contact.save()
+    html = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    assert "What it means" in html and "When it happens" in html
+    assert "What to check and do" in html
+    assert "ann@@example" in html and "ann@example.com" in html
+    assert "Fix the contact, then Re-send" in html
+    assert "Waiting → Not sent" in html or "Waiting &rarr; Not sent" in html
+
+
+def test_message_page_html_is_in_a_sandboxed_frame(viewer_client: Client) -> None:
+    message = queue_email(
+        to="a@example.com", html='<p onclick="x()">Hi "there"</p><script>', text="Plain body"
+    )
+    html = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    assert 'sandbox=""' in html
+    assert (
+        'srcdoc="&lt;p onclick=&quot;x()&quot;&gt;Hi &quot;there&quot;&lt;/p&gt;&lt;script&gt;"'
+        in html
+    )
+    assert '<script>"' not in html
+    assert "Plain body" in html
+
+
+def test_message_page_shows_attempt_and_queue_id(viewer_client: Client, backend: Backend) -> None:
+    message = queue_email(to="a@example.com")
+    validate_due()
+    from outbound.models import Attempt
+
+    Attempt.objects.create(
+        message=message,
+        backend=backend,
+        settings_version=1,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        phase="done",
+        smtp_code=250,
+        enhanced_code="2.0.0",
+        reply="Ok: queued as 9EA7B1E0AE5",
+        provider_id="9EA7B1E0AE5",
+        outcome="sent",
+        worker="host:1:abc",
+    )
+    Message.objects.filter(pk=message.pk).update(
+        status=Status.SENT, reason_code=Reason.ACCEPTED, sent_at=timezone.now()
+    )
+    html = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    assert "9EA7B1E0AE5" in html and "host:1:abc" in html and "junk" in html
+    assert "Attempt: Sent" in html
+
+
+def test_unknown_message_is_a_404_page(viewer_client: Client) -> None:
+    response = viewer_client.get("/messages/999999/")
+    assert response.status_code == 404
+    assert "Not found" in response.content.decode()
+    assert viewer_client.get("/messages/999999/report/").status_code == 404
+    assert viewer_client.get("/contacts/999999/").status_code == 404
+
+
+def test_cancel_and_its_result(operator_client: Client) -> None:
+    message = queue_email(to="a@example.com")
+    response = operator_client.post(f"/messages/{message.pk}/cancel/", follow=True)
+    assert "The message was cancelled." in response.content.decode()
+    message.refresh_from_db()
+    assert message.status == Status.CANCELLED
+    again = operator_client.post(f"/messages/{message.pk}/cancel/", follow=True)
+    assert "cannot be cancelled" in again.content.decode()
+
+
+def test_diagnostic_report_page(viewer_client: Client, backend: Backend) -> None:
+    message, _ = _not_sent_for_contact()
+    html = viewer_client.get(f"/messages/{message.pk}/report/").content.decode()
+    assert "<textarea" in html and "Outbound diagnostic report" in html
+    assert "relayuser" not in html
+    text = viewer_client.get(f"/messages/{message.pk}/report/?format=text")
+    assert text["Content-Type"].startswith("text/plain")
+
+
+# ---------------------------------------------------------------- contacts
+
+
+def test_contact_search_and_edit_keeps_what_was_typed(
+    operator_client: Client,
+) -> None:
+    contact = Contact.objects.create(name="Ann Smith", email="ann@example.com")
+    Contact.objects.create(name="Bob", email="bob@example.com")
+    html = operator_client.get("/contacts/?q=ann").content.decode()
+    assert "Ann Smith" in html and "bob@example.com" not in html
+    response = operator_client.post(
+        f"/contacts/{contact.pk}/",
+        {
+            "name": "Ann Smyth",
+            "email": "not an address",
+            "mobile": "",
+            "preferred_channel": "email",
+            "active": "on",
+            "notifications_enabled": "on",
+        },
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "not an email address" in html or "is not a valid email address" in html
+    assert 'value="not an address"' in html and 'value="Ann Smyth"' in html
+    contact.refresh_from_db()
+    assert contact.email == "ann@example.com" and contact.name == "Ann Smith"
+
+
+def test_fix_contact_and_resend_takes_two_clicks(operator_client: Client, backend: Backend) -> None:
+    message, contact = _not_sent_for_contact()
+    detail = operator_client.get(f"/messages/{message.pk}/").content.decode()
+    edit_url = f"/contacts/{contact.pk}/?message={message.pk}"
+    assert edit_url in detail
+    form = operator_client.get(edit_url).content.decode()
+    assert "Save and re-send this message" in form
+    response = operator_client.post(
+        edit_url,
+        {
+            "name": "Ann Smith",
+            "email": "ann@example.com",
+            "preferred_channel": "email",
+            "active": "on",
+            "notifications_enabled": "on",
+            "save_resend": "1",
+            "message": str(message.pk),
+        },
+    )
+    assert response.status_code == 302 and response["Location"] == f"/messages/{message.pk}/"
+    message.refresh_from_db()
+    assert message.status == Status.WAITING and message.reason_code == Reason.RESENT
+    validate_due()
+    message.refresh_from_db()
+    assert message.status == Status.TO_SEND and message.message_to == "ann@example.com"
+
+
+def test_viewer_cannot_edit_contacts(viewer_client: Client) -> None:
+    contact = Contact.objects.create(name="Ann", email="ann@example.com")
+    html = viewer_client.get(f"/contacts/{contact.pk}/").content.decode()
+    assert "Save</button>" not in html
+    response = viewer_client.post(
+        f"/contacts/{contact.pk}/", {"name": "X", "email": "", "preferred_channel": "email"}
+    )
+    assert response.status_code == 403
+
+
+def test_new_contact(operator_client: Client) -> None:
+    response = operator_client.post(
+        "/contacts/new/",
+        {
+            "name": "Cy",
+            "email": "cy@example.com",
+            "preferred_channel": "email",
+            "active": "on",
+            "notifications_enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    assert Contact.objects.get(name="Cy").email == "cy@example.com"
+
+
+# ---------------------------------------------------------------- blocklist
+
+
+def test_blocklist_add_with_errors_and_remove(
+    operator_client: Client, viewer_client: Client
+) -> None:
+    bad = operator_client.post(
+        "/blocklist/", {"kind": "domain", "value": "not a domain", "reason": "spam"}
+    )
+    assert bad.status_code == 200
+    assert "is not a domain name" in bad.content.decode()
+    assert 'value="not a domain"' in bad.content.decode()
+    ok = operator_client.post(
+        "/blocklist/",
+        {"kind": "domain", "value": "Spam.Example", "reason": "complaints"},
+        follow=True,
+    )
+    assert "spam.example" in ok.content.decode() and "complaints" in ok.content.decode()
+    entry = Suppression.objects.get()
+    assert viewer_client.post(f"/blocklist/{entry.pk}/remove/").status_code == 403
+    assert (
+        viewer_client.post("/blocklist/", {"kind": "domain", "value": "x.example"}).status_code
+        == 403
+    )
+    assert "Add to the blocklist" not in viewer_client.get("/blocklist/").content.decode()
+    operator_client.post(f"/blocklist/{entry.pk}/remove/")
+    assert not Suppression.objects.exists()
+    assert AuditEntry.objects.filter(action="remove_block").exists()
+
+
+# ---------------------------------------------------------- workers, audit, settings
+
+
+def test_workers_page(viewer_client: Client) -> None:
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        name="alive-1", hostname="h", pid=1, started_at=now, last_seen=now
+    )
+    WorkerHeartbeat.objects.create(
+        name="silent-1", hostname="h", pid=2, started_at=now, last_seen=now - timedelta(hours=1)
+    )
+    m = queue_email(to="a@example.com")
+    Message.objects.filter(pk=m.pk).update(send_at=now - timedelta(minutes=30))
+    html = viewer_client.get("/workers/").content.decode()
+    assert "alive-1" in html and "Alive" in html and "Silent" in html
+    assert "Oldest due message" in html and "30" in html
+
+
+def test_audit_page_lists_actions_newest_first(operator_client: Client) -> None:
+    m = queue_email(to="a@example.com")
+    operator_client.post(f"/messages/{m.pk}/cancel/")
+    operator_client.post(f"/messages/{m.pk}/cancel/")
+    html = operator_client.get("/audit/").content.decode()
+    html = html[html.index("<table") :]
+    assert "otto" in html and "cancel" in html and "Refused" in html
+    assert html.index("Refused") < html.index("The message was cancelled.")
+
+
+def test_audit_page_is_paginated(viewer_client: Client) -> None:
+    for i in range(60):
+        AuditEntry.objects.create(actor="x", action=f"act{i:02d}")
+    first = viewer_client.get("/audit/")
+    assert len(first.context["entries"]) == 50 and first.context["older"]
+    second = viewer_client.get(f"/audit/?before={first.context['older']}")
+    assert len(second.context["entries"]) == 10 and second.context["older"] is None
+
+
+def test_settings_page_shows_backends_without_secrets(
+    viewer_client: Client, backend: Backend
+) -> None:
+    html = viewer_client.get("/settings/").content.decode()
+    assert "Stuck threshold" in html and "Backend failure email" in html
+    assert "Relay" in html and "smtp.example.com" in html and "S: 220 ready" in html
+    assert "relayuser" not in html
