@@ -382,7 +382,13 @@ class SmtpTransport:
         # An idle SMTP connection is silent: anything readable is EOF or an
         # unsolicited 421, and either way the connection is finished.
         try:
-            readable, _, _ = select.select([sock], [], [], 0)
+            if hasattr(select, "poll"):
+                # poll, unlike select, has no limit on descriptor numbers.
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                readable = bool(poller.poll(0))
+            else:
+                readable = bool(select.select([sock], [], [], 0)[0])
         except (OSError, ValueError):
             return True
         if not readable:
@@ -614,6 +620,11 @@ class SmtpTransport:
             recipients.append((address, wire))
             needs_utf8 = needs_utf8 or utf8
 
+        header_end = envelope.message.find(b"\r\n\r\n")
+        if utf8_offered and not envelope.message[: max(header_end, 0)].isascii():
+            # RFC 6532 headers (raw UTF-8) are what SMTPUTF8 announces too.
+            needs_utf8 = True
+
         payload = _data_payload(envelope.message)
         options: list[str] = []
         if client.has_extn("size"):
@@ -804,8 +815,8 @@ class SmtpTransport:
                 raise TransientTransportError("not connected", reason="connection_lost")
             self._enter("mail")
             utf8_offered = client.has_extn("smtputf8")
-            sender, sender_utf8 = self._wire_address(mail_from, utf8_offered)
-            recipient, recipient_utf8 = self._wire_address(rcpt_to, utf8_offered)
+            sender, sender_utf8 = self._probe_address(mail_from, utf8_offered, "sender")
+            recipient, recipient_utf8 = self._probe_address(rcpt_to, utf8_offered, "recipient")
             utf8 = sender_utf8 or recipient_utf8
             self._mail_from(client, sender, ["SMTPUTF8"] if utf8 else [], utf8=utf8)
             self._enter("rcpt")
@@ -847,6 +858,17 @@ class SmtpTransport:
             result.elapsed,
         )
         return result
+
+    def _probe_address(self, address: str, utf8_offered: bool, role: str) -> tuple[str, bool]:
+        """``_wire_address`` whose refusals name the address that caused them."""
+        try:
+            return self._wire_address(address, utf8_offered)
+        except (InvalidAddress, PermanentTransportError) as err:
+            raise PermanentTransportError(
+                f"the {role} address cannot be used with {self.config.host}: {err}",
+                phase="mail" if role == "sender" else "rcpt",
+                reason="sender_refused" if role == "sender" else "recipients_refused",
+            ) from err
 
     def _probe_failure(self, err: TransportError, transcript: list[str]) -> ProbeResult:
         reason = err.reason

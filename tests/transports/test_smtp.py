@@ -204,6 +204,22 @@ def test_connection_is_reused_after_a_refused_message(make_smtp_server: MakeServ
     assert "RSET" in server.commands
 
 
+def test_reply_hook_changes_answers_per_command(make_smtp_server: MakeServer) -> None:
+    def greylist_second(stage: str, argument: str) -> str | None:
+        if stage == "rcpt" and argument == "second@example.test":
+            return "450 4.2.0 Greylisted"
+        return None
+
+    server = make_smtp_server(reply_hook=greylist_second)
+    with transport_for(server) as transport:
+        result = transport.send(envelope("first@example.test", "second@example.test"))
+
+    assert [(r.address, r.code) for r in result.recipients] == [
+        ("first@example.test", 250),
+        ("second@example.test", 450),
+    ]
+
+
 def test_sender_deferred_is_transient(make_smtp_server: MakeServer) -> None:
     server = make_smtp_server(mail_reply="451 4.3.0 Try later")
     with transport_for(server) as transport, pytest.raises(TransientTransportError) as caught:
@@ -424,6 +440,21 @@ def test_starttls_with_the_test_ca_succeeds(make_smtp_server: MakeServer) -> Non
     assert session.commands[:4] == ["EHLO", "STARTTLS", "EHLO", "AUTH"]
 
 
+@pytest.mark.parametrize(("tls", "security"), [("starttls", "starttls"), ("implicit", "tls")])
+def test_tls_connection_is_reused_for_the_next_message(
+    make_smtp_server: MakeServer, tls: str, security: str
+) -> None:
+    server = make_smtp_server(tls=tls)
+    transport = transport_for(server, security=security, ssl_context=server.client_ssl_context())
+    with transport:
+        for _ in range(3):
+            transport.send(envelope())
+            time.sleep(0.02)  # let any late TLS records (session tickets) arrive
+
+    assert server.connections == 1
+    assert len(server.messages) == 3
+
+
 @pytest.mark.parametrize(
     ("tls_names", "trusted"),
     [
@@ -576,6 +607,17 @@ def test_utf8_address_uses_smtputf8_when_offered(smtp_server: SmtpTestServer) ->
     [received] = smtp_server.messages
     assert received.rcpt_tos == ["jürgen@bücher.example"]
     assert "SMTPUTF8" in received.mail_options
+
+
+def test_utf8_headers_are_announced_with_smtputf8(smtp_server: SmtpTestServer) -> None:
+    raw = "Subject: Grüße\r\nMessage-ID: <u@example.test>\r\n\r\nHallo\r\n".encode()
+    with transport_for(smtp_server) as transport:
+        transport.send(Envelope(SENDER, ["a@example.test"], raw))
+
+    [received] = smtp_server.messages
+    assert received.raw == raw
+    assert "SMTPUTF8" in received.mail_options
+    assert "BODY=8BITMIME" in received.mail_options
 
 
 def test_idn_domain_is_punycoded_when_smtputf8_is_not_offered(
@@ -773,6 +815,15 @@ def test_probe_reports_an_unusable_sender_instead_of_raising(smtp_server: SmtpTe
 
     assert (result.ok, result.reason, result.phase) == (False, "sender_refused", "mail")
     assert smtp_server.connections == 0
+
+
+def test_probe_reports_a_recipient_the_server_cannot_take(make_smtp_server: MakeServer) -> None:
+    server = make_smtp_server(smtputf8=False)
+    result = transport_for(server).probe(mail_from=SENDER, rcpt_to="jürgen@example.test")
+
+    assert (result.ok, result.reason, result.phase) == (False, "recipient_refused", "rcpt")
+    assert "SMTPUTF8" in result.reply
+    assert "MAIL" not in server.commands
 
 
 def test_probe_connection_refused_and_unknown_host(closed_port: int) -> None:
