@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from ninja import NinjaAPI
+from django.http import HttpRequest
+from ninja import NinjaAPI, Router
 
-from outbound.api.errors import install_error_handlers
+from outbound.api.errors import ApiError, install_error_handlers
 from outbound.api.routers import directory, messages, system
 
 api = NinjaAPI(
@@ -21,3 +22,18 @@ install_error_handlers(api)
 api.add_router("", messages.router)
 api.add_router("", directory.router)
 api.add_router("", system.router)
+
+
+fallback = Router()
+
+
+# Registered last so every real route wins: an unknown path under /api/v1/
+# still answers with the envelope instead of Django's HTML page.
+@fallback.api_operation(
+    ["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", auth=None, include_in_schema=False
+)
+def unknown_path(request: HttpRequest, rest: str) -> None:
+    raise ApiError(404, f"There is no API endpoint /api/v1/{rest}.")
+
+
+api.add_router("", fallback)

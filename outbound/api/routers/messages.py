@@ -131,15 +131,22 @@ def create_message(
 )
 def create_messages(request: HttpRequest, payload: BatchIn) -> Status[dict[str, Any]]:
     who = principal(request)
-    items: list[dict[str, Any]] = []
+    items: list[tuple[int, dict[str, Any]]] = []
     errors: dict[str, list[str]] = {}
     for index, item in enumerate(payload.messages):
         try:
-            items.append(_email_kwargs(item))
+            items.append((index, _email_kwargs(item)))
         except UnknownContact as err:
             errors[f"messages.{index}.contact"] = [str(err)]
         except ApiError as err:
             errors[f"messages.{index}.channel"] = [err.message]
+    wanted = {item["contact"] for _, item in items if item.get("contact") is not None}
+    known = set(Contact.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+    for index, item in items:
+        if item.get("contact") is not None and item["contact"] not in known:
+            errors[f"messages.{index}.contact"] = [
+                f"There is no contact with id {item['contact']}."
+            ]
     if errors:
         raise ApiError(
             422,
@@ -147,7 +154,7 @@ def create_messages(request: HttpRequest, payload: BatchIn) -> Status[dict[str, 
             code="invalid_input",
             details=errors,
         )
-    messages = intake.queue_emails(items, actor=who.actor)
+    messages = intake.queue_emails([item for _, item in items], actor=who.actor)
     return Status(201, {"count": len(messages), "messages": [message_out(m) for m in messages]})
 
 

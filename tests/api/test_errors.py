@@ -1,0 +1,72 @@
+"""Every error shape the API gives, through the real URL routing."""
+
+from __future__ import annotations
+
+import pytest
+
+from outbound.models import Message
+from tests.api.conftest import assert_error
+
+pytestmark = pytest.mark.django_db
+
+
+def test_malformed_json_is_400(api):
+    body = assert_error(api.post("/messages", raw="{not json"), 400, "malformed_json")
+    assert body["details"] == {}
+    assert_error(api.post("/messages", raw=b"\xff\xfe"), 400, "malformed_json")
+
+
+def test_a_body_that_is_not_an_object_is_422(api):
+    assert_error(api.post("/messages", raw="[1, 2]"), 422, "invalid_input")
+
+
+def test_unknown_fields_are_refused_by_name(api):
+    body = assert_error(
+        api.post("/messages", {"to": ["a@example.com"], "sujbect": "typo"}), 422, "invalid_input"
+    )
+    assert body["details"] == {"sujbect": ["Unknown field."]}
+    assert Message.objects.count() == 0
+
+
+def test_wrong_types_name_the_field(api):
+    body = assert_error(api.post("/messages", {"to": "a@example.com", "subject": 5}), 422)
+    assert {"to", "subject"} <= set(body["details"])
+
+
+def test_over_long_values_are_422_not_a_database_error(api):
+    body = assert_error(api.post("/messages", {"to": ["a@example.com"], "subject": "x" * 999}), 422)
+    assert "subject" in body["details"]
+    body = assert_error(api.post("/messages", {"to": ["a@example.com" * 30]}), 422)
+
+
+def test_an_oversized_body_is_413(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    r = api.post("/messages", {"to": ["a@example.com"], "text": "x" * 5000})
+    assert_error(r, 413, "payload_too_large")
+
+
+def test_an_unknown_api_path_is_404_with_the_envelope(api):
+    assert_error(api.get("/no-such-thing"), 404, "not_found")
+    assert_error(api.post("/messages/1/explode"), 404, "not_found")
+
+
+def test_an_unexpected_error_is_a_500_envelope_without_traceback(api, monkeypatch):
+    from outbound.services import operations
+
+    def boom(**_):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(operations, "send_outgoing", boom)
+    r = api.post("/send-outgoing")
+    body = assert_error(r, 500, "internal_error")
+    assert "secret internals" not in r.content.decode()
+    assert body["details"] == {}
+
+
+def test_openapi_schema_and_docs_are_served(anon):
+    r = anon.client.get("/api/v1/openapi.json")
+    assert r.status_code == 200
+    schema = r.json()
+    assert "/api/v1/messages" in schema["paths"]
+    assert "ErrorOut" in schema["components"]["schemas"]
+    assert anon.client.get("/api/v1/docs").status_code == 200

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from outbound import secrets
+from outbound.models import Backend, WorkerHeartbeat
+from tests.api.conftest import assert_error
+
+pytestmark = pytest.mark.django_db
+
+
+def test_backends_never_return_secrets(api):
+    Backend.objects.create(
+        name="Relay",
+        host="smtp.example.com",
+        username="user",
+        secret=secrets.encrypt("hunter2"),
+        is_default=True,
+    )
+    r = api.get("/backends")
+    assert r.status_code == 200
+    (backend,) = r.json()
+    assert backend["has_password"] is True
+    assert "secret" not in backend and "password" not in backend
+    assert "hunter2" not in r.content.decode()
+    assert api.get(f"/backends/{backend['id']}").json()["name"] == "Relay"
+    assert_error(api.get("/backends/4040"), 404)
+
+
+def test_backend_test_against_a_real_smtp_server(api, smtp_server, make_backend):
+    backend = make_backend(smtp_server, test=False)
+    r = api.post(f"/backends/{backend.pk}/test")
+    assert r.status_code == 200, r.content
+    body = r.json()
+    assert body["ok"] is True
+    assert body["phase"] and body["transcript"]
+    assert set(body) == {"ok", "reason", "phase", "code", "reply", "transcript", "elapsed"}
+    backend.refresh_from_db()
+    assert backend.health == "ok"
+
+
+def test_a_failing_backend_test_is_200_with_ok_false(api):
+    backend = Backend.objects.create(name="Nowhere", host="127.0.0.1", port=1, timeout=2)
+    body = api.post(f"/backends/{backend.pk}/test").json()
+    assert body["ok"] is False
+    assert body["reason"]
+
+
+def test_backend_test_is_rate_limited(api, settings):
+    settings.OUTBOUND_API_RATE_LIMITS = {"backend_test": 1}
+    backend = Backend.objects.create(name="Nowhere", host="127.0.0.1", port=1, timeout=2)
+    assert api.post(f"/backends/{backend.pk}/test").status_code == 200
+    r = api.post(f"/backends/{backend.pk}/test")
+    assert_error(r, 429, "rate_limited")
+    assert "Retry-After" in r.headers
+
+
+def test_settings_are_readable(api):
+    body = api.get("/settings").json()
+    assert body["stuck_threshold_seconds"] == 900
+    assert "sms_enabled" in body
+
+
+def test_overview(api):
+    api.post("/messages", {"to": ["a@example.com"]})
+    body = api.get("/overview").json()
+    assert body["counts"]["waiting"] == 1
+    assert body["total"] == 1
+    assert body["workers_alive"] == 0
+
+
+def _beat(seconds_ago: float) -> None:
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        name="w1",
+        hostname="h",
+        pid=1,
+        started_at=now,
+        last_seen=now - timedelta(seconds=seconds_ago),
+    )
+
+
+@pytest.mark.parametrize("url", ["/healthz", "/api/v1/healthz"])
+def test_healthz_is_503_without_a_live_worker_and_200_with_one(url):
+    client = Client()
+    r = client.get(url)
+    assert r.status_code == 503
+    assert r.json()["database"] is True
+    assert r.json()["workers_alive"] == 0
+    _beat(5)
+    r = client.get(url)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["ok"] is True and body["workers_alive"] == 1
+    assert body["last_heartbeat_age_seconds"] >= 5
+
+
+def test_healthz_counts_a_silent_worker_as_dead():
+    _beat(3600)
+    assert Client().get("/healthz").status_code == 503
