@@ -125,7 +125,11 @@ class _Facts:
         attempt = self.last_attempt
         if attempt is None or not (attempt.reply or attempt.smtp_code):
             return ""
-        parts = [str(attempt.smtp_code or ""), attempt.enhanced_code, attempt.reply]
+        parts = [str(attempt.smtp_code or "")]
+        # The transport may keep the enhanced code at the start of the reply.
+        if attempt.enhanced_code and not attempt.reply.startswith(attempt.enhanced_code):
+            parts.append(attempt.enhanced_code)
+        parts.append(attempt.reply)
         return " ".join(p for p in parts if p)
 
     @property

@@ -3,11 +3,13 @@ real Chromium for the browser stories."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
@@ -18,6 +20,10 @@ CHROMIUM = "/usr/bin/chromium"
 @pytest.fixture
 def make_user(db: None) -> Callable[..., User]:
     def make(username: str, role: str | None = None, **extra: Any) -> User:
+        if role and not Group.objects.filter(name=role).exists():
+            # Transactional tests flush the tables the roles migration filled.
+            roles = importlib.import_module("outbound.migrations.0002_roles")
+            roles.create_roles(django_apps, None)
         user = User.objects.create_user(username=username, password=PASSWORD, **extra)
         if role:
             user.groups.add(Group.objects.get(name=role))
