@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, Header, Path, Query, Router, Schema, Status
 
 from outbound.api.auth import READ, WRITE, principal
 from outbound.api.errors import ApiError
+from outbound.api.filters import TimedMessageFilters
 from outbound.api.ratelimit import check_rate
 from outbound.api.render import (
     attempt_out,
@@ -35,7 +34,7 @@ from outbound.api.schemas import (
 from outbound.errors import UnknownContact
 from outbound.explain import explain_message
 from outbound.models import Backend, Contact, Message
-from outbound.selectors import PAGE_SIZE, Cursor, MessageFilters, message_page
+from outbound.selectors import PAGE_SIZE, Cursor, message_page
 from outbound.services import intake, operations
 from outbound.states import Source
 
@@ -133,9 +132,9 @@ def create_messages(request: HttpRequest, payload: BatchIn) -> Status[dict[str, 
     who = principal(request)
     items: list[tuple[int, dict[str, Any]]] = []
     errors: dict[str, list[str]] = {}
-    for index, item in enumerate(payload.messages):
+    for index, message_in in enumerate(payload.messages):
         try:
-            items.append((index, _email_kwargs(item)))
+            items.append((index, _email_kwargs(message_in)))
         except UnknownContact as err:
             errors[f"messages.{index}.contact"] = [str(err)]
         except ApiError as err:
@@ -170,20 +169,6 @@ class MessageQuery(Schema):
     q: str | None = Field(None, max_length=200, description="Recipient, name or subject.")
     cursor: str | None = Field(None, max_length=200)
     limit: int = Field(PAGE_SIZE, ge=1, le=200)
-
-
-@dataclass(frozen=True)
-class _ApiFilters(MessageFilters):
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-
-    def apply(self, qs: QuerySet[Message]) -> QuerySet[Message]:
-        qs = super().apply(qs)
-        if self.created_after is not None:
-            qs = qs.filter(created_at__gte=self.created_after)
-        if self.created_before is not None:
-            qs = qs.filter(created_at__lt=self.created_before)
-        return qs
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
@@ -225,7 +210,7 @@ def list_messages(request: HttpRequest, query: MessageQuery = Query(...)) -> dic
                 code="invalid_cursor",
                 details={"cursor": ["Not a cursor this API gave out."]},
             )
-    filters = _ApiFilters(
+    filters = TimedMessageFilters(
         status=query.status or "",
         channel=query.channel or "",
         backend=_backend_id(query.backend),
