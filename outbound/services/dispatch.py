@@ -58,6 +58,8 @@ class Job:
     settings_version: int | None
     claim_token: uuid.UUID
     started_at: datetime
+    # Loaded with its recipients and attachments at claim time, in bulk.
+    message: Message | None = None
 
 
 @dataclass
@@ -116,8 +118,13 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
                 for mid, bid, version in rows
             ]
         )
+    loaded = (
+        Message.objects.select_related("backend")
+        .prefetch_related("recipients", "attachments")
+        .in_bulk([r[0] for r in rows])
+    )
     return [
-        Job(mid, att.pk, bid, version, token, now)
+        Job(mid, att.pk, bid, version, token, now, loaded.get(mid))
         for (mid, bid, version), att in zip(rows, attempts, strict=True)
     ]
 
@@ -180,10 +187,16 @@ class Deliverer:
         """Send one job; never raises for a delivery problem."""
         outcome = Outcome(job=job)
         try:
-            message = Message.objects.select_related("backend").get(pk=job.message_id)
+            message = job.message or Message.objects.select_related("backend").get(
+                pk=job.message_id
+            )
             backend = message.backend
             if backend is None or job.backend_id != backend.pk:
                 raise BackendConfigurationError("The message has no backend.", reason="missing")
+            # The backend as it is now: an edit since the claim must be seen.
+            backend.refresh_from_db(
+                fields=["settings_version", "tested_version", "health", "health_detail"]
+            )
             outcome.backend_name, outcome.host = backend.name, backend.host
             block = backend_block(backend, message.channel)
             if block is not None or backend.settings_version != job.settings_version:
@@ -198,8 +211,12 @@ class Deliverer:
                 outcome.held_only = True
                 first = failed[1]
                 raise BackendConfigurationError(
-                    first.message, phase=first.phase, code=first.code,
-                    enhanced_code=first.enhanced_code, reply=first.reply, reason=first.reason,
+                    first.message,
+                    phase=first.phase,
+                    code=first.code,
+                    enhanced_code=first.enhanced_code,
+                    reply=first.reply,
+                    reason=first.reason,
                 )
             skipped = {Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED}
             recipients = [r for r in message.recipients.all() if r.outcome not in skipped]
@@ -285,9 +302,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
     failing: list[tuple[Outcome, BackendConfigurationError]] = []
     now = timezone.now()
     started = {o.job.message_id: o.job.started_at for o in outcomes}
-    first = dict(
-        Message.objects.filter(pk__in=list(started)).values_list("id", "first_attempt_at")
-    )
+    first = dict(Message.objects.filter(pk__in=list(started)).values_list("id", "first_attempt_at"))
     for o in outcomes:
         job = o.job
         first_attempt = first.get(job.message_id) or job.started_at
@@ -303,11 +318,13 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
             r = o.result
             refused = [x for x in r.recipients if not x.accepted]
             att.update(
-                outcome=Attempt.Outcome.SENT, smtp_code=r.code, enhanced_code=r.enhanced_code,
-                reply=r.reply, provider_id=r.queue_id,
+                outcome=Attempt.Outcome.SENT,
+                smtp_code=r.code,
+                enhanced_code=r.enhanced_code,
+                reply=r.reply,
+                provider_id=r.queue_id,
                 recipients=[
-                    {"address": x.address, "accepted": x.accepted, "code": x.code,
-                     "reply": x.reply}
+                    {"address": x.address, "accepted": x.accepted, "code": x.code, "reply": x.reply}
                     for x in r.recipients
                 ],
             )
@@ -319,15 +336,23 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
             reason = Reason.ACCEPTED
             if refused:
                 reason = Reason.PARTIALLY_ACCEPTED
-                text += " Refused recipients: " + "; ".join(
-                    f"{x.address} ({x.code} {x.reply})" for x in refused
-                ) + "."
-            changes.append(transitions.Change(
-                message_id=job.message_id, to=Status.SENT, reason=reason, text=text,
-                expect=frozenset({Status.TO_SEND}), claim_token=job.claim_token,
-                fields={**common, "sent_at": o.finished_at, "next_attempt_at": None},
-                data={"attempt": job.attempt_id},
-            ))
+                text += (
+                    " Refused recipients: "
+                    + "; ".join(f"{x.address} ({x.code} {x.reply})" for x in refused)
+                    + "."
+                )
+            changes.append(
+                transitions.Change(
+                    message_id=job.message_id,
+                    to=Status.SENT,
+                    reason=reason,
+                    text=text,
+                    expect=frozenset({Status.TO_SEND}),
+                    claim_token=job.claim_token,
+                    fields={**common, "sent_at": o.finished_at, "next_attempt_at": None},
+                    data={"attempt": job.attempt_id},
+                )
+            )
             recipient_updates.append((job.message_id, att["recipients"]))
             if job.backend_id is not None:
                 sent_per_backend[job.backend_id] = sent_per_backend.get(job.backend_id, 0) + 1
@@ -336,7 +361,9 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
             assert err is not None
             reply = _reply_text(err)
             att.update(
-                smtp_code=err.code, enhanced_code=err.enhanced_code, reply=reply[:5000],
+                smtp_code=err.code,
+                enhanced_code=err.enhanced_code,
+                reply=reply[:5000],
                 error_reason=err.reason[:50],
             )
             if isinstance(err, BackendConfigurationError):
@@ -362,12 +389,18 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                         f"{reply}. The backend settings must be fixed and tested."
                     )
                     failing.append((o, err))
-                changes.append(transitions.Change(
-                    message_id=job.message_id, to=Status.BACKEND_TEST_REQUIRED, reason=reason,
-                    text=text, expect=frozenset({Status.TO_SEND}), claim_token=job.claim_token,
-                    fields={**common, "next_attempt_at": None},
-                    data={"attempt": job.attempt_id},
-                ))
+                changes.append(
+                    transitions.Change(
+                        message_id=job.message_id,
+                        to=Status.BACKEND_TEST_REQUIRED,
+                        reason=reason,
+                        text=text,
+                        expect=frozenset({Status.TO_SEND}),
+                        claim_token=job.claim_token,
+                        fields={**common, "next_attempt_at": None},
+                        data={"attempt": job.attempt_id},
+                    )
+                )
             elif isinstance(err, PermanentTransportError):
                 att["outcome"] = Attempt.Outcome.PERMANENT
                 reason = {
@@ -378,19 +411,28 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     f"{_server(o)} refused the message at the {o.phase} step at "
                     f"{_fmt(o.finished_at)}: {reply}."
                 )
-                changes.append(transitions.Change(
-                    message_id=job.message_id, to=Status.NOT_SENT, reason=reason, text=text,
-                    expect=frozenset({Status.TO_SEND}), claim_token=job.claim_token,
-                    fields={**common, "next_attempt_at": None},
-                    data={"attempt": job.attempt_id},
-                ))
+                changes.append(
+                    transitions.Change(
+                        message_id=job.message_id,
+                        to=Status.NOT_SENT,
+                        reason=reason,
+                        text=text,
+                        expect=frozenset({Status.TO_SEND}),
+                        claim_token=job.claim_token,
+                        fields={**common, "next_attempt_at": None},
+                        data={"attempt": job.attempt_id},
+                    )
+                )
             else:
                 att["outcome"] = Attempt.Outcome.TRANSIENT
                 count = _attempt_count(job.message_id) + 1
                 when = retry.next_attempt_at(
-                    now=now, attempt_count=count, first_attempt_at=first_attempt,
+                    now=now,
+                    attempt_count=count,
+                    first_attempt_at=first_attempt,
                     min_backoff=settings.retry_min_backoff,
-                    max_backoff=settings.retry_max_backoff, lifetime=settings.retry_lifetime,
+                    max_backoff=settings.retry_max_backoff,
+                    lifetime=settings.retry_lifetime,
                 )
                 if when is None:
                     text = (
@@ -398,44 +440,59 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                         f"{_fmt(now)} (retry lifetime {settings.retry_lifetime}). Last reply "
                         f"from {_server(o)} at the {o.phase} step: {reply}."
                     )
-                    changes.append(transitions.Change(
-                        message_id=job.message_id, to=Status.NOT_SENT,
-                        reason=Reason.RETRY_LIFETIME_OVER, text=text,
-                        expect=frozenset({Status.TO_SEND}), claim_token=job.claim_token,
-                        fields={**common, "next_attempt_at": None},
-                        data={"attempt": job.attempt_id},
-                    ))
+                    changes.append(
+                        transitions.Change(
+                            message_id=job.message_id,
+                            to=Status.NOT_SENT,
+                            reason=Reason.RETRY_LIFETIME_OVER,
+                            text=text,
+                            expect=frozenset({Status.TO_SEND}),
+                            claim_token=job.claim_token,
+                            fields={**common, "next_attempt_at": None},
+                            data={"attempt": job.attempt_id},
+                        )
+                    )
                 else:
                     text = (
                         f"Temporary failure at the {o.phase} step with {_server(o)} at "
                         f"{_fmt(o.finished_at)}: {reply}. Attempt {count}; next attempt at "
                         f"{_fmt(when)}."
                     )
-                    changes.append(transitions.Change(
-                        message_id=job.message_id, to=Status.TO_SEND,
-                        reason=Reason.RETRY_SCHEDULED, text=text,
-                        expect=frozenset({Status.TO_SEND}), claim_token=job.claim_token,
-                        fields={**common, "next_attempt_at": when},
-                        data={"attempt": job.attempt_id},
-                    ))
+                    changes.append(
+                        transitions.Change(
+                            message_id=job.message_id,
+                            to=Status.TO_SEND,
+                            reason=Reason.RETRY_SCHEDULED,
+                            text=text,
+                            expect=frozenset({Status.TO_SEND}),
+                            claim_token=job.claim_token,
+                            fields={**common, "next_attempt_at": when},
+                            data={"attempt": job.attempt_id},
+                        )
+                    )
         attempt_updates.append((job.attempt_id, att))
 
     # One lock order for every writer of these rows.
     changes.sort(key=lambda c: c.message_id)
     with transaction.atomic():
         changed = set(transitions.apply_changes(changes))
-        for attempt_id, values in attempt_updates:
-            Attempt.objects.filter(pk=attempt_id).update(**values)
+        _update_attempts(attempt_updates)
+        accepted_all = [m for m, rows in recipient_updates if m in changed]
+        Recipient.objects.filter(
+            message_id__in=accepted_all, outcome=Recipient.Outcome.PENDING
+        ).update(outcome=Recipient.Outcome.ACCEPTED, code=250)
         for message_id, rows in recipient_updates:
             if message_id not in changed:
                 continue
             for row in rows:
-                Recipient.objects.filter(
-                    message_id=message_id, address=row["address"]
-                ).update(
-                    outcome=Recipient.Outcome.ACCEPTED if row["accepted"]
+                if row["accepted"] and row["code"] == 250:
+                    continue
+                Recipient.objects.filter(message_id=message_id, address=row["address"]).update(
+                    outcome=Recipient.Outcome.ACCEPTED
+                    if row["accepted"]
                     else Recipient.Outcome.REFUSED,
-                    code=row["code"], reply=row["reply"][:2000],
+                    code=row["code"],
+                    reply=row["reply"][:2000],
                 )
         for backend_id, n in sent_per_backend.items():
             Backend.objects.filter(pk=backend_id).update(sent_count=F("sent_count") + n)
@@ -445,13 +502,27 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
     for o, err in failing:
         if o.job.backend_id is not None and o.job.settings_version is not None:
             mark_backend_failing(
-                o.job.backend_id, settings_version=o.job.settings_version, reason=err.reason,
+                o.job.backend_id,
+                settings_version=o.job.settings_version,
+                reason=err.reason,
                 detail=f"{_server(o)} at the {o.phase} step: {_reply_text(err)}",
             )
 
 
+def _update_attempts(updates: list[tuple[int, dict[str, Any]]]) -> None:
+    """Write the attempts' results, grouped by the fields they set."""
+    by_fields: dict[tuple[str, ...], list[Attempt]] = {}
+    for attempt_id, values in updates:
+        key = tuple(sorted(values))
+        by_fields.setdefault(key, []).append(Attempt(pk=attempt_id, **values))
+    for names, rows in by_fields.items():
+        Attempt.objects.bulk_update(rows, list(names), batch_size=200)
+
+
 def _attempt_count(message_id: int) -> int:
-    return Message.objects.filter(pk=message_id).values_list("attempt_count", flat=True).first() or 0
+    return (
+        Message.objects.filter(pk=message_id).values_list("attempt_count", flat=True).first() or 0
+    )
 
 
 # ---------------------------------------------------------------------- reap
@@ -476,7 +547,9 @@ def reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
         attempt_ids += [a.pk for a in attempts]
         reached_data = any(a.phase == "data" for a in attempts)
         fields: dict[str, Any] = {
-            "claim_token": None, "claimed_by": "", "lease_until": None,
+            "claim_token": None,
+            "claimed_by": "",
+            "lease_until": None,
             "next_attempt_at": timezone.now(),
         }
         if reached_data:
@@ -494,10 +567,17 @@ def reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
                 f"Worker {worker} stopped answering before the message was transmitted "
                 f"(lease ended {_fmt(now)}); it is tried again."
             )
-        changes.append(transitions.Change(
-            message_id=mid, to=Status.TO_SEND, reason=reason, text=text,
-            expect=frozenset({Status.TO_SEND}), claim_token=token, fields=fields,
-        ))
+        changes.append(
+            transitions.Change(
+                message_id=mid,
+                to=Status.TO_SEND,
+                reason=reason,
+                text=text,
+                expect=frozenset({Status.TO_SEND}),
+                claim_token=token,
+                fields=fields,
+            )
+        )
     with transaction.atomic():
         changed = transitions.apply_changes(changes)
         Attempt.objects.filter(pk__in=attempt_ids, message_id__in=changed).update(
@@ -506,4 +586,3 @@ def reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
     if changed:
         logger.warning("reaped %s messages from lost workers", len(changed))
     return len(changed)
-

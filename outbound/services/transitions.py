@@ -58,11 +58,15 @@ def _apply(change: Change, now: datetime) -> Event | None:
     qs = Message.objects.filter(pk=change.message_id, status__in=list(sources))
     if change.claim_token is not ANY_CLAIM:
         qs = qs.filter(claim_token=change.claim_token)
-    # The source status is needed for the event; read it under the same
-    # condition so a concurrent change cannot slip between read and write.
-    current = qs.values_list("status", flat=True).first()
-    if current is None:
-        return None
+    if len(sources) == 1:
+        # The only possible source: no need to read it first.
+        current = next(iter(sources))
+    else:
+        # The source status is needed for the event; the UPDATE repeats the
+        # condition so a concurrent change cannot slip between read and write.
+        current = qs.values_list("status", flat=True).first()
+        if current is None:
+            return None
     updated = qs.filter(status=current).update(
         status=change.to,
         reason_code=change.reason,

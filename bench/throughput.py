@@ -1,0 +1,134 @@
+"""Throughput of the outbox against a local SMTP sink, beside a raw smtplib
+loop measured in the same run.
+
+For each database (SQLite always; PostgreSQL when reachable) and each relay
+(instant, 20 ms per message) it queues N messages with bulk intake, drains
+them with a real worker in this process, and prints messages per second next
+to raw smtplib sending the same bytes over one reused connection.
+
+    .venv/bin/python bench/throughput.py [-n 10000] [--pg-url URL] [--only sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import smtplib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _setup_django(database_url: str) -> None:
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("OUTBOUND_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("OUTBOUND_POLL_INTERVAL", "0.02")
+    import django
+
+    django.setup()
+
+
+def raw_smtplib(server: object, n: int, payload: bytes) -> float:
+    host, port = server.address  # type: ignore[attr-defined]
+    with smtplib.SMTP(host, port) as client:
+        start = time.perf_counter()
+        for i in range(n):
+            client.sendmail("noreply@example.com", [f"user{i}@example.com"], payload)
+        elapsed = time.perf_counter() - start
+    return n / elapsed
+
+
+def run_case(n: int, concurrency: int, delay: float) -> dict[str, float]:
+    from django.core.management import call_command
+
+    from outbound.models import Backend, Message
+    from outbound.services.backends import test_backend
+    from outbound.services.intake import queue_emails
+    from outbound.states import Status
+    from outbound.worker import Worker
+    from tests.smtpd import SmtpTestServer
+
+    call_command("flush", interactive=False, verbosity=0)
+    with SmtpTestServer(delay=delay) as server:
+        backend = Backend.objects.create(
+            name="bench", host=server.host, port=server.port, security="none",
+            from_address="noreply@example.com", is_default=True,
+        )
+        assert test_backend(backend).ok
+        items = [
+            {"to": f"user{i}@example.com", "subject": f"Message {i}", "text": "Hello " * 40}
+            for i in range(n)
+        ]
+        start = time.perf_counter()
+        for chunk in range(0, n, 1000):
+            queue_emails(items[chunk : chunk + 1000])
+        intake_rate = n / (time.perf_counter() - start)
+        start = time.perf_counter()
+        Worker(concurrency=concurrency, once=True, name="bench").run()
+        drain_rate = n / (time.perf_counter() - start)
+        sent = Message.objects.filter(status=Status.SENT).count()
+        assert sent == n, f"only {sent} of {n} sent"
+        sample = server.messages[0].raw
+        server.clear()
+        raw_n = min(n, 2000) if delay == 0 else min(n, 200)
+        raw_rate = raw_smtplib(server, raw_n, sample)
+    return {"intake": intake_rate, "drain": drain_rate, "raw": raw_rate}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=10000)
+    parser.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432/outbound_bench")
+    parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    database = args.only or os.environ.get("BENCH_DATABASE")
+    if database is None:
+        # Each database needs its own process (Django is configured once).
+        import subprocess
+
+        for name in ("sqlite", "postgresql"):
+            subprocess.run(
+                [sys.executable, __file__, "-n", str(args.n), "--pg-url", args.pg_url,
+                 "--only", name],
+                check=False,
+            )
+        return
+    if database == "sqlite":
+        tmp = tempfile.mkdtemp()
+        url = f"sqlite:///{tmp}/bench.sqlite3"
+    else:
+        _ensure_pg_database(args.pg_url)
+        url = args.pg_url
+    _setup_django(url)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    print(f"\n{database}: {args.n} messages per case")
+    print(f"{'relay':<10}{'worker':<18}{'outbound msg/s':>16}{'raw smtplib msg/s':>20}"
+          f"{'ratio':>8}{'intake msg/s':>14}")
+    for delay, concurrency in ((0.0, 1), (0.0, 8), (0.02, 8)):
+        n = args.n if delay == 0 else min(args.n, 3000)
+        r = run_case(n, concurrency, delay)
+        relay = "instant" if delay == 0 else "20 ms"
+        print(f"{relay:<10}{'concurrency ' + str(concurrency):<18}{r['drain']:>16.0f}"
+              f"{r['raw']:>20.0f}{r['drain'] / r['raw']:>8.0%}{r['intake']:>14.0f}",
+              flush=True)
+
+
+def _ensure_pg_database(url: str) -> None:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+if __name__ == "__main__":
+    main()
