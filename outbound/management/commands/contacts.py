@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from outbound.errors import InvalidInput
 from outbound.management.commands._output import write_json
-from outbound.services.contacts import upsert_contact
+from outbound.services.contacts import clean_contact_data, upsert_contact
 
 COLUMNS = (
     "external_id",
@@ -50,6 +51,12 @@ def _row_data(row: dict[str, str | None]) -> dict[str, Any]:
         else:
             data[column] = raw
     if errors:
+        # Report the other fields' problems too, so one pass over the file
+        # shows everything to fix on this line.
+        try:
+            clean_contact_data(data)
+        except InvalidInput as err:
+            errors = {**err.errors, **errors}
         raise InvalidInput(errors)
     return data
 
@@ -90,7 +97,8 @@ class Command(BaseCommand):
             text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8-sig")
         except (OSError, UnicodeDecodeError) as err:
             raise CommandError(f"Cannot read {name}: {err}", returncode=1) from err
-        reader = csv.DictReader(text.splitlines())
+        # Spreadsheet exports often start with a byte order mark.
+        reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
         header = [h.strip() for h in (reader.fieldnames or [])]
         reader.fieldnames = header
         if "external_id" not in header:

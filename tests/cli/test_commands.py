@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import pytest
+
+from outbound.models import ApiKey, Backend, Contact, Message
+from outbound.services.apikeys import authenticate
+from outbound.services.intake import queue_email
+from outbound.states import Status
+
+
+def test_apikey_create_prints_the_key_once_and_revoke_disables_it(cli):
+    r = cli("apikey", "create", "platform", "--scope", "write")
+    assert r.code == 0, r.err
+    plaintext = r.out.strip()
+    key = authenticate(plaintext)
+    assert key is not None and key.scope == "write" and key.name == "platform"
+    assert "cannot be shown again" in r.err
+    listed = cli("apikey", "list", "--json").json()
+    assert listed[0]["prefix"] == key.prefix
+    assert plaintext not in cli("apikey", "list").out
+    assert cli("apikey", "revoke", key.prefix).code == 0
+    assert authenticate(plaintext) is None
+    again = cli("apikey", "revoke", key.prefix)
+    assert again.code == 1 and "already revoked" in again.err
+    assert cli("apikey", "revoke", "obk_nothere").code == 1
+
+
+def test_apikey_bad_usage_exits_2(cli):
+    assert cli("apikey", "create", "x", "--scope", "root").code == 2
+    assert cli("apikey").code == 2
+    assert ApiKey.objects.count() == 0
+
+
+def test_send_email_queues_a_message(cli):
+    r = cli(
+        "send-email",
+        "--to",
+        "ann@example.com",
+        "--subject",
+        "Hello",
+        "--text",
+        "Body",
+        "--group",
+        "g1",
+        "--idempotency-key",
+        "k1",
+        "--json",
+    )
+    assert r.code == 0, r.err
+    body = r.json()
+    message = Message.objects.get(pk=body["id"])
+    assert message.subject == "Hello" and message.group_key == "g1"
+    assert message.source == "manual"
+    replay = cli(
+        "send-email",
+        "--to",
+        "ann@example.com",
+        "--subject",
+        "Hello",
+        "--text",
+        "Body",
+        "--group",
+        "g1",
+        "--idempotency-key",
+        "k1",
+        "--json",
+    )
+    assert replay.json()["id"] == body["id"]
+    conflict = cli("send-email", "--to", "bob@example.com", "--idempotency-key", "k1")
+    assert conflict.code == 1 and "idempotency key" in conflict.err
+
+
+def test_send_email_reads_the_html_body_from_a_file(cli, tmp_path):
+    html = tmp_path / "body.html"
+    html.write_text("<p>Hi</p>", encoding="utf-8")
+    c = Contact.objects.create(name="Ann", email="ann@example.com", external_id="crm-1")
+    r = cli(
+        "send-email",
+        "--contact",
+        "ext:crm-1",
+        "--html-file",
+        str(html),
+        "--send-at",
+        "2099-01-01T09:00:00+00:00",
+    )
+    assert r.code == 0, r.err
+    message = Message.objects.get()
+    assert message.html_body == "<p>Hi</p>" and message.contact_id == c.pk
+    assert message.reason_code == "scheduled"
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["send-email", "--subject", "no recipient"], 2),
+        (["send-email", "--to", "a@example.com", "--send-at", "tomorrow"], 2),
+        (["send-email", "--to", "a@example.com", "--bogus"], 2),
+        (["send-email", "--to", "a@example.com", "--subject", "a\nBcc: x@example.com"], 1),
+        (["send-email", "--contact", "999"], 1),
+        (["send-email", "--to", "a@example.com", "--html-file", "/nonexistent.html"], 1),
+    ],
+)
+def test_send_email_refusals(cli, args, code):
+    r = cli(*args)
+    assert r.code == code, (r.out, r.err)
+    assert Message.objects.count() == 0
+
+
+def _queued(n: int = 1, **kw):
+    return [queue_email(to=f"p{i}@example.com", subject=f"s{i}", **kw) for i in range(n)]
+
+
+def test_messages_list_show_explain(cli):
+    first, second = _queued(2)
+    listed = cli("messages", "list", "--json")
+    assert listed.code == 0, listed.err
+    assert [m["id"] for m in listed.json()["items"]] == [second.pk, first.pk]
+    table = cli("messages", "list", "--search", "s1").out
+    assert "p1@example.com" in table and "p0@example.com" not in table
+    assert cli("messages", "list", "--status", "sent", "--json").json()["items"] == []
+    page = cli("messages", "list", "--limit", "1", "--json").json()
+    assert page["next_cursor"]
+    rest = cli("messages", "list", "--limit", "1", "--cursor", page["next_cursor"], "--json")
+    assert [m["id"] for m in rest.json()["items"]] == [first.pk]
+    shown = cli("messages", "show", str(first.pk), "--json").json()
+    assert shown["events"][0]["to_status"] == "waiting"
+    assert shown["explanation"]["label"] == "Waiting"
+    assert "History" in cli("messages", "show", str(first.pk)).out
+    explained = cli("messages", "explain", str(first.pk))
+    assert explained.code == 0 and "What to do" in explained.out
+    assert cli("messages", "explain", str(first.pk), "--json").json()["status"] == "waiting"
+
+
+def test_messages_errors(cli):
+    assert cli("messages", "show", "424242").code == 1
+    assert cli("messages", "list", "--status", "lost").code == 2
+    assert cli("messages", "list", "--limit", "0").code == 2
+    assert cli("messages", "list", "--cursor", "zzz").code == 2
+    assert cli("messages", "list", "--backend", "nope").code == 1
+    assert cli("messages").code == 2
+
+
+def test_status_shows_counts(cli):
+    _queued(2)
+    assert cli("status", "--json").json()["counts"]["waiting"] == 2
+    table = cli("status")
+    assert table.code == 0 and "Waiting" in table.out and "worker(s) alive" in table.out
+
+
+def test_cancel_and_resend(cli):
+    message, other, grouped = _queued(1) + _queued(1) + _queued(1, group_key="g")
+    ok = cli("cancel", str(message.pk))
+    assert ok.code == 0 and "cancelled" in ok.out
+    message.refresh_from_db()
+    assert message.status == Status.CANCELLED
+    again = cli("cancel", str(message.pk))
+    assert again.code == 1 and "cannot be cancelled" in again.err
+    assert cli("resend", str(message.pk)).code == 1
+    assert cli("resend", str(other.pk)).code == 0
+    assert cli("cancel", "--group", "g").code == 0
+    grouped.refresh_from_db()
+    assert grouped.status == Status.CANCELLED
+    assert cli("cancel").code == 2
+    assert cli("cancel", "123456").code == 1
+
+
+def test_send_outgoing_with_the_hyphenated_name(cli):
+    r = cli("send-outgoing")
+    assert r.code == 0 and "no stuck messages" in r.out
+    assert cli("send_outgoing").code == 0
+
+
+def test_test_backend_is_reachable_by_its_hyphenated_name(cli):
+    r = cli("test-backend", "nope")
+    assert r.code == 1 and "no backend named" in r.err
+
+
+def test_backends_list_never_shows_the_secret(cli):
+    from outbound import secrets
+
+    Backend.objects.create(name="Relay", host="smtp.example.com", secret=secrets.encrypt("pw-x"))
+    rows = cli("backends", "list", "--json").json()
+    assert rows[0]["has_password"] is True
+    assert "pw-x" not in cli("backends", "list", "--json").out
+    table = cli("backends", "list").out
+    assert "Relay" in table and "set" in table
+
+
+def test_backends_test_against_a_real_smtp_server(cli, smtp_server, make_backend):
+    backend = make_backend(smtp_server, test=False)
+    r = cli("backends", "test", backend.name)
+    assert r.code == 0, r.err
+    assert "test succeeded" in r.out
+    backend.refresh_from_db()
+    assert backend.health == "ok"
+
+
+def test_backends_test_failure_exits_1(cli):
+    Backend.objects.create(name="Nowhere", host="127.0.0.1", port=1, timeout=2)
+    r = cli("backends", "test", "Nowhere", "--json")
+    assert r.code == 1
+    assert r.json()["ok"] is False
+    assert cli("backends", "test", "Missing").code == 1
