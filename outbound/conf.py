@@ -3,6 +3,7 @@ management commands can change them with ``override_settings``."""
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -49,3 +50,12 @@ def forbid_private_hosts() -> bool:
 def smtp_ssl_cafile() -> str:
     """An extra CA bundle for backends (a private relay's CA; the tests' CA)."""
     return str(getattr(settings, "OUTBOUND_SMTP_CAFILE", "") or "")
+
+
+def ssl_context() -> ssl.SSLContext:
+    """A verifying TLS context that also trusts OUTBOUND_SMTP_CAFILE, if set."""
+    context = ssl.create_default_context()
+    cafile = smtp_ssl_cafile()
+    if cafile:
+        context.load_verify_locations(cafile=cafile)
+    return context

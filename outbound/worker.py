@@ -28,12 +28,13 @@ from django.utils import timezone
 from outbound import conf
 from outbound.errors import BackendConfigurationError
 from outbound.models import GlobalSettings, Message, WorkerHeartbeat
-from outbound.services import dispatch, validation
+from outbound.services import alerts, dispatch, validation
 from outbound.states import Status
 
 logger = logging.getLogger(__name__)
 
 _STOP = object()
+ALERT_CHECK_INTERVAL = 60.0
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Worker:
         self.stats = WorkerStats()
         self._threads: list[threading.Thread] = []
         self._last_beat = 0.0
+        self._last_alert_check = 0.0
 
     # ------------------------------------------------------------- lifecycle
 
@@ -140,6 +142,9 @@ class Worker:
                     self.jobs.put(job)
                 self.stats.claimed += claimed
         self._beat()
+        if time.monotonic() - self._last_alert_check > ALERT_CHECK_INTERVAL:
+            self._last_alert_check = time.monotonic()
+            alerts.check_alerts()
         return claimed
 
     def _idle(self) -> bool:

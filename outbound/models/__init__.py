@@ -1,4 +1,5 @@
 from outbound.models.apikey import ApiKey
+from outbound.models.alert import Alert
 from outbound.models.audit import AuditEntry
 from outbound.models.backend import Backend, BackendKind, Health, Security
 from outbound.models.contact import Contact
@@ -8,6 +9,7 @@ from outbound.models.suppression import Suppression
 from outbound.models.worker import WorkerHeartbeat
 
 __all__ = [
+    "Alert",
     "ApiKey",
     "AuditEntry",
     "Attachment",

@@ -12,7 +12,6 @@ were edited since the failing attempt (the new settings await their own test).
 from __future__ import annotations
 
 import logging
-import ssl
 from dataclasses import asdict
 from typing import Any
 
@@ -21,8 +20,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from outbound import conf, secrets
-from outbound.models import Backend, Health, Message
-from outbound.services import transitions
+from outbound.errors import InvalidInput
+from outbound.models import Backend, Health, Message, Security
+from outbound.models.backend import CONNECTION_FIELDS
+from outbound.services import alerts, transitions
+from outbound.services.audit import record_audit
 from outbound.states import Reason, Status
 from outbound.transports.smtp import ProbeResult, SmtpConfig, SmtpTransport
 
@@ -40,14 +42,6 @@ CONFIG_REASONS = {
 }
 
 
-def ssl_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    cafile = conf.smtp_ssl_cafile()
-    if cafile:
-        context.load_verify_locations(cafile=cafile)
-    return context
-
-
 def smtp_config(backend: Backend) -> SmtpConfig:
     """The transport settings of ``backend``; raises SecretError if its password
     cannot be decrypted."""
@@ -59,7 +53,7 @@ def smtp_config(backend: Backend) -> SmtpConfig:
         username=backend.username,
         password=password,
         timeout=backend.timeout,
-        ssl_context=ssl_context() if backend.security != "none" else None,
+        ssl_context=conf.ssl_context() if backend.security != "none" else None,
     )
 
 
@@ -119,8 +113,9 @@ def mark_backend_failing(
     changed = (
         Backend.objects.filter(pk=backend_id, settings_version=settings_version)
         .exclude(health=Health.FAILING, health_reason=reason)
-        .update(health=Health.FAILING, health_reason=reason, health_detail=detail,
-                health_changed_at=now)
+        .update(
+            health=Health.FAILING, health_reason=reason, health_detail=detail, health_changed_at=now
+        )
     )
     backend = Backend.objects.get(pk=backend_id)
     if backend.settings_version == settings_version:
@@ -131,6 +126,7 @@ def mark_backend_failing(
         )
     if changed:
         logger.warning("backend %s failing: %s", backend.name, reason)
+        alerts.backend_failing(Backend.objects.get(pk=backend_id))
     return bool(changed)
 
 
@@ -147,8 +143,13 @@ def test_backend(
         config = smtp_config(backend)
     except secrets.SecretError as err:
         result = ProbeResult(
-            ok=False, reason="secret_unreadable", phase="connect", code=None,
-            reply=str(err), transcript=[], elapsed=0.0,
+            ok=False,
+            reason="secret_unreadable",
+            phase="connect",
+            code=None,
+            reply=str(err),
+            transcript=[],
+            elapsed=0.0,
         )
     else:
         sender = backend.from_address or probe_recipient
@@ -157,6 +158,10 @@ def test_backend(
         )
     _record_test(backend, version, result, actor=actor)
     return result
+
+
+# A service, not a test case: keep pytest from collecting it where it is imported.
+test_backend.__test__ = False  # type: ignore[attr-defined]
 
 
 def _record_test(backend: Backend, version: int, result: ProbeResult, *, actor: str) -> None:
@@ -168,13 +173,18 @@ def _record_test(backend: Backend, version: int, result: ProbeResult, *, actor: 
     fields: dict[str, Any] = {"last_test_at": now, "last_test_result": summary}
     if result.ok:
         fields.update(
-            health=Health.OK, health_reason="", health_detail="", tested_version=version,
+            health=Health.OK,
+            health_reason="",
+            health_detail="",
+            tested_version=version,
             health_changed_at=now,
         )
     else:
         fields.update(
-            health=Health.FAILING, health_reason=result.reason,
-            health_detail=f"{result.reply}".strip() or result.reason, health_changed_at=now,
+            health=Health.FAILING,
+            health_reason=result.reason,
+            health_detail=f"{result.reply}".strip() or result.reason,
+            health_changed_at=now,
         )
     # A test of settings that were edited meanwhile says nothing about the new ones.
     updated = Backend.objects.filter(pk=backend.pk, settings_version=version).update(**fields)
@@ -182,3 +192,229 @@ def _record_test(backend: Backend, version: int, result: ProbeResult, *, actor: 
     if updated and result.ok:
         released = release_held(backend, actor=actor)
         logger.info("backend %s tested ok; %s messages released", backend.name, len(released))
+        alerts.backend_recovered(backend)
+    elif updated:
+        alerts.backend_failing(backend)
+
+
+# ------------------------------------------------------------------ settings
+
+BACKEND_FIELDS = (
+    "name",
+    "host",
+    "port",
+    "security",
+    "username",
+    "password",
+    "clear_password",
+    "from_address",
+    "timeout",
+    "is_default",
+    "limit",
+    "rate_per_minute",
+    "max_connections",
+)
+
+
+def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[str, Any]:
+    from outbound.services.addresses import check_email
+
+    errors: dict[str, list[str]] = {}
+    unknown = set(data) - set(BACKEND_FIELDS)
+    if unknown:
+        errors["__all__"] = [f"Unknown field(s): {', '.join(sorted(unknown))}."]
+    cleaned: dict[str, Any] = {}
+
+    def text(key: str, *, required: bool = False, max_length: int = 255) -> None:
+        if key not in data:
+            if required and current is None:
+                errors[key] = ["This field is required."]
+            return
+        value = data[key]
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            errors[key] = ["Must be text."]
+            return
+        value = value.strip()
+        if required and not value:
+            errors[key] = ["This field is required."]
+        elif len(value) > max_length:
+            errors[key] = [f"At most {max_length} characters."]
+        elif any(c.isspace() or ord(c) < 32 for c in value) and key in ("host", "username"):
+            errors[key] = ["Spaces and control characters are not allowed."]
+        else:
+            cleaned[key] = value
+
+    def number(
+        key: str, low: float, high: float, *, integer: bool = True, optional: bool = False
+    ) -> None:
+        if key not in data:
+            return
+        value = data[key]
+        if value in (None, "") and optional:
+            cleaned[key] = None
+            return
+        try:
+            parsed = int(value) if integer else float(value)
+            if integer and isinstance(value, float) and not value.is_integer():
+                raise ValueError
+        except (TypeError, ValueError):
+            errors[key] = ["Enter a whole number." if integer else "Enter a number."]
+            return
+        if isinstance(value, bool) or not (low <= parsed <= high):
+            errors[key] = [f"Must be between {low:g} and {high:g}."]
+            return
+        cleaned[key] = parsed
+
+    text("name", required=True, max_length=100)
+    text("host", required=True)
+    text("username")
+    number("port", 1, 65535)
+    number("timeout", 1, 120, integer=False)
+    number("limit", 0, 10**9, optional=True)
+    number("rate_per_minute", 1, 10**6, optional=True)
+    number("max_connections", 1, 1000, optional=True)
+    if "security" in data:
+        if data["security"] not in Security.values:
+            errors["security"] = [f"Use one of {', '.join(Security.values)}."]
+        else:
+            cleaned["security"] = data["security"]
+    if "from_address" in data:
+        raw = (
+            (data["from_address"] or "").strip() if isinstance(data["from_address"], str) else None
+        )
+        if raw is None:
+            errors["from_address"] = ["Must be text."]
+        elif not raw and current is None:
+            errors["from_address"] = ["This field is required."]
+        else:
+            checked = check_email(raw)
+            if checked.error:
+                errors["from_address"] = [checked.error]
+            else:
+                cleaned["from_address"] = raw
+    for key in ("is_default", "clear_password"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                errors[key] = ["Must be true or false."]
+            else:
+                cleaned[key] = data[key]
+    if "password" in data:
+        value = data["password"]
+        if value is not None and not isinstance(value, str):
+            errors["password"] = ["Must be text."]
+        elif value:
+            if len(value) > 1000:
+                errors["password"] = ["At most 1000 characters."]
+            else:
+                cleaned["password"] = value
+    if "name" in cleaned:
+        clash = Backend.objects.filter(name=cleaned["name"])
+        if current is not None:
+            clash = clash.exclude(pk=current.pk)
+        if clash.exists():
+            errors["name"] = [f"A backend named {cleaned['name']} already exists."]
+    if errors:
+        raise InvalidInput(errors)
+    return cleaned
+
+
+def save_backend_settings(
+    *, backend: Backend | None = None, data: dict[str, Any], actor: str
+) -> Backend:
+    """Create or edit an email backend.
+
+    The password is write-only: absent or blank keeps the stored one,
+    ``clear_password`` removes it. Any change to a connection setting raises
+    the settings version and makes the backend untested, so its queued
+    messages are held until a test of the new settings succeeds. Raising the
+    limit releases messages waiting for allowance.
+    """
+    cleaned = _clean_backend_data(data, backend)
+    password = cleaned.pop("password", None)
+    clear = cleaned.pop("clear_password", False)
+    with transaction.atomic():
+        target = backend or Backend(channel="email", kind="smtp")
+        if backend is not None:
+            target = Backend.objects.select_for_update().get(pk=backend.pk)
+        before = {f: getattr(target, f) for f in CONNECTION_FIELDS}
+        old_left = target.left if backend is not None else None
+        for key, value in cleaned.items():
+            setattr(target, key, value)
+        if password is not None:
+            target.secret = secrets.encrypt(password)
+        elif clear:
+            target.secret = ""
+        changed = [f for f in CONNECTION_FIELDS if getattr(target, f) != before[f]]
+        if backend is not None and password is not None and "secret" not in changed:
+            changed.append("secret")
+        if backend is not None and changed:
+            target.settings_version += 1
+            target.health = Health.UNTESTED
+            target.health_reason = "settings_changed"
+            target.health_detail = ""
+            target.health_changed_at = timezone.now()
+        if target.is_default:
+            Backend.objects.filter(channel=target.channel, is_default=True).exclude(
+                pk=target.pk
+            ).update(is_default=False)
+        target.save()
+        shown = sorted(set(cleaned) | ({"password"} if password is not None or clear else set()))
+        record_audit(
+            actor=actor,
+            action="create_backend" if backend is None else "update_backend",
+            object_type="backend",
+            object_ids=[target.pk],
+            result=f"Changed: {', '.join(shown) or 'nothing'}"
+            + (
+                f"; settings version {target.settings_version}, test required"
+                if changed and backend is not None
+                else ""
+            ),
+        )
+    if backend is not None and changed:
+        hold_queued(
+            target,
+            reason=Reason.BACKEND_UNTESTED,
+            text=(
+                f"The settings of backend {target.name} changed (version "
+                f"{target.settings_version}) and have not been tested yet. Run the test; "
+                "held messages go out when it succeeds."
+            ),
+        )
+    if backend is not None and old_left == 0 and (target.left is None or target.left > 0):
+        Message.objects.filter(
+            backend=target, status=Status.WAITING, reason_code=Reason.ALLOWANCE_EXHAUSTED
+        ).update(next_attempt_at=timezone.now())
+    return target
+
+
+def reset_sent_count(backend: Backend, *, actor: str) -> None:
+    """Start a new allowance period; messages waiting for allowance go out."""
+    with transaction.atomic():
+        Backend.objects.filter(pk=backend.pk).update(sent_count=0)
+        Message.objects.filter(
+            backend=backend, status=Status.WAITING, reason_code=Reason.ALLOWANCE_EXHAUSTED
+        ).update(next_attempt_at=timezone.now())
+        record_audit(
+            actor=actor, action="reset_sent_count", object_type="backend", object_ids=[backend.pk]
+        )
+
+
+def rotate_secrets() -> tuple[int, list[str]]:
+    """Re-encrypt every stored backend secret under the newest key.
+
+    Returns (how many were re-encrypted, names of backends whose secret could
+    not be read).
+    """
+    done, failed = 0, []
+    for backend in Backend.objects.exclude(secret=""):
+        try:
+            token = secrets.rotate(backend.secret)
+        except secrets.SecretError:
+            failed.append(backend.name)
+            continue
+        Backend.objects.filter(pk=backend.pk).update(secret=token)
+        done += 1
+    return done, failed

@@ -228,6 +228,8 @@ class Deliverer:
                 message_id=message.message_id,
             )
             transport = self._transport(backend, outcome)
+            # A reused connection reports this message's phases to its outcome.
+            transport.on_phase = lambda p: _set_phase(outcome, p)
             outcome.phase = "mail"
             outcome.result = transport.send(
                 envelope, before_data=lambda: journal_phase(job.attempt_id, "data")

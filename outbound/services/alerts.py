@@ -1,0 +1,203 @@
+"""Alerts to the Backend Failure Email.
+
+Contract: one alert per incident (a failing backend, a stuck queue, no live
+worker, a used-up allowance), a reminder after the configured interval while
+it lasts, and an "all clear" when it ends. Alerts go through the deployment's
+system mail (``OUTBOUND_SYSTEM_MAIL_URL``), never through a notification
+backend, since that may be the thing failing. Every alert is stored, so it is
+shown even when no mail could be sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from outbound import conf
+from outbound.errors import OutboundError
+from outbound.models import Alert, Backend, GlobalSettings, Message, WorkerHeartbeat
+from outbound.states import Status
+from outbound.transports.base import Envelope
+from outbound.transports.smtp import SmtpConfig, SmtpTransport
+
+logger = logging.getLogger(__name__)
+
+
+def system_mail_config() -> SmtpConfig | None:
+    """Parse ``smtp://[user:password@]host[:port][?security=starttls|tls]``."""
+    url = conf.system_mail_url()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise OutboundError("OUTBOUND_SYSTEM_MAIL_URL must look like smtp://host:port")
+    query = parse_qs(parts.query)
+    security = query.get("security", ["tls" if parts.scheme == "smtps" else "none"])[0]
+    return SmtpConfig(
+        host=parts.hostname,
+        port=parts.port or (465 if security == "tls" else 25),
+        security=security,  # type: ignore[arg-type]
+        username=unquote(parts.username or ""),
+        password=unquote(parts.password or ""),
+        timeout=15,
+        ssl_context=conf.ssl_context() if security != "none" else None,
+    )
+
+
+def _deliver(subject: str, body: str) -> str:
+    """Send one alert; return where it went or why it did not."""
+    settings = GlobalSettings.load()
+    to = settings.backend_failure_email.strip()
+    if not to:
+        return "Not mailed: no Backend Failure Email is set in the global settings."
+    try:
+        config = system_mail_config()
+    except OutboundError as err:
+        return f"Not mailed: {err}"
+    if config is None:
+        return "Not mailed: the deployment has no system mail (OUTBOUND_SYSTEM_MAIL_URL)."
+    sender = settings.default_from or "outbound@localhost"
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(timezone.now())
+    msg["Message-ID"] = make_msgid(domain="outbound.local")
+    msg.set_content(body)
+    envelope = Envelope(mail_from=sender, recipients=[to], message=msg.as_bytes())
+    try:
+        with SmtpTransport(config) as transport:
+            result = transport.send(envelope)
+    except OutboundError as err:
+        logger.warning("alert %r could not be mailed: %s", subject, err)
+        return f"Not mailed: the system mail server failed: {err}"
+    return f"Mailed to {to} at {timezone.now().isoformat(timespec='seconds')} ({result.code})."
+
+
+def raise_alert(*, kind: str, key: str, subject: str, body: str) -> Alert | None:
+    """Open an incident (and mail it), or remind about an open one when due.
+
+    Returns the alert when a notification was made now, else None.
+    """
+    now = timezone.now()
+    interval = GlobalSettings.load().alert_reminder_interval
+    current = Alert.objects.filter(key=key, closed_at__isnull=True).first()
+    if current is not None:
+        if current.last_notified_at and current.last_notified_at + interval > now:
+            return None
+        current.subject, current.body = f"Reminder: {subject}", body
+        current.delivery = _deliver(current.subject, body)
+        current.last_notified_at = now
+        current.notifications += 1
+        current.save()
+        return current
+    try:
+        with transaction.atomic():
+            alert = Alert.objects.create(
+                kind=kind, key=key, opened_at=now, last_notified_at=now, notifications=1,
+                subject=subject, body=body,
+            )
+    except IntegrityError:
+        return None  # another process opened it a moment ago
+    alert.delivery = _deliver(subject, body)
+    alert.save(update_fields=["delivery"])
+    return alert
+
+
+def clear_alert(*, key: str, subject: str, body: str) -> Alert | None:
+    alert = Alert.objects.filter(key=key, closed_at__isnull=True).first()
+    if alert is None:
+        return None
+    updated = Alert.objects.filter(pk=alert.pk, closed_at__isnull=True).update(
+        closed_at=timezone.now()
+    )
+    if updated:
+        Alert.objects.filter(pk=alert.pk).update(
+            delivery=alert.delivery + "\nAll clear: " + _deliver(subject, body)
+        )
+    return alert
+
+
+def backend_failing(backend: Backend) -> Alert | None:
+    held = Message.objects.filter(
+        backend=backend, status=Status.BACKEND_TEST_REQUIRED
+    ).count()
+    subject = f"Outbound: backend {backend.name} is failing; {held} message(s) held"
+    body = (
+        f"The notification backend {backend.name} ({backend.host}:{backend.port}) is failing.\n\n"
+        f"Server reply: {backend.health_detail or backend.health_reason}\n"
+        f"Messages held as Backend test required: {held}\n\n"
+        "What to do: open the global settings, check the server, account, password and "
+        "security of this backend, save, and run the Test. When the test succeeds the held "
+        "messages go out by themselves.\n"
+    )
+    return raise_alert(
+        kind=Alert.Kind.BACKEND_FAILING, key=f"backend:{backend.pk}", subject=subject, body=body
+    )
+
+
+def backend_recovered(backend: Backend) -> Alert | None:
+    return clear_alert(
+        key=f"backend:{backend.pk}",
+        subject=f"Outbound: all clear, backend {backend.name} works again",
+        body=(
+            f"The test of backend {backend.name} succeeded; held messages were released and "
+            "are being sent.\n"
+        ),
+    )
+
+
+def _age(moment: datetime) -> str:
+    seconds = int((timezone.now() - moment).total_seconds())
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+
+
+def check_alerts() -> None:
+    """Periodic checks: stuck queue, no live worker, reminders of failing backends."""
+    settings = GlobalSettings.load()
+    now = timezone.now()
+    oldest = (
+        Message.objects.filter(status__in=[Status.WAITING, Status.TO_SEND], send_at__lte=now)
+        .order_by("send_at")
+        .values_list("send_at", flat=True)
+        .first()
+    )
+    if oldest is not None and now - oldest > settings.stuck_threshold:
+        raise_alert(
+            kind=Alert.Kind.QUEUE_STUCK, key="queue",
+            subject="Outbound: messages are stuck",
+            body=(
+                f"The oldest due message has waited {_age(oldest)} (threshold "
+                f"{settings.stuck_threshold}).\n\nWhat to do: check that a worker is running "
+                "(Workers page) and that the backends are healthy, then use Send outgoing "
+                "messages.\n"
+            ),
+        )
+    else:
+        clear_alert(key="queue", subject="Outbound: all clear, no message is stuck",
+                    body="The queue is moving again.\n")
+    alive = WorkerHeartbeat.objects.filter(
+        stopped_at__isnull=True, last_seen__gte=now - settings.worker_silence_threshold
+    ).exists()
+    if not alive and WorkerHeartbeat.objects.exists():
+        raise_alert(
+            kind=Alert.Kind.NO_WORKER, key="workers",
+            subject="Outbound: no worker is running",
+            body=(
+                "No worker has sent a heartbeat for more than "
+                f"{settings.worker_silence_threshold}. Nothing is being sent.\n\n"
+                "What to do: start `outbound worker` (see the README) and check its logs.\n"
+            ),
+        )
+    elif alive:
+        clear_alert(key="workers", subject="Outbound: all clear, a worker is running",
+                    body="A worker is running again.\n")
+    for backend in Backend.objects.filter(health="failing"):
+        backend_failing(backend)

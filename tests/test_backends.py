@@ -1,0 +1,211 @@
+"""Backend settings, the gate of Backend test required, alerts to the Backend
+Failure Email, and secrets at rest — against real SMTP servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+
+from outbound import secrets
+from outbound.errors import InvalidInput
+from outbound.models import Alert, Backend, GlobalSettings, Message
+from outbound.services import alerts
+from outbound.services.backends import rotate_secrets, save_backend_settings, test_backend
+from outbound.services.intake import queue_email, queue_emails
+from outbound.states import Reason, Status
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _settings(server: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "Relay",
+        "host": server.host,
+        "port": server.port,
+        "security": "none",
+        "from_address": "noreply@example.com",
+        "is_default": True,
+        "timeout": 5,
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("port", 70000, "between 1 and 65535"),
+        ("port", "abc", "whole number"),
+        ("host", "", "required"),
+        ("host", "smtp example.com", "Spaces"),
+        ("from_address", "not-an-address", "not an email address"),
+        ("security", "ssl3", "Use one of"),
+        ("timeout", 0, "between 1 and 120"),
+    ],
+)
+def test_bad_settings_get_field_errors_and_nothing_changes(
+    smtp_server: Any, field: str, value: Any, needle: str
+) -> None:
+    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    before = Backend.objects.filter(pk=backend.pk).values().get()
+    with pytest.raises(InvalidInput) as err:
+        save_backend_settings(backend=backend, data={field: value}, actor="admin")
+    assert needle in " ".join(err.value.errors[field])
+    assert Backend.objects.filter(pk=backend.pk).values().get() == before
+    with pytest.raises(InvalidInput):
+        save_backend_settings(data={**_settings(smtp_server), "name": "B2", field: value},
+                              actor="admin")
+    assert Backend.objects.count() == 1
+
+
+def test_the_password_is_write_only_and_encrypted(smtp_server: Any) -> None:
+    backend = save_backend_settings(
+        data=_settings(smtp_server, username="u", password="s3cret-pass"), actor="admin"
+    )
+    assert "s3cret-pass" not in backend.secret
+    assert secrets.decrypt(backend.secret) == "s3cret-pass"
+    version = backend.settings_version
+    # Saving without a password keeps it and changes nothing that needs a test.
+    backend = save_backend_settings(backend=backend, data={"password": ""}, actor="admin")
+    assert secrets.decrypt(backend.secret) == "s3cret-pass"
+    assert backend.settings_version == version
+    backend = save_backend_settings(backend=backend, data={"clear_password": True},
+                                    actor="admin")
+    assert backend.secret == "" and backend.settings_version == version + 1
+
+
+def test_editing_the_password_holds_200_queued_messages_until_a_test_succeeds(
+    make_smtp_server: Any, run_worker: Any
+) -> None:
+    old = make_smtp_server(auth={"mailer": "old"})
+    new = make_smtp_server(auth={"mailer": "new"})
+    backend = save_backend_settings(
+        data=_settings(old, username="mailer", password="old"), actor="admin"
+    )
+    assert test_backend(backend).ok
+    messages = queue_emails([{"to": f"u{i}@example.com"} for i in range(200)])
+    from outbound.services.validation import validate_due
+
+    validate_due()
+    assert Message.objects.filter(status=Status.TO_SEND).count() == 200
+    # The administrator moves to the new relay and password.
+    backend = save_backend_settings(
+        backend=backend, data={"port": new.port, "password": "new"}, actor="admin"
+    )
+    assert backend.health == "untested"
+    held = Message.objects.filter(status=Status.BACKEND_TEST_REQUIRED)
+    assert held.count() == 200
+    assert set(held.values_list("reason_code", flat=True)) == {Reason.BACKEND_UNTESTED}
+    run_worker(concurrency=4)
+    assert new.connections == 0 and old.messages == []
+    assert test_backend(backend).ok
+    assert new.connections == 1  # the test itself
+    run_worker(concurrency=4)
+    assert Message.objects.filter(status=Status.SENT).count() == 200
+    assert {m.message_id for m in new.messages} == {m.message_id for m in messages}
+
+
+def test_raising_the_limit_releases_messages_waiting_for_allowance(
+    smtp_server: Any, run_worker: Any
+) -> None:
+    backend = save_backend_settings(data=_settings(smtp_server, limit=1), actor="admin")
+    assert test_backend(backend).ok
+    first = queue_email(to="a@example.com")
+    run_worker()
+    second = queue_email(to="b@example.com")
+    run_worker()
+    second.refresh_from_db()
+    assert (second.status, second.reason_code) == (Status.WAITING, Reason.ALLOWANCE_EXHAUSTED)
+    save_backend_settings(backend=backend, data={"limit": 5}, actor="admin")
+    run_worker()
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == second.status == Status.SENT
+    assert Backend.objects.get(pk=backend.pk).left == 3
+
+
+@pytest.fixture
+def system_mail(make_smtp_server: Any, settings: Any) -> Any:
+    server = make_smtp_server()
+    settings.OUTBOUND_SYSTEM_MAIL_URL = f"smtp://{server.host}:{server.port}"
+    gs = GlobalSettings.load()
+    gs.backend_failure_email = "ops@example.com"
+    gs.save()
+    return server
+
+
+def test_a_failing_backend_alerts_once_then_all_clear(
+    make_smtp_server: Any, system_mail: Any, run_worker: Any
+) -> None:
+    relay = make_smtp_server(auth={"mailer": "right"})
+    backend = save_backend_settings(
+        data=_settings(relay, username="mailer", password="right"), actor="admin"
+    )
+    assert test_backend(backend).ok
+    relay.configure(auth={"mailer": "rotated"})
+    for i in range(3):
+        queue_email(to=f"u{i}@example.com")
+    run_worker()
+    run_worker()
+    alerts.check_alerts()
+
+    def backend_alerts() -> list[Any]:
+        return [m for m in system_mail.messages if b"backend Relay" in m.raw]
+
+    assert len(backend_alerts()) == 1
+    alert_mail = backend_alerts()[0]
+    assert alert_mail.rcpt_tos == ["ops@example.com"]
+    assert b"Relay" in alert_mail.raw and b"535" in alert_mail.raw
+    assert relay.messages == []
+    # The administrator fixes the password and tests: all clear, messages out.
+    save_backend_settings(backend=backend, data={"password": "rotated"}, actor="admin")
+    assert test_backend(Backend.objects.get(pk=backend.pk)).ok
+    assert len(backend_alerts()) == 2
+    assert b"all clear" in backend_alerts()[1].raw
+    run_worker()
+    assert Message.objects.filter(status=Status.SENT).count() == 3
+    assert Alert.objects.get(kind=Alert.Kind.BACKEND_FAILING).closed_at is not None
+
+
+def test_without_system_mail_the_alert_is_recorded(smtp_server: Any, settings: Any) -> None:
+    settings.OUTBOUND_SYSTEM_MAIL_URL = ""
+    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    Backend.objects.filter(pk=backend.pk).update(health="failing", health_detail="535 no")
+    alerts.check_alerts()
+    alert = Alert.objects.get()
+    assert alert.kind == Alert.Kind.BACKEND_FAILING
+    assert "Not mailed" in alert.delivery
+
+
+def test_an_unreadable_secret_holds_messages_and_never_sends(
+    make_smtp_server: Any, run_worker: Any, settings: Any
+) -> None:
+    relay = make_smtp_server(auth={"mailer": "pw"})
+    settings.OUTBOUND_SECRET_KEYS = Fernet.generate_key().decode()
+    backend = save_backend_settings(
+        data=_settings(relay, username="mailer", password="pw"), actor="admin"
+    )
+    assert test_backend(backend).ok
+    # The key is replaced: the stored secret can no longer be read.
+    settings.OUTBOUND_SECRET_KEYS = Fernet.generate_key().decode()
+    message = queue_email(to="a@example.com")
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.BACKEND_TEST_REQUIRED
+    assert message.reason_code == Reason.BACKEND_SECRET_UNREADABLE
+    assert "Relay" in message.reason_text
+    assert relay.auth_attempts == 1  # only the successful test
+    result = test_backend(Backend.objects.get(pk=backend.pk))
+    assert not result.ok and result.reason == "secret_unreadable"
+    assert "backend Relay" in result.reply
+
+
+def test_secrets_are_re_encrypted_under_a_new_key(smtp_server: Any, settings: Any) -> None:
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.OUTBOUND_SECRET_KEYS = old_key
+    backend = save_backend_settings(data=_settings(smtp_server, password="pw"), actor="a")
+    settings.OUTBOUND_SECRET_KEYS = f"{new_key},{old_key}"
+    assert rotate_secrets() == (1, [])
+    settings.OUTBOUND_SECRET_KEYS = new_key
+    assert secrets.decrypt(Backend.objects.get(pk=backend.pk).secret) == "pw"
