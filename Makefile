@@ -24,6 +24,7 @@ run: install
 
 services:
 	bash scripts/ensure-services.sh
+	bash scripts/ensure-browser.sh
 
 lint: install
 	$(BIN)/ruff format --check .
@@ -32,7 +33,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy outbound config
 
-test-sqlite: install
+test-sqlite: install services
 	$(BIN)/python -m pytest -q
 
 test-postgres: install services

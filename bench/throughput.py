@@ -56,8 +56,12 @@ def run_case(n: int, concurrency: int, delay: float) -> dict[str, float]:
     call_command("flush", interactive=False, verbosity=0)
     with SmtpTestServer(delay=delay) as server:
         backend = Backend.objects.create(
-            name="bench", host=server.host, port=server.port, security="none",
-            from_address="noreply@example.com", is_default=True,
+            name="bench",
+            host=server.host,
+            port=server.port,
+            security="none",
+            from_address="noreply@example.com",
+            is_default=True,
         )
         assert test_backend(backend).ok
         items = [
@@ -93,8 +97,16 @@ def main() -> None:
 
         for name in ("sqlite", "postgresql"):
             subprocess.run(
-                [sys.executable, __file__, "-n", str(args.n), "--pg-url", args.pg_url,
-                 "--only", name],
+                [
+                    sys.executable,
+                    __file__,
+                    "-n",
+                    str(args.n),
+                    "--pg-url",
+                    args.pg_url,
+                    "--only",
+                    name,
+                ],
                 check=False,
             )
         return
@@ -109,15 +121,19 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     print(f"\n{database}: {args.n} messages per case")
-    print(f"{'relay':<10}{'worker':<18}{'outbound msg/s':>16}{'raw smtplib msg/s':>20}"
-          f"{'ratio':>8}{'intake msg/s':>14}")
+    print(
+        f"{'relay':<10}{'worker':<18}{'outbound msg/s':>16}{'raw smtplib msg/s':>20}"
+        f"{'ratio':>8}{'intake msg/s':>14}"
+    )
     for delay, concurrency in ((0.0, 1), (0.0, 8), (0.02, 8)):
         n = args.n if delay == 0 else min(args.n, 3000)
         r = run_case(n, concurrency, delay)
         relay = "instant" if delay == 0 else "20 ms"
-        print(f"{relay:<10}{'concurrency ' + str(concurrency):<18}{r['drain']:>16.0f}"
-              f"{r['raw']:>20.0f}{r['drain'] / r['raw']:>8.0%}{r['intake']:>14.0f}",
-              flush=True)
+        print(
+            f"{relay:<10}{'concurrency ' + str(concurrency):<18}{r['drain']:>16.0f}"
+            f"{r['raw']:>20.0f}{r['drain'] / r['raw']:>8.0%}{r['intake']:>14.0f}",
+            flush=True,
+        )
 
 
 def _ensure_pg_database(url: str) -> None:

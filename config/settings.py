@@ -24,7 +24,7 @@ def _bool(name: str, default: bool) -> bool:
 
 DEBUG = _bool("OUTBOUND_DEBUG", False)
 # The development key only serves `make run`; production sets its own.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me")  # noqa: S105
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me")
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("OUTBOUND_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
 ]
@@ -132,6 +132,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
-        "outbound": {"handlers": ["console"], "level": os.environ.get("OUTBOUND_LOG_LEVEL", "INFO")},
+        "outbound": {
+            "handlers": ["console"],
+            "level": os.environ.get("OUTBOUND_LOG_LEVEL", "INFO"),
+        },
     },
 }

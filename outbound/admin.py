@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from outbound import models
 
@@ -7,10 +8,10 @@ class EventInline(admin.TabularInline):
     model = models.Event
     extra = 0
     can_delete = False
-    readonly_fields = ["created_at", "from_status", "to_status", "reason_code", "text", "actor"]
+    readonly_fields = ("created_at", "from_status", "to_status", "reason_code", "text", "actor")
     fields = readonly_fields
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
 
@@ -18,25 +19,41 @@ class AttemptInline(admin.TabularInline):
     model = models.Attempt
     extra = 0
     can_delete = False
-    readonly_fields = [
-        "started_at", "finished_at", "phase", "outcome", "smtp_code", "reply", "provider_id",
-        "worker", "settings_version",
-    ]
+    readonly_fields = (
+        "started_at",
+        "finished_at",
+        "phase",
+        "outcome",
+        "smtp_code",
+        "reply",
+        "provider_id",
+        "worker",
+        "settings_version",
+    )
     fields = readonly_fields
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
 
 @admin.register(models.Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "sent_at", "message_to", "to_user", "from_address", "status",
-                    "reason_code", "backend", "channel"]
+    list_display = [
+        "created_at",
+        "sent_at",
+        "message_to",
+        "to_user",
+        "from_address",
+        "status",
+        "reason_code",
+        "backend",
+        "channel",
+    ]
     list_filter = ["status", "channel", "backend"]
     search_fields = ["message_to", "to_user", "subject", "message_id"]
     inlines = [EventInline, AttemptInline]
 
-    def has_change_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         # Statuses change through the services only.
         return False
 

@@ -78,12 +78,8 @@ S = Status
 # from status -> statuses it may move to. ``None`` stands for "created".
 TRANSITIONS: dict[Status | None, frozenset[Status]] = {
     None: frozenset({S.WAITING}),
-    S.WAITING: frozenset(
-        {S.WAITING, S.TO_SEND, S.NOT_SENT, S.BACKEND_TEST_REQUIRED, S.CANCELLED}
-    ),
-    S.TO_SEND: frozenset(
-        {S.TO_SEND, S.SENT, S.NOT_SENT, S.BACKEND_TEST_REQUIRED, S.CANCELLED}
-    ),
+    S.WAITING: frozenset({S.WAITING, S.TO_SEND, S.NOT_SENT, S.BACKEND_TEST_REQUIRED, S.CANCELLED}),
+    S.TO_SEND: frozenset({S.TO_SEND, S.SENT, S.NOT_SENT, S.BACKEND_TEST_REQUIRED, S.CANCELLED}),
     S.SENT: frozenset({S.WAITING}),
     S.NOT_SENT: frozenset({S.WAITING}),
     # Cancelling a held message must be possible: otherwise a cancelled group of

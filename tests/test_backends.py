@@ -54,8 +54,9 @@ def test_bad_settings_get_field_errors_and_nothing_changes(
     assert needle in " ".join(err.value.errors[field])
     assert Backend.objects.filter(pk=backend.pk).values().get() == before
     with pytest.raises(InvalidInput):
-        save_backend_settings(data={**_settings(smtp_server), "name": "B2", field: value},
-                              actor="admin")
+        save_backend_settings(
+            data={**_settings(smtp_server), "name": "B2", field: value}, actor="admin"
+        )
     assert Backend.objects.count() == 1
 
 
@@ -70,8 +71,7 @@ def test_the_password_is_write_only_and_encrypted(smtp_server: Any) -> None:
     backend = save_backend_settings(backend=backend, data={"password": ""}, actor="admin")
     assert secrets.decrypt(backend.secret) == "s3cret-pass"
     assert backend.settings_version == version
-    backend = save_backend_settings(backend=backend, data={"clear_password": True},
-                                    actor="admin")
+    backend = save_backend_settings(backend=backend, data={"clear_password": True}, actor="admin")
     assert backend.secret == "" and backend.settings_version == version + 1
 
 

@@ -37,9 +37,7 @@ def test_labels_are_the_platforms_words() -> None:
 
 
 @pytest.mark.parametrize(("source", "target"), ALL_PAIRS, ids=lambda s: str(s))
-def test_every_pair_is_applied_or_refused_as_the_table_says(
-    source: Status, target: Status
-) -> None:
+def test_every_pair_is_applied_or_refused_as_the_table_says(source: Status, target: Status) -> None:
     message = _message_in(source)
     events_before = Event.objects.filter(message=message).count()
     allowed = target in TRANSITIONS[source]

@@ -126,8 +126,9 @@ def test_552_to_rcpt_is_retried(smtp_server: Any, make_backend: Any, run_worker:
     assert _m(message).status == Status.TO_SEND
 
 
-def test_refused_connection_is_retried(make_smtp_server: Any, make_backend: Any,
-                                       run_worker: Any) -> None:
+def test_refused_connection_is_retried(
+    make_smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
     server = make_smtp_server()
     backend = make_backend(server)
     server.stop()

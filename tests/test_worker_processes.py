@@ -47,7 +47,9 @@ def spawn() -> Iterator[Any]:
             "OUTBOUND_LOG_LEVEL": "WARNING",
         }
         proc = subprocess.Popen(
-            [OUTBOUND, "worker", *args], env=env, stdout=subprocess.DEVNULL,
+            [OUTBOUND, "worker", *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
         procs.append(proc)
@@ -126,7 +128,7 @@ def test_sigterm_finishes_in_flight_and_releases_the_rest(
     sent = set(Message.objects.filter(status=Status.SENT).values_list("message_id", flat=True))
     pending = Message.objects.filter(status=Status.TO_SEND).count()
     assert len(sent) + pending == 200
-    assert 0 < pending
+    assert pending > 0
     received = collections.Counter(m.message_id for m in server.messages)
     assert set(received) == sent
     assert max(received.values()) == 1

@@ -29,7 +29,8 @@ class Alert(models.Model):
         ordering = ["-opened_at", "-id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["key"], condition=models.Q(closed_at__isnull=True),
+                fields=["key"],
+                condition=models.Q(closed_at__isnull=True),
                 name="one_open_alert_per_key",
             )
         ]

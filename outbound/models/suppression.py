@@ -20,9 +20,7 @@ class Suppression(models.Model):
 
     class Meta:
         ordering = ["kind", "value"]
-        constraints = [
-            models.UniqueConstraint(fields=["kind", "value"], name="unique_suppression")
-        ]
+        constraints = [models.UniqueConstraint(fields=["kind", "value"], name="unique_suppression")]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.value}"

@@ -101,8 +101,13 @@ def raise_alert(*, kind: str, key: str, subject: str, body: str) -> Alert | None
     try:
         with transaction.atomic():
             alert = Alert.objects.create(
-                kind=kind, key=key, opened_at=now, last_notified_at=now, notifications=1,
-                subject=subject, body=body,
+                kind=kind,
+                key=key,
+                opened_at=now,
+                last_notified_at=now,
+                notifications=1,
+                subject=subject,
+                body=body,
             )
     except IntegrityError:
         return None  # another process opened it a moment ago
@@ -126,9 +131,7 @@ def clear_alert(*, key: str, subject: str, body: str) -> Alert | None:
 
 
 def backend_failing(backend: Backend) -> Alert | None:
-    held = Message.objects.filter(
-        backend=backend, status=Status.BACKEND_TEST_REQUIRED
-    ).count()
+    held = Message.objects.filter(backend=backend, status=Status.BACKEND_TEST_REQUIRED).count()
     subject = f"Outbound: backend {backend.name} is failing; {held} message(s) held"
     body = (
         f"The notification backend {backend.name} ({backend.host}:{backend.port}) is failing.\n\n"
@@ -171,7 +174,8 @@ def check_alerts() -> None:
     )
     if oldest is not None and now - oldest > settings.stuck_threshold:
         raise_alert(
-            kind=Alert.Kind.QUEUE_STUCK, key="queue",
+            kind=Alert.Kind.QUEUE_STUCK,
+            key="queue",
             subject="Outbound: messages are stuck",
             body=(
                 f"The oldest due message has waited {_age(oldest)} (threshold "
@@ -181,14 +185,18 @@ def check_alerts() -> None:
             ),
         )
     else:
-        clear_alert(key="queue", subject="Outbound: all clear, no message is stuck",
-                    body="The queue is moving again.\n")
+        clear_alert(
+            key="queue",
+            subject="Outbound: all clear, no message is stuck",
+            body="The queue is moving again.\n",
+        )
     alive = WorkerHeartbeat.objects.filter(
         stopped_at__isnull=True, last_seen__gte=now - settings.worker_silence_threshold
     ).exists()
     if not alive and WorkerHeartbeat.objects.exists():
         raise_alert(
-            kind=Alert.Kind.NO_WORKER, key="workers",
+            kind=Alert.Kind.NO_WORKER,
+            key="workers",
             subject="Outbound: no worker is running",
             body=(
                 "No worker has sent a heartbeat for more than "
@@ -197,7 +205,10 @@ def check_alerts() -> None:
             ),
         )
     elif alive:
-        clear_alert(key="workers", subject="Outbound: all clear, a worker is running",
-                    body="A worker is running again.\n")
+        clear_alert(
+            key="workers",
+            subject="Outbound: all clear, a worker is running",
+            body="A worker is running again.\n",
+        )
     for backend in Backend.objects.filter(health="failing"):
         backend_failing(backend)

@@ -43,8 +43,9 @@ def normalise_entry(kind: str, value: str) -> str:
     return number
 
 
-def add_block(*, kind: str, value: str, reason: str = "", actor: str,
-              source: str = "operator") -> Suppression:
+def add_block(
+    *, kind: str, value: str, reason: str = "", actor: str, source: str = "operator"
+) -> Suppression:
     normalised = normalise_entry(kind, value)
     if len(reason) > 500:
         raise InvalidInput({"reason": ["At most 500 characters."]})
@@ -54,8 +55,13 @@ def add_block(*, kind: str, value: str, reason: str = "", actor: str,
         entry = Suppression.objects.create(
             kind=kind, value=normalised, reason=reason, source=source, created_by=actor
         )
-        record_audit(actor=actor, action="add_block", object_type="suppression",
-                     object_ids=[entry.pk], result=f"{entry}")
+        record_audit(
+            actor=actor,
+            action="add_block",
+            object_type="suppression",
+            object_ids=[entry.pk],
+            result=f"{entry}",
+        )
     return entry
 
 
@@ -64,5 +70,10 @@ def remove_block(entry: Suppression, *, actor: str) -> None:
         text = str(entry)
         pk = entry.pk
         entry.delete()
-        record_audit(actor=actor, action="remove_block", object_type="suppression",
-                     object_ids=[pk], result=text)
+        record_audit(
+            actor=actor,
+            action="remove_block",
+            object_type="suppression",
+            object_ids=[pk],
+            result=text,
+        )

@@ -19,8 +19,15 @@ from outbound.services.addresses import check_email
 from outbound.services.audit import record_audit
 from outbound.states import Channel
 
-FIELDS = ("name", "email", "mobile", "preferred_channel", "notifications_enabled", "active",
-          "external_id")
+FIELDS = (
+    "name",
+    "email",
+    "mobile",
+    "preferred_channel",
+    "notifications_enabled",
+    "active",
+    "external_id",
+)
 
 
 def normalise_mobile(raw: str, *, region: str | None = None) -> tuple[str, str]:
@@ -38,8 +45,10 @@ def normalise_mobile(raw: str, *, region: str | None = None) -> tuple[str, str]:
     if not phonenumbers.is_valid_number(number):
         return "", f"“{raw}” is not a valid phone number for its country."
     kind = phonenumbers.number_type(number)
-    if kind not in (phonenumbers.PhoneNumberType.MOBILE,
-                    phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
+    if kind not in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    ):
         return "", f"“{raw}” is not a mobile number."
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
 
@@ -94,9 +103,7 @@ def clean_contact_data(data: dict[str, Any], *, partial: bool = False) -> dict[s
     return cleaned
 
 
-def save_contact(
-    *, contact: Contact | None = None, data: dict[str, Any], actor: str
-) -> Contact:
+def save_contact(*, contact: Contact | None = None, data: dict[str, Any], actor: str) -> Contact:
     """Create (contact=None) or update a contact from ``data``."""
     cleaned = clean_contact_data(data, partial=contact is not None)
     ext = cleaned.get("external_id")
@@ -113,9 +120,12 @@ def save_contact(
             setattr(target, key, value)
         target.save()
         record_audit(
-            actor=actor, action="create_contact" if created else "update_contact",
-            object_type="contact", object_ids=[target.pk],
-            result=", ".join(sorted(cleaned)), data={"fields": sorted(cleaned)},
+            actor=actor,
+            action="create_contact" if created else "update_contact",
+            object_type="contact",
+            object_ids=[target.pk],
+            result=", ".join(sorted(cleaned)),
+            data={"fields": sorted(cleaned)},
         )
     return target
 

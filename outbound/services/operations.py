@@ -62,7 +62,7 @@ def resend_message(message: Message | int, *, actor: str) -> ActionResult:
             to=Status.WAITING,
             reason=Reason.RESENT,
             text=f"Re-sent by {actor}; the recipient is looked up again from the contact.{note}",
-            expect=[m.status],
+            expect=[Status(m.status)],
             fields=fields,
             actor=actor,
         )
@@ -92,8 +92,12 @@ def resend_message(message: Message | int, *, actor: str) -> ActionResult:
     else:
         result = ActionResult(False, "A cancelled message cannot be re-sent.")
     record_audit(
-        actor=actor, action="resend", object_type="message", object_ids=[m.pk],
-        ok=result.ok, result=result.text,
+        actor=actor,
+        action="resend",
+        object_type="message",
+        object_ids=[m.pk],
+        ok=result.ok,
+        result=result.text,
     )
     return result
 
@@ -103,16 +107,14 @@ def cancel_message(message: Message | int, *, actor: str) -> ActionResult:
     if m.claim_token is not None and m.status == Status.TO_SEND:
         result = ActionResult(False, "The message is being sent right now; it cannot be cancelled.")
     elif m.status not in (Status.WAITING, Status.TO_SEND, Status.BACKEND_TEST_REQUIRED):
-        result = ActionResult(
-            False, f"A message in status {m.status_label} cannot be cancelled."
-        )
+        result = ActionResult(False, f"A message in status {m.status_label} cannot be cancelled.")
     else:
         moved = transitions.transition(
             m,
             to=Status.CANCELLED,
             reason=Reason.CANCELLED,
             text=f"Cancelled by {actor}.",
-            expect=[m.status],
+            expect=[Status(m.status)],
             claim_token=None,
             fields={"next_attempt_at": None},
             actor=actor,
@@ -123,8 +125,12 @@ def cancel_message(message: Message | int, *, actor: str) -> ActionResult:
             else ActionResult(False, "The message changed meanwhile; nothing was done.")
         )
     record_audit(
-        actor=actor, action="cancel", object_type="message", object_ids=[m.pk],
-        ok=result.ok, result=result.text,
+        actor=actor,
+        action="cancel",
+        object_type="message",
+        object_ids=[m.pk],
+        ok=result.ok,
+        result=result.text,
     )
     return result
 
@@ -142,11 +148,16 @@ def cancel_group(group_key: str, *, actor: str) -> ActionResult:
         fields={"next_attempt_at": None},
         actor=actor,
     )
-    result = ActionResult(True, f"{len(changed)} message(s) of group {group_key} cancelled.",
-                          changed)
+    result = ActionResult(
+        True, f"{len(changed)} message(s) of group {group_key} cancelled.", changed
+    )
     record_audit(
-        actor=actor, action="cancel_group", object_type="message", object_ids=changed,
-        result=result.text, data={"group_key": group_key},
+        actor=actor,
+        action="cancel_group",
+        object_type="message",
+        object_ids=changed,
+        result=result.text,
+        data={"group_key": group_key},
     )
     return result
 
@@ -186,7 +197,10 @@ def send_outgoing(*, actor: str) -> ActionResult:
         else "There are no stuck messages."
     )
     record_audit(
-        actor=actor, action="send_outgoing", object_type="message", object_ids=changed,
+        actor=actor,
+        action="send_outgoing",
+        object_type="message",
+        object_ids=changed,
         result=text,
     )
     return ActionResult(True, text, changed)

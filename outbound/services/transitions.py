@@ -35,7 +35,7 @@ class Change:
     reason: str
     text: str
     expect: frozenset[Status] | None = None
-    claim_token: uuid.UUID | None | object = ANY_CLAIM
+    claim_token: uuid.UUID | object | None = ANY_CLAIM
     fields: dict[str, Any] = field(default_factory=dict)
     actor: str = "system"
     data: dict[str, Any] = field(default_factory=dict)
@@ -56,8 +56,9 @@ def _sources(to: Status, expect: Iterable[Status] | None) -> frozenset[Status]:
 def _apply(change: Change, now: datetime) -> Event | None:
     sources = _sources(change.to, change.expect)
     qs = Message.objects.filter(pk=change.message_id, status__in=list(sources))
-    if change.claim_token is not ANY_CLAIM:
+    if isinstance(change.claim_token, uuid.UUID) or change.claim_token is None:
         qs = qs.filter(claim_token=change.claim_token)
+    current: str | None
     if len(sources) == 1:
         # The only possible source: no need to read it first.
         current = next(iter(sources))
@@ -111,7 +112,7 @@ def transition(
     reason: str,
     text: str,
     expect: Iterable[Status] | None = None,
-    claim_token: uuid.UUID | None | object = ANY_CLAIM,
+    claim_token: uuid.UUID | object | None = ANY_CLAIM,
     fields: dict[str, Any] | None = None,
     actor: str = "system",
     data: dict[str, Any] | None = None,

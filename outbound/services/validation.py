@@ -120,8 +120,9 @@ def _decide_email(
         c = checked[raw]
         if c.error:
             recipients.append(
-                Recipient(message=message, kind=kind, address=raw[:320], outcome="invalid",
-                          reply=c.error)
+                Recipient(
+                    message=message, kind=kind, address=raw[:320], outcome="invalid", reply=c.error
+                )
             )
             problems.append((Reason.RECIPIENT_INVALID, c.error))
             continue
@@ -130,8 +131,14 @@ def _decide_email(
             why = f" ({block.reason})" if block.reason else ""
             text = f"{c.address} is on the blocklist as {block}{why}."
             recipients.append(
-                Recipient(message=message, kind=kind, address=c.address, name=c.name,
-                          outcome="blocked", reply=text)
+                Recipient(
+                    message=message,
+                    kind=kind,
+                    address=c.address,
+                    name=c.name,
+                    outcome="blocked",
+                    reply=text,
+                )
             )
             problems.append((Reason.RECIPIENT_BLOCKED, text))
             continue
@@ -145,8 +152,8 @@ def _decide_email(
         text = " ".join(p[1] for p in problems)
         return Decision(Status.NOT_SENT, reason, text, fields, recipients)
 
-    sender_raw = message.from_address or (backend.from_address if backend else "") or (
-        settings.default_from
+    sender_raw = (
+        message.from_address or (backend.from_address if backend else "") or (settings.default_from)
     )
     if not sender_raw:
         return Decision(
@@ -160,7 +167,10 @@ def _decide_email(
     sender = check_email(sender_raw)
     if sender.error:
         return Decision(
-            Status.NOT_SENT, Reason.SENDER_INVALID, f"From address: {sender.error}", fields,
+            Status.NOT_SENT,
+            Reason.SENDER_INVALID,
+            f"From address: {sender.error}",
+            fields,
             recipients,
         )
     fields["from_address"] = sender_raw

@@ -1,0 +1,104 @@
+"""Global settings: validate and save the singleton GlobalSettings.
+
+Contract: ``save_global_settings`` takes the keys it is given (others stay as
+they are), refuses the whole change with ``InvalidInput`` (an error per field,
+nothing written) if any value is wrong, and writes an audit entry naming the
+fields that changed. Durations are given in the units an administrator thinks
+in (minutes, hours) and stored as timedeltas.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import transaction
+
+from outbound.errors import InvalidInput
+from outbound.models import GlobalSettings
+from outbound.services.addresses import check_email
+from outbound.services.audit import record_audit
+
+# key -> (model field, unit, lowest, highest)
+DURATIONS: dict[str, tuple[str, str, int, int]] = {
+    "stuck_threshold_minutes": ("stuck_threshold", "minutes", 1, 7 * 24 * 60),
+    "retry_lifetime_hours": ("retry_lifetime", "hours", 1, 30 * 24),
+    "alert_reminder_interval_hours": ("alert_reminder_interval", "hours", 1, 30 * 24),
+    "worker_silence_threshold_minutes": ("worker_silence_threshold", "minutes", 1, 24 * 60),
+}
+ADDRESSES = ("backend_failure_email", "default_from")
+FIELDS = (*ADDRESSES, *DURATIONS)
+
+
+def global_settings_data(settings: GlobalSettings) -> dict[str, Any]:
+    """The current values in the keys ``save_global_settings`` takes."""
+    data: dict[str, Any] = {key: getattr(settings, key) for key in ADDRESSES}
+    for key, (field, unit, _, _) in DURATIONS.items():
+        seconds = getattr(settings, field).total_seconds()
+        data[key] = int(seconds // (60 if unit == "minutes" else 3600))
+    return data
+
+
+def _clean(data: dict[str, Any]) -> dict[str, Any]:
+    errors: dict[str, list[str]] = {}
+    unknown = set(data) - set(FIELDS)
+    if unknown:
+        errors["__all__"] = [f"Unknown field(s): {', '.join(sorted(unknown))}."]
+    cleaned: dict[str, Any] = {}
+    for key in ADDRESSES:
+        if key not in data:
+            continue
+        raw = data[key] if data[key] is not None else ""
+        if not isinstance(raw, str):
+            errors[key] = ["Must be text."]
+            continue
+        raw = raw.strip()
+        if not raw:
+            # Empty is allowed: no alert address, or no global default sender.
+            cleaned[key] = ""
+            continue
+        checked = check_email(raw)
+        if checked.error:
+            errors[key] = [checked.error]
+        else:
+            # Alerts use these as SMTP envelope addresses, which take no display name.
+            cleaned[key] = checked.address
+    for key, (field, unit, low, high) in DURATIONS.items():
+        if key not in data:
+            continue
+        value = data[key]
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            number = int(value)
+        except (TypeError, ValueError):
+            errors[key] = [f"Enter a whole number of {unit}."]
+            continue
+        if not low <= number <= high:
+            errors[key] = [f"Must be between {low} and {high} {unit}."]
+            continue
+        cleaned[field] = timedelta(**{unit: number})
+    if errors:
+        raise InvalidInput(errors)
+    return cleaned
+
+
+def save_global_settings(*, data: dict[str, Any], actor: str) -> GlobalSettings:
+    """Validate and save the given global settings; audit what changed."""
+    cleaned = _clean(data)
+    with transaction.atomic():
+        GlobalSettings.load()
+        settings = GlobalSettings.objects.select_for_update().get(pk=1)
+        changed = sorted(k for k, v in cleaned.items() if getattr(settings, k) != v)
+        for key, value in cleaned.items():
+            setattr(settings, key, value)
+        settings.save()
+        record_audit(
+            actor=actor,
+            action="update_global_settings",
+            object_type="globalsettings",
+            object_ids=[settings.pk],
+            result=f"Changed: {', '.join(changed) or 'nothing'}",
+            data={"changed": changed},
+        )
+    return settings
