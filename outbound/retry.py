@@ -17,7 +17,7 @@ def backoff(
 
     ``attempt_count`` is the number of attempts made so far (1 after the first).
     """
-    rng = rng or random.Random()  # noqa: S311 - jitter, not security
+    rng = rng or random.Random()
     exponent = max(attempt_count - 1, 0)
     base = min_backoff.total_seconds() * (2 ** min(exponent, 30))
     jittered = base * rng.uniform(0.8, 1.2)

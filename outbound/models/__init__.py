@@ -1,5 +1,5 @@
-from outbound.models.apikey import ApiKey
 from outbound.models.alert import Alert
+from outbound.models.apikey import ApiKey
 from outbound.models.audit import AuditEntry
 from outbound.models.backend import Backend, BackendKind, Health, Security
 from outbound.models.contact import Contact
@@ -11,9 +11,9 @@ from outbound.models.worker import WorkerHeartbeat
 __all__ = [
     "Alert",
     "ApiKey",
-    "AuditEntry",
     "Attachment",
     "Attempt",
+    "AuditEntry",
     "Backend",
     "BackendKind",
     "Contact",
