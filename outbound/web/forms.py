@@ -9,7 +9,7 @@ from typing import Any
 from django import forms
 
 from outbound.errors import InvalidInput
-from outbound.models import Backend, Suppression
+from outbound.models import Backend, Security, Suppression
 from outbound.selectors import MessageFilters
 from outbound.states import Channel, Status
 
@@ -97,3 +97,107 @@ class BlockForm(ServiceErrorsMixin, forms.Form):
         ),
     )
     reason = forms.CharField(required=False, max_length=500)
+
+
+class BackendForm(ServiceErrorsMixin, forms.Form):
+    """An email backend's settings. The password is write-only: it is never
+    put back into the page, and blank keeps the stored one."""
+
+    name = forms.CharField(max_length=100)
+    host = forms.CharField(required=False, max_length=255, label="Host")
+    # No bounds here: the service's message is the one the API and CLI give too.
+    port = forms.IntegerField(initial=587)
+    security = forms.ChoiceField(choices=Security.choices, initial=Security.STARTTLS)
+    username = forms.CharField(required=False, max_length=255, label="User name")
+    password = forms.CharField(
+        required=False,
+        max_length=1000,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    clear_password = forms.BooleanField(required=False, label="Clear the stored password")
+    from_address = forms.CharField(required=False, max_length=320, label="From address")
+    timeout = forms.FloatField(initial=30, help_text="Seconds to wait for each server reply.")
+    limit = forms.IntegerField(
+        required=False, help_text="Messages this backend may send; leave empty for no limit."
+    )
+    is_default = forms.BooleanField(required=False, label="Default email backend")
+
+    def __init__(self, *args: Any, backend: Backend | None = None, **kwargs: Any) -> None:
+        self.backend = backend
+        if backend is not None and "initial" not in kwargs:
+            kwargs["initial"] = {
+                key: getattr(backend, key)
+                for key in self.base_fields
+                if key not in ("password", "clear_password")
+            }
+        kwargs.setdefault("prefix", f"b{backend.pk}" if backend is not None else "new")
+        super().__init__(*args, **kwargs)
+        stored = backend is not None and backend.has_secret
+        self.fields["password"].help_text = (
+            "A password is set; leave blank to keep it."
+            if stored
+            else "No password is set; leave blank if the relay needs no login."
+        )
+        if not stored:
+            del self.fields["clear_password"]
+
+    def service_data(self) -> dict[str, Any]:
+        data = dict(self.cleaned_data)
+        if not data.get("password"):
+            data.pop("password", None)
+        return data
+
+    def unsaved_changes(self) -> list[str]:
+        """Labels of the fields whose typed value differs from the stored one."""
+        if self.backend is None:
+            return ["everything (this backend is not saved yet)"]
+        changed = []
+        for key, value in self.cleaned_data.items():
+            if key == "password":
+                if value:
+                    changed.append("password")
+            elif key == "clear_password":
+                if value:
+                    changed.append("clear password")
+            elif value != getattr(self.backend, key):
+                changed.append(str(self.fields[key].label or key).lower())
+        return changed
+
+
+class GlobalSettingsForm(ServiceErrorsMixin, forms.Form):
+    backend_failure_email = forms.CharField(
+        required=False,
+        max_length=320,
+        label="Backend Failure Email",
+        help_text="Alerts about failing backends, stuck messages and silent workers go here.",
+    )
+    default_from = forms.CharField(
+        required=False,
+        max_length=320,
+        label="Default from address",
+        help_text="Used when neither the message nor its backend names a sender.",
+    )
+    stuck_threshold_minutes = forms.IntegerField(
+        label="Stuck threshold (minutes)",
+        help_text="A message waiting this long past its due time counts as stuck.",
+    )
+    retry_lifetime_hours = forms.IntegerField(
+        label="Retry lifetime (hours)",
+        help_text="After a temporary failure, retries stop this long after the first try.",
+    )
+    alert_reminder_interval_hours = forms.IntegerField(
+        label="Alert reminder every (hours)",
+        help_text="While a problem lasts, the alert is repeated this often.",
+    )
+    worker_silence_threshold_minutes = forms.IntegerField(
+        label="Worker silent after (minutes)",
+        help_text="No worker heartbeat for this long raises an alert.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("prefix", "global")
+        super().__init__(*args, **kwargs)
+
+    def service_data(self) -> dict[str, Any]:
+        return dict(self.cleaned_data)

@@ -19,4 +19,8 @@ urlpatterns = [
     path("workers/", views.workers, name="workers"),
     path("audit/", views.audit, name="audit"),
     path("settings/", views.settings_view, name="settings"),
+    path("settings/global/", views.global_settings_save, name="global_settings_save"),
+    path("settings/backends/new/", views.backend_save, name="backend_new"),
+    path("settings/backends/<int:pk>/", views.backend_save, name="backend_save"),
+    path("settings/backends/<int:pk>/test/", views.backend_test, name="backend_test"),
 ]

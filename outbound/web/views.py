@@ -20,10 +20,19 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from outbound import selectors
 from outbound.errors import InvalidInput
 from outbound.explain import diagnostic_report, explain_message
-from outbound.models import Contact, GlobalSettings, Message, Suppression
+from outbound.models import Backend, BackendKind, Contact, GlobalSettings, Message, Suppression
 from outbound.services import blocklist, contacts, operations
+from outbound.services.backends import save_backend_settings, test_backend
+from outbound.services.global_settings import global_settings_data, save_global_settings
 from outbound.states import RESENDABLE, Reason, Status
-from outbound.web.forms import BlockForm, ContactForm, MessageFilterForm
+from outbound.web.forms import (
+    BackendForm,
+    BlockForm,
+    ContactForm,
+    GlobalSettingsForm,
+    MessageFilterForm,
+)
+from outbound.web.test_advice import advice_for
 
 View = Callable[..., HttpResponse]
 
@@ -33,28 +42,7 @@ ADD_CONTACT = "outbound.add_contact"
 ADD_BLOCK = "outbound.add_suppression"
 DELETE_BLOCK = "outbound.delete_suppression"
 ADMINISTER = "outbound.change_globalsettings"
-
-# What an operator should do after each backend test outcome; shown next to
-# the test result when the test itself did not store advice.
-TEST_ADVICE = {
-    "ok": "The server accepted the connection, the login and a test sender and recipient.",
-    "auth_failed": "The server refused the user name or password. Correct them and test again.",
-    "auth_unsupported": "The server offers no login on this connection. Check the security "
-    "setting (most servers only allow login after STARTTLS) or remove the user name.",
-    "connection_refused": "Nothing answers on that host and port. Check the port number and "
-    "that the firewall lets this machine reach the server.",
-    "timeout": "The server did not answer in time. Check the host, the port and the firewall.",
-    "host_not_found": "The host name cannot be found. Check its spelling.",
-    "tls_failed": "The secure connection failed. Check the security setting matches the port "
-    "(465 implicit TLS, 587 STARTTLS) and that the server's certificate is valid.",
-    "sender_refused": "The server refused the from address. Use an address the relay allows.",
-    "recipient_refused": "The server refused the test recipient; it may only relay for "
-    "logged-in users or certain domains.",
-    "connection_lost": "The server closed the connection. Ask the mail administrator.",
-    "unexpected_reply": "The server answered something unexpected; it may not be a mail server.",
-    "secret_unreadable": "The stored password cannot be decrypted (the encryption key changed). "
-    "Enter the password again.",
-}
+CHANGE_BACKEND = "outbound.change_backend"
 
 
 def _require(perm: str) -> Callable[[View], View]:
@@ -356,22 +344,149 @@ def audit(request: HttpRequest) -> HttpResponse:
     )
 
 
-@login_required
-@require_GET
-def settings_view(request: HttpRequest) -> HttpResponse:
+def _last_test(backend: Backend) -> dict[str, Any] | None:
+    """The stored result of the backend's last test, with its advice."""
+    result = backend.last_test_result or {}
+    if not backend.last_test_at or not result:
+        return None
+    return {
+        "at": backend.last_test_at,
+        "advice": advice_for(str(result.get("reason", ""))),
+        "code": result.get("code"),
+        "reply": result.get("reply") or "",
+        "phase": result.get("phase") or "",
+        "elapsed": result.get("elapsed"),
+        "actor": result.get("actor") or "",
+        # A test of an older settings version says nothing about the current one.
+        "stale": result.get("settings_version") not in (None, backend.settings_version),
+        "transcript": result.get("transcript") or [],
+    }
+
+
+def _settings_page(
+    request: HttpRequest,
+    *,
+    bound: BackendForm | None = None,
+    global_form: GlobalSettingsForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    """Render the settings page; a form that failed is shown bound, the others fresh."""
+    can_edit_backends = request.user.has_perm(CHANGE_BACKEND)
+    can_administer = request.user.has_perm(ADMINISTER)
+    settings = GlobalSettings.load()
     rows = selectors.backend_rows()
     for row in rows:
-        result = row.backend.last_test_result or {}
-        row.advice = result.get("advice") or TEST_ADVICE.get(  # type: ignore[attr-defined]
-            str(result.get("reason", "")), ""
+        backend = row.backend
+        row.test = _last_test(backend)  # type: ignore[attr-defined]
+        form = None
+        if can_edit_backends and backend.kind == BackendKind.SMTP:
+            if bound is not None and bound.backend is not None and bound.backend.pk == backend.pk:
+                form = bound
+            else:
+                form = BackendForm(backend=backend)
+        row.form = form  # type: ignore[attr-defined]
+    new_form = None
+    if can_edit_backends:
+        new_form = (
+            bound
+            if bound is not None and bound.backend is None
+            else BackendForm(initial={"is_default": not rows})
         )
-        row.transcript = result.get("transcript") or []  # type: ignore[attr-defined]
+    if can_administer and global_form is None:
+        global_form = GlobalSettingsForm(initial=global_settings_data(settings))
     return render(
         request,
         "outbound/settings.html",
         {
-            "settings": GlobalSettings.load(),
+            "settings": settings,
             "backends": rows,
-            "can_administer": request.user.has_perm(ADMINISTER),
+            "new_form": new_form,
+            "new_open": bound is not None and bound.backend is None,
+            "global_form": global_form if can_administer else None,
+            "can_administer": can_administer,
+            "can_edit_backends": can_edit_backends,
         },
+        status=status,
     )
+
+
+def _backend_anchor(backend: Backend) -> str:
+    return f"{reverse('outbound:settings')}#backend-{backend.pk}"
+
+
+@login_required
+@require_GET
+def settings_view(request: HttpRequest) -> HttpResponse:
+    return _settings_page(request)
+
+
+@require_POST
+@_require(CHANGE_BACKEND)
+def backend_save(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    backend = get_object_or_404(Backend, pk=pk, kind=BackendKind.SMTP) if pk is not None else None
+    form = BackendForm(request.POST, backend=backend)
+    if not form.is_valid():
+        return _settings_page(request, bound=form)
+    try:
+        saved = save_backend_settings(
+            backend=backend, data=form.service_data(), actor=_actor(request)
+        )
+    except InvalidInput as err:
+        form.add_service_errors(err)
+        return _settings_page(request, bound=form)
+    if request.POST.get("action") == "save_test":
+        # The one case where a view calls two services: the administrator
+        # asked for both in one click, and the test must see the saved values.
+        result = test_backend(saved, actor=_actor(request))
+        advice = advice_for(result.reason)
+        _report(
+            request,
+            result.ok,
+            f"Backend {saved.name} saved and tested: {advice.headline}.",
+        )
+    else:
+        untested = saved.tested_version != saved.settings_version
+        flash.success(
+            request,
+            f"Backend {saved.name} saved."
+            + (" Run the test: its messages are held until a test succeeds." if untested else ""),
+        )
+    return HttpResponseRedirect(_backend_anchor(saved))
+
+
+@require_POST
+@_require(CHANGE_BACKEND)
+def backend_test(request: HttpRequest, pk: int) -> HttpResponse:
+    backend = get_object_or_404(Backend, pk=pk, kind=BackendKind.SMTP)
+    # The Test button sits in the settings form, so what was typed comes
+    # along; testing stored settings while other values show would mislead.
+    if any(key.startswith(f"b{pk}-") for key in request.POST):
+        form = BackendForm(request.POST, backend=backend)
+        changed = form.unsaved_changes() if form.is_valid() else ["some fields"]
+        if changed:
+            if form.is_valid():
+                form.add_error(
+                    None,
+                    f"Unsaved changes ({', '.join(changed)}): the test checks the saved "
+                    "settings. Save first, or use Save and test.",
+                )
+            return _settings_page(request, bound=form)
+    result = test_backend(backend, actor=_actor(request))
+    headline = advice_for(result.reason).headline
+    _report(request, result.ok, f"Test of backend {backend.name}: {headline}.")
+    return HttpResponseRedirect(_backend_anchor(backend))
+
+
+@require_POST
+@_require(ADMINISTER)
+def global_settings_save(request: HttpRequest) -> HttpResponse:
+    form = GlobalSettingsForm(request.POST)
+    if not form.is_valid():
+        return _settings_page(request, global_form=form)
+    try:
+        save_global_settings(data=form.service_data(), actor=_actor(request))
+    except InvalidInput as err:
+        form.add_service_errors(err)
+        return _settings_page(request, global_form=form)
+    flash.success(request, "Global settings saved.")
+    return HttpResponseRedirect(f"{reverse('outbound:settings')}#global-title")
