@@ -1,0 +1,233 @@
+"""The settings page's forms: email backends (Save, Test, Save and test) and
+the global settings, through the test client against a real SMTP server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from outbound import secrets
+from outbound.models import AuditEntry, Backend, GlobalSettings
+from outbound.services.backends import save_backend_settings
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "pw-Zq81-never-shown"
+
+
+@pytest.fixture
+def admin_client(admin_user_: User) -> Client:
+    client = Client()
+    client.force_login(admin_user_)
+    return client
+
+
+def _form(prefix: str, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": "Relay",
+        "host": "smtp.example.com",
+        "port": "587",
+        "security": "starttls",
+        "username": "mailer",
+        "password": "",
+        "from_address": "noreply@example.com",
+        "timeout": "10",
+        "limit": "",
+        "is_default": "on",
+    }
+    data.update(changes)
+    return {f"{prefix}-{k}": v for k, v in data.items() if v is not None}
+
+
+def _backend(**fields: Any) -> Backend:
+    data = {
+        "name": "Relay",
+        "host": "smtp.example.com",
+        "port": 587,
+        "security": "starttls",
+        "username": "mailer",
+        "password": SECRET,
+        "from_address": "noreply@example.com",
+        "timeout": 10,
+        "is_default": True,
+    }
+    data.update(fields)
+    return save_backend_settings(data=data, actor="setup")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("port", "70000", "Must be between 1 and 65535."),
+        ("host", "", "This field is required."),
+        ("from_address", "not an address", "is not an email address"),
+    ],
+)
+def test_a_new_backend_with_a_bad_field_shows_the_error_there_and_saves_nothing(
+    admin_client: Client, field: str, value: str, message: str
+) -> None:
+    response = admin_client.post(
+        "/settings/backends/new/", _form("new", name="Typed name", **{field: value})
+    )
+    assert response.status_code == 200
+    form = response.context["new_form"]
+    assert any(message in e for e in form.errors[field])
+    html = response.content.decode()
+    assert message.replace("“", "") in html.replace("“", "").replace("&quot;", '"')
+    # What was typed stays in the form.
+    assert 'value="Typed name"' in html
+    assert Backend.objects.count() == 0
+
+
+def test_editing_a_backend_with_a_bad_port_keeps_the_stored_settings(admin_client: Client) -> None:
+    backend = _backend()
+    response = admin_client.post(
+        f"/settings/backends/{backend.pk}/",
+        _form(f"b{backend.pk}", port="70000", host="new.example.com"),
+    )
+    html = response.content.decode()
+    assert "Must be between 1 and 65535." in html
+    assert 'value="new.example.com"' in html
+    stored = Backend.objects.get(pk=backend.pk)
+    assert (stored.host, stored.port, stored.settings_version) == ("smtp.example.com", 587, 1)
+
+
+def test_the_password_is_never_rendered_back(admin_client: Client) -> None:
+    response = admin_client.post("/settings/backends/new/", _form("new", password=SECRET))
+    assert response.status_code == 302
+    backend = Backend.objects.get()
+    assert secrets.decrypt(backend.secret, owner="test") == SECRET
+    html = admin_client.get("/settings/").content.decode()
+    assert SECRET not in html and backend.secret not in html
+    assert 'Password <span class="secret-state">(set)</span>' in html
+    assert "leave blank to keep it" in html
+    # Nor when the form comes back with an error.
+    response = admin_client.post(
+        f"/settings/backends/{backend.pk}/",
+        _form(f"b{backend.pk}", port="0", password="another-secret-typed"),
+    )
+    html = response.content.decode()
+    assert "Must be between 1 and 65535." in html
+    assert "another-secret-typed" not in html and SECRET not in html
+
+
+def test_a_blank_password_keeps_the_stored_one_and_clear_removes_it(admin_client: Client) -> None:
+    backend = _backend()
+    admin_client.post(f"/settings/backends/{backend.pk}/", _form(f"b{backend.pk}"))
+    backend.refresh_from_db()
+    assert secrets.decrypt(backend.secret, owner="test") == SECRET
+    assert backend.settings_version == 1
+    admin_client.post(
+        f"/settings/backends/{backend.pk}/", _form(f"b{backend.pk}", clear_password="on")
+    )
+    backend.refresh_from_db()
+    assert backend.secret == "" and backend.settings_version == 2
+    assert 'Password <span class="secret-state">(not set)</span>' in (
+        admin_client.get("/settings/").content.decode()
+    )
+
+
+@pytest.mark.parametrize("role_client", ["viewer_client", "operator_client"])
+def test_viewers_and_operators_cannot_change_settings(
+    request: pytest.FixtureRequest, role_client: str
+) -> None:
+    client: Client = request.getfixturevalue(role_client)
+    backend = _backend()
+    posts = [
+        ("/settings/backends/new/", _form("new", name="Other")),
+        (f"/settings/backends/{backend.pk}/", _form(f"b{backend.pk}", host="evil.example.com")),
+        (f"/settings/backends/{backend.pk}/test/", {}),
+        ("/settings/global/", {"global-backend_failure_email": "x@example.com"}),
+    ]
+    for url, data in posts:
+        assert client.post(url, data).status_code == 403, url
+    assert Backend.objects.get().host == "smtp.example.com"
+    assert Backend.objects.count() == 1
+    assert GlobalSettings.load().backend_failure_email == ""
+    html = client.get("/settings/").content.decode()
+    assert '<form method="post" action="/settings/' not in html
+
+
+def test_a_wrong_password_test_shows_authentication_failed_with_advice(
+    admin_client: Client, make_smtp_server: Callable[..., Any]
+) -> None:
+    relay = make_smtp_server(auth={"mailer": "right"})
+    backend = _backend(host=relay.host, port=relay.port, security="none", password="wrong")
+    response = admin_client.post(f"/settings/backends/{backend.pk}/test/", {})
+    assert response.status_code == 302
+    assert response["Location"].endswith(f"#backend-{backend.pk}")
+    page = admin_client.get(response["Location"])
+    html = page.content.decode()
+    assert "Authentication failed: the account or password is wrong" in html
+    assert "Type the current password" in html
+    assert '<pre class="transcript">' in html and "535" in html
+    assert "wrong" not in html.split('<pre class="transcript">')[1].split("</pre>")[0]
+    backend.refresh_from_db()
+    assert backend.health == "failing"
+    # The right password, Save and test in one click: success.
+    response = admin_client.post(
+        f"/settings/backends/{backend.pk}/",
+        _form(
+            f"b{backend.pk}",
+            host=relay.host,
+            port=str(relay.port),
+            security="none",
+            password="right",
+        )
+        | {"action": "save_test"},
+    )
+    html = admin_client.get(response["Location"]).content.decode()
+    assert "saved and tested: Success" in html
+    backend.refresh_from_db()
+    assert backend.is_usable
+
+
+def test_test_with_unsaved_changes_asks_to_save_first(
+    admin_client: Client, smtp_server: Any
+) -> None:
+    backend = _backend(host=smtp_server.host, port=smtp_server.port, security="none")
+    connections = smtp_server.connections
+    response = admin_client.post(
+        f"/settings/backends/{backend.pk}/test/",
+        _form(f"b{backend.pk}", host="typed.example.com", port=str(smtp_server.port)),
+    )
+    html = response.content.decode()
+    assert "Save first, or use Save and test" in html
+    assert 'value="typed.example.com"' in html
+    assert smtp_server.connections == connections
+
+
+def test_global_settings_are_validated_saved_and_audited(admin_client: Client) -> None:
+    data = {
+        "global-backend_failure_email": "not-an-address",
+        "global-default_from": "noreply@example.com",
+        "global-stuck_threshold_minutes": "20",
+        "global-retry_lifetime_hours": "24",
+        "global-alert_reminder_interval_hours": "2",
+        "global-worker_silence_threshold_minutes": "0",
+    }
+    response = admin_client.post("/settings/global/", data)
+    html = response.content.decode()
+    assert "is not an email address" in html
+    assert "Must be between 1 and 1440 minutes." in html
+    assert 'value="not-an-address"' in html
+    assert GlobalSettings.load().stuck_threshold == timedelta(minutes=15)
+    data["global-backend_failure_email"] = "ops@example.com"
+    data["global-worker_silence_threshold_minutes"] = "10"
+    response = admin_client.post("/settings/global/", data)
+    assert response.status_code == 302
+    settings = GlobalSettings.load()
+    assert settings.backend_failure_email == "ops@example.com"
+    assert settings.stuck_threshold == timedelta(minutes=20)
+    assert settings.retry_lifetime == timedelta(hours=24)
+    assert settings.alert_reminder_interval == timedelta(hours=2)
+    assert settings.worker_silence_threshold == timedelta(minutes=10)
+    entry = AuditEntry.objects.get(action="update_global_settings")
+    assert entry.actor == "ada" and "backend_failure_email" in entry.result
+    html = admin_client.get("/settings/").content.decode()
+    assert 'value="ops@example.com"' in html and 'value="20"' in html
