@@ -275,6 +275,24 @@ class BackendOut(Schema):
     max_connections: int | None
 
 
+class BackendIn(In):
+    name: str | None = Field(None, max_length=100)
+    host: str | None = Field(None, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] | None = None
+    username: str | None = Field(None, max_length=255)
+    password: str | None = Field(
+        None, max_length=1000, description="Write-only; absent or empty keeps the stored one."
+    )
+    clear_password: bool | None = Field(None, description="Remove the stored password.")
+    from_address: str | None = Field(None, max_length=320)
+    timeout: float | None = Field(None, ge=1, le=120)
+    limit: int | None = Field(None, ge=0, le=10**9, description="null for unlimited.")
+    rate_per_minute: int | None = Field(None, ge=1, le=10**6)
+    max_connections: int | None = Field(None, ge=1, le=1000)
+    is_default: bool | None = None
+
+
 class ProbeOut(Schema):
     ok: bool
     reason: str
@@ -297,11 +315,24 @@ class SettingsOut(Schema):
     retry_max_backoff_seconds: float
     alert_reminder_interval_seconds: float
     worker_silence_threshold_seconds: float
+    stuck_threshold_minutes: int
+    retry_lifetime_hours: int
+    alert_reminder_interval_hours: int
+    worker_silence_threshold_minutes: int
     sms_enabled: bool
     default_region: str
     max_sms_segments: int
     retention_days: int
     updated_at: datetime
+
+
+class SettingsIn(In):
+    backend_failure_email: str | None = Field(None, max_length=320)
+    default_from: str | None = Field(None, max_length=320)
+    stuck_threshold_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
+    retry_lifetime_hours: int | None = Field(None, ge=1, le=30 * 24)
+    alert_reminder_interval_hours: int | None = Field(None, ge=1, le=30 * 24)
+    worker_silence_threshold_minutes: int | None = Field(None, ge=1, le=24 * 60)
 
 
 # ------------------------------------------------------------------ overview

@@ -102,3 +102,55 @@ def test_healthz_is_503_without_a_live_worker_and_200_with_one(url):
 def test_healthz_counts_a_silent_worker_as_dead():
     _beat(3600)
     assert Client().get("/healthz").status_code == 503
+
+
+def test_create_and_update_a_backend_with_a_write_only_password(api):
+    r = api.post(
+        "/backends",
+        {
+            "name": "Relay",
+            "host": "smtp.example.com",
+            "port": 587,
+            "security": "starttls",
+            "username": "u",
+            "password": "s3cret-pw",
+            "from_address": "noreply@example.com",
+            "is_default": True,
+        },
+    )
+    assert r.status_code == 201, r.content
+    created = r.json()
+    assert created["has_password"] is True and "s3cret-pw" not in r.content.decode()
+    assert created["health"] == "untested"
+    backend = Backend.objects.get()
+    assert secrets.decrypt(backend.secret) == "s3cret-pw"
+    r = api.patch(f"/backends/{created['id']}", {"limit": 100})
+    assert r.status_code == 200 and r.json()["limit"] == 100
+    assert r.json()["settings_version"] == created["settings_version"]
+    r = api.patch(f"/backends/{created['id']}", {"host": "smtp2.example.com"})
+    assert r.json()["settings_version"] == created["settings_version"] + 1
+    assert r.json()["has_password"] is True
+    r = api.patch(f"/backends/{created['id']}", {"clear_password": True})
+    assert r.json()["has_password"] is False
+
+
+def test_backend_input_errors(api, api_as):
+    body = assert_error(api.post("/backends", {"name": "x"}), 422)
+    assert "host" in body["details"]
+    body = assert_error(api.post("/backends", {"name": "x", "port": 0}), 422)
+    assert "port" in body["details"]
+    assert_error(api.patch("/backends/4040", {"limit": 1}), 404)
+    assert_error(api.patch("/backends/1", {"secret": "x"}), 422)
+    assert_error(api_as("write").patch("/backends/1", {"limit": 1}), 403, "insufficient_scope")
+
+
+def test_update_global_settings(api, api_as):
+    r = api.patch("/settings", {"stuck_threshold_minutes": 30, "default_from": "ops@example.com"})
+    assert r.status_code == 200, r.content
+    assert r.json()["stuck_threshold_seconds"] == 1800
+    assert r.json()["stuck_threshold_minutes"] == 30
+    assert api.get("/settings").json()["default_from"] == "ops@example.com"
+    body = assert_error(api.patch("/settings", {"backend_failure_email": "nope"}), 422)
+    assert "backend_failure_email" in body["details"]
+    assert_error(api.patch("/settings", {"stuck_threshold_minutes": 0}), 422)
+    assert_error(api_as("write").patch("/settings", {"retry_lifetime_hours": 2}), 403)

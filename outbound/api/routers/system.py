@@ -14,16 +14,19 @@ from outbound.api.ratelimit import check_rate
 from outbound.api.render import backend_out
 from outbound.api.schemas import (
     MAX_ID,
+    BackendIn,
     BackendOut,
     ErrorOut,
     HealthOut,
     OverviewOut,
     ProbeOut,
+    SettingsIn,
     SettingsOut,
 )
 from outbound.models import Backend, GlobalSettings
 from outbound.selectors import overview as build_overview
-from outbound.services.backends import test_backend
+from outbound.services.backends import save_backend_settings, test_backend
+from outbound.services.global_settings import global_settings_data, save_global_settings
 
 router = Router()
 
@@ -49,6 +52,40 @@ def list_backends(request: HttpRequest) -> list[dict[str, Any]]:
 )
 def get_backend(request: HttpRequest, backend_id: int = BackendId) -> dict[str, Any]:
     return backend_out(_backend_or_404(backend_id))
+
+
+@router.post(
+    "/backends",
+    response={201: BackendOut, **ERRORS},
+    auth=ADMIN,
+    tags=["backends"],
+    summary="Create an email backend (it must be tested before it sends)",
+)
+def create_backend(request: HttpRequest, payload: BackendIn) -> Status[dict[str, Any]]:
+    data = payload.model_dump(exclude_unset=True)
+    backend = save_backend_settings(data=data, actor=principal(request).actor)
+    return Status(201, backend_out(backend))
+
+
+@router.patch(
+    "/backends/{backend_id}",
+    response={200: BackendOut, **ERRORS},
+    auth=ADMIN,
+    tags=["backends"],
+    summary="Change a backend's settings",
+    description=(
+        "The password is write-only. Changing a connection setting makes the backend "
+        "untested: its queued messages are held until a test of the new settings succeeds."
+    ),
+)
+def update_backend(
+    request: HttpRequest, payload: BackendIn, backend_id: int = BackendId
+) -> dict[str, Any]:
+    backend = _backend_or_404(backend_id)
+    data = payload.model_dump(exclude_unset=True)
+    return backend_out(
+        save_backend_settings(backend=backend, data=data, actor=principal(request).actor)
+    )
 
 
 @router.post(
@@ -81,6 +118,7 @@ def run_backend_test(request: HttpRequest, backend_id: int = BackendId) -> dict[
 
 def settings_out(s: GlobalSettings) -> dict[str, Any]:
     return {
+        **global_settings_data(s),
         "backend_failure_email": s.backend_failure_email,
         "default_from": s.default_from,
         "stuck_threshold_seconds": s.stuck_threshold.total_seconds(),
@@ -100,6 +138,12 @@ def settings_out(s: GlobalSettings) -> dict[str, Any]:
 @router.get("/settings", response={200: SettingsOut, **ERRORS}, auth=READ, tags=["settings"])
 def get_settings(request: HttpRequest) -> dict[str, Any]:
     return settings_out(GlobalSettings.load())
+
+
+@router.patch("/settings", response={200: SettingsOut, **ERRORS}, auth=ADMIN, tags=["settings"])
+def update_settings(request: HttpRequest, payload: SettingsIn) -> dict[str, Any]:
+    data = payload.model_dump(exclude_unset=True)
+    return settings_out(save_global_settings(data=data, actor=principal(request).actor))
 
 
 @router.get("/overview", response={200: OverviewOut, **ERRORS}, auth=READ, tags=["overview"])
