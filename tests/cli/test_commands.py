@@ -201,3 +201,35 @@ def test_backends_test_failure_exits_1(cli):
     assert r.code == 1
     assert r.json()["ok"] is False
     assert cli("backends", "test", "Missing").code == 1
+
+
+def test_backends_set_reads_the_password_from_stdin(cli):
+    from outbound import secrets
+
+    r = cli(
+        "backends",
+        "set",
+        "Relay",
+        "--create",
+        "--host",
+        "smtp.example.com",
+        "--port",
+        "2525",
+        "--security",
+        "none",
+        "--from",
+        "noreply@example.com",
+        "--default",
+        "--password-stdin",
+        stdin="pw-from-stdin\n",
+    )
+    assert r.code == 0, r.err
+    assert "created" in r.out and "backends test" in r.out
+    backend = Backend.objects.get(name="Relay")
+    assert backend.port == 2525 and backend.is_default
+    assert secrets.decrypt(backend.secret) == "pw-from-stdin"
+    r = cli("backends", "set", "Relay", "--limit", "500", "--json")
+    assert r.code == 0 and r.json()["limit"] == 500 and r.json()["has_password"] is True
+    assert cli("backends", "set", "Relay", "--port", "0").code == 1
+    assert cli("backends", "set", "Relay", "--password", "x").code == 2
+    assert cli("backends", "set", "Ghost", "--host", "h").code == 1

@@ -1,22 +1,50 @@
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from outbound.api.render import backend_out
+from outbound.errors import InvalidInput
 from outbound.management.commands._output import write_json, write_table
 from outbound.models import Backend
-from outbound.services.backends import test_backend
+from outbound.services.backends import save_backend_settings, test_backend
 
 
 class Command(BaseCommand):
     help = "List backends or test one (nothing is sent by a test)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True, metavar="list|test")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="list|set|test")
         listing = sub.add_parser("list", help="Backends with their health and allowance.")
         listing.add_argument("--json", action="store_true")
+        put = sub.add_parser(
+            "set",
+            help="Create or change an email backend. The password is read from standard input "
+            "(--password-stdin), never from the command line.",
+        )
+        put.add_argument("name", help="The backend's name.")
+        put.add_argument("--create", action="store_true", help="Create it if it does not exist.")
+        put.add_argument("--rename", help="A new name.")
+        put.add_argument("--host")
+        put.add_argument("--port", type=int)
+        put.add_argument("--security", choices=["none", "starttls", "tls"])
+        put.add_argument("--username")
+        put.add_argument("--from", dest="from_address", help="Sender address of its messages.")
+        put.add_argument("--timeout", type=float, help="Seconds (1-120).")
+        put.add_argument("--limit", help="Allowance of messages; 'none' for unlimited.")
+        put.add_argument("--rate-per-minute", type=int)
+        put.add_argument("--max-connections", type=int)
+        default = put.add_mutually_exclusive_group()
+        default.add_argument("--default", dest="is_default", action="store_true", default=None)
+        default.add_argument("--no-default", dest="is_default", action="store_false")
+        secret = put.add_mutually_exclusive_group()
+        secret.add_argument(
+            "--password-stdin", action="store_true", help="Read the password from stdin."
+        )
+        secret.add_argument("--clear-password", action="store_true")
+        put.add_argument("--json", action="store_true")
         test = sub.add_parser("test", help="Test a backend's settings.")
         test.add_argument("name", help="The backend's name.")
         test.add_argument("--json", action="store_true")
@@ -47,7 +75,56 @@ class Command(BaseCommand):
             if not backends:
                 self.stdout.write("No backends are configured.")
             return
+        if options["action"] == "set":
+            self._set(options)
+            return
         self._test(options["name"], options["json"])
+
+    def _set(self, options: dict[str, Any]) -> None:
+        backend = Backend.objects.filter(name=options["name"]).first()
+        if backend is None and not options["create"]:
+            raise CommandError(
+                f"There is no backend named {options['name']!r}; add --create to create it."
+            )
+        data: dict[str, Any] = {}
+        if backend is None or options["rename"]:
+            data["name"] = options["rename"] or options["name"]
+        for key in (
+            "host",
+            "port",
+            "security",
+            "username",
+            "from_address",
+            "timeout",
+            "rate_per_minute",
+            "max_connections",
+            "is_default",
+        ):
+            if options[key] is not None:
+                data[key] = options[key]
+        if options["limit"] is not None:
+            data["limit"] = None if options["limit"].lower() == "none" else options["limit"]
+        if options["password_stdin"]:
+            # Only the first line: a trailing newline from `echo` is not part of it.
+            data["password"] = sys.stdin.readline().rstrip("\r\n")
+            if not data["password"]:
+                raise CommandError("No password on standard input.", returncode=2)
+        if options["clear_password"]:
+            data["clear_password"] = True
+        try:
+            saved = save_backend_settings(backend=backend, data=data, actor="cli")
+        except InvalidInput as err:
+            raise CommandError(str(err), returncode=1) from err
+        if options["json"]:
+            write_json(self.stdout, backend_out(saved))
+            return
+        verb = "created" if backend is None else "saved"
+        self.stdout.write(
+            f"Backend {saved.name} {verb} (settings version {saved.settings_version}, "
+            f"{saved.get_health_display().lower()})."
+        )
+        if not saved.is_usable:
+            self.stdout.write(f"Test it: outbound backends test {saved.name!r}")
 
     def _test(self, name: str, as_json: bool) -> None:
         backend = Backend.objects.filter(name=name).first()
