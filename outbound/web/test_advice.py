@@ -22,7 +22,7 @@ class TestAdvice:
 _ADVICE: dict[str, tuple[str, str, str]] = {
     "ok": (
         "Success",
-        "The server accepted the connection, the secure connection, the login, the from "
+        "The server accepted the connection, the security setting, the login, the from "
         "address and a test recipient. Nothing was sent.",
         "Nothing to do: held messages of this backend are released and go out now.",
     ),

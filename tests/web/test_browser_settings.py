@@ -1,0 +1,82 @@
+"""Browser story of the settings page: Debian's Chromium, a relay whose
+password changed, a second server standing for system mail, the real worker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from outbound.models import Backend, Message
+from outbound.services.global_settings import save_global_settings
+from outbound.services.intake import queue_email
+from outbound.states import Status
+from tests.web.conftest import login
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def test_wrong_password_is_fixed_on_the_settings_page_and_held_messages_are_sent(
+    live_server: Any,
+    page: Any,
+    settings: Any,
+    make_user: Callable[..., Any],
+    make_backend: Callable[..., Any],
+    make_smtp_server: Callable[..., Any],
+    run_worker: Callable[..., Any],
+) -> None:
+    make_user("ada", "Administrator")
+    system_mail = make_smtp_server()
+    settings.OUTBOUND_SYSTEM_MAIL_URL = f"smtp://{system_mail.host}:{system_mail.port}"
+    save_global_settings(data={"backend_failure_email": "ops@example.com"}, actor="setup")
+    relay = make_smtp_server(auth={"mailer": "right"})
+    backend = make_backend(relay, username="mailer", password="right")
+    # The relay's password is changed behind Outbound's back.
+    relay.configure(auth={"mailer": "rotated"})
+    queued = [queue_email(to=f"user{i}@example.com", subject=f"Notice {i}") for i in range(3)]
+    run_worker()
+    run_worker()
+    statuses = set(
+        Message.objects.filter(pk__in=[m.pk for m in queued]).values_list("status", flat=True)
+    )
+    assert statuses == {Status.BACKEND_TEST_REQUIRED}
+    assert system_mail.wait_for(
+        lambda: any(m.rcpt_tos == ["ops@example.com"] for m in system_mail.messages)
+    )
+    alert = next(m for m in system_mail.messages if m.rcpt_tos == ["ops@example.com"])
+    assert b"Relay" in alert.raw and b"535" in alert.raw
+    assert relay.messages == []
+
+    base = live_server.url
+    login(page, base, "ada")
+    page.goto(f"{base}/settings/")
+    card = page.locator(f"#backend-{backend.pk}")
+    assert "Failing" in card.locator("h2").inner_text()
+    page.fill(f"#id_b{backend.pk}-password", "rotated")
+    with page.expect_navigation():
+        card.get_by_role("button", name="Save", exact=True).click()
+    assert "Backend Relay saved. Run the test" in page.locator(".flash").inner_text()
+    assert page.input_value(f"#id_b{backend.pk}-password") == ""
+    assert "(set)" in card.locator(".secret-state").inner_text()
+
+    with page.expect_navigation():
+        card.get_by_role("button", name="Test", exact=True).click()
+    result = card.locator(".test-result")
+    assert "Success" in result.locator(".test-headline").inner_text()
+    assert "535" not in result.locator("pre.transcript").inner_text()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "settings.png"), full_page=True)
+
+    run_worker()
+    statuses = set(
+        Message.objects.filter(pk__in=[m.pk for m in queued]).values_list("status", flat=True)
+    )
+    assert statuses == {Status.SENT}
+    assert sorted(r for m in relay.messages for r in m.rcpt_tos) == [
+        f"user{i}@example.com" for i in range(3)
+    ]
+    assert Backend.objects.get(pk=backend.pk).is_usable
