@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: install run test lint typecheck test-sqlite test-postgres services bench clean
+.PHONY: install run test lint typecheck test-sqlite test-postgres services bench clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,3 +46,7 @@ bench: install services
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
+
+# Refresh the README's screenshots from the browser tests.
+screenshots: install services
+	OUTBOUND_SCREENSHOTS_DIR=docs/screenshots $(BIN)/python -m pytest -q -m browser tests/web
