@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 _STOP = object()
 ALERT_CHECK_INTERVAL = 60.0
+RECORD_BATCH = 200
+RECORD_GATHER_SECONDS = 0.05
 
 
 @dataclass
@@ -221,16 +223,25 @@ class Worker:
             while not stop:
                 batch: list[dispatch.Outcome] = []
                 item = self.results.get()
+                # Gather what arrives in the next moments into one transaction:
+                # fewer, larger writes keep the database (SQLite's single
+                # writer above all) free for the delivery threads' journal.
+                gather_until = time.monotonic() + RECORD_GATHER_SECONDS
                 while True:
                     if item is _STOP:
                         stop = True
                         break
                     assert isinstance(item, dispatch.Outcome)
                     batch.append(item)
-                    if len(batch) >= 200:
+                    if len(batch) >= RECORD_BATCH:
                         break
+                    left = gather_until - time.monotonic()
                     try:
-                        item = self.results.get_nowait()
+                        item = (
+                            self.results.get(timeout=max(left, 0))
+                            if left > 0
+                            else (self.results.get_nowait())
+                        )
                     except queue.Empty:
                         break
                 if not batch:
