@@ -28,7 +28,7 @@ class Command(BaseCommand):
         )
         settings = GlobalSettings.load()
         if not settings.default_from:
-            settings.default_from = "outbound@localhost"
+            settings.default_from = "outbound@example.com"
             settings.save(update_fields=["default_from"])
         if not Backend.objects.filter(channel=Channel.EMAIL, is_default=True).exists():
             Backend.objects.get_or_create(
@@ -38,7 +38,7 @@ class Command(BaseCommand):
                     "host": "127.0.0.1",
                     "port": 1025,
                     "security": "none",
-                    "from_address": "outbound@localhost",
+                    "from_address": "outbound@example.com",
                     "is_default": True,
                     "timeout": 10,
                 },
