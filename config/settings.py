@@ -13,6 +13,9 @@ import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("OUTBOUND_VAR_DIR", BASE_DIR / "var"))
+# The embedded database and the mail catcher live here; a fresh checkout has
+# no such folder yet.
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _bool(name: str, default: bool) -> bool:
