@@ -344,15 +344,12 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     + "."
                 )
             changes.append(
-                transitions.Change(
-                    message_id=job.message_id,
-                    to=Status.SENT,
-                    reason=reason,
-                    text=text,
-                    expect=frozenset({Status.TO_SEND}),
-                    claim_token=job.claim_token,
-                    fields={**common, "sent_at": o.finished_at, "next_attempt_at": None},
-                    data={"attempt": job.attempt_id},
+                _finish(
+                    job,
+                    Status.SENT,
+                    reason,
+                    text,
+                    {**common, "sent_at": o.finished_at, "next_attempt_at": None},
                 )
             )
             recipient_updates.append((job.message_id, att["recipients"]))
@@ -392,15 +389,12 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     )
                     failing.append((o, err))
                 changes.append(
-                    transitions.Change(
-                        message_id=job.message_id,
-                        to=Status.BACKEND_TEST_REQUIRED,
-                        reason=reason,
-                        text=text,
-                        expect=frozenset({Status.TO_SEND}),
-                        claim_token=job.claim_token,
-                        fields={**common, "next_attempt_at": None},
-                        data={"attempt": job.attempt_id},
+                    _finish(
+                        job,
+                        Status.BACKEND_TEST_REQUIRED,
+                        reason,
+                        text,
+                        {**common, "next_attempt_at": None},
                     )
                 )
             elif isinstance(err, PermanentTransportError):
@@ -414,16 +408,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     f"{_fmt(o.finished_at)}: {reply}."
                 )
                 changes.append(
-                    transitions.Change(
-                        message_id=job.message_id,
-                        to=Status.NOT_SENT,
-                        reason=reason,
-                        text=text,
-                        expect=frozenset({Status.TO_SEND}),
-                        claim_token=job.claim_token,
-                        fields={**common, "next_attempt_at": None},
-                        data={"attempt": job.attempt_id},
-                    )
+                    _finish(job, Status.NOT_SENT, reason, text, {**common, "next_attempt_at": None})
                 )
             else:
                 att["outcome"] = Attempt.Outcome.TRANSIENT
@@ -443,15 +428,12 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                         f"from {_server(o)} at the {o.phase} step: {reply}."
                     )
                     changes.append(
-                        transitions.Change(
-                            message_id=job.message_id,
-                            to=Status.NOT_SENT,
-                            reason=Reason.RETRY_LIFETIME_OVER,
-                            text=text,
-                            expect=frozenset({Status.TO_SEND}),
-                            claim_token=job.claim_token,
-                            fields={**common, "next_attempt_at": None},
-                            data={"attempt": job.attempt_id},
+                        _finish(
+                            job,
+                            Status.NOT_SENT,
+                            Reason.RETRY_LIFETIME_OVER,
+                            text,
+                            {**common, "next_attempt_at": None},
                         )
                     )
                 else:
@@ -461,15 +443,12 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                         f"{_fmt(when)}."
                     )
                     changes.append(
-                        transitions.Change(
-                            message_id=job.message_id,
-                            to=Status.TO_SEND,
-                            reason=Reason.RETRY_SCHEDULED,
-                            text=text,
-                            expect=frozenset({Status.TO_SEND}),
-                            claim_token=job.claim_token,
-                            fields={**common, "next_attempt_at": when},
-                            data={"attempt": job.attempt_id},
+                        _finish(
+                            job,
+                            Status.TO_SEND,
+                            Reason.RETRY_SCHEDULED,
+                            text,
+                            {**common, "next_attempt_at": when},
                         )
                     )
         attempt_updates.append((job.attempt_id, att))
@@ -509,6 +488,22 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 reason=err.reason,
                 detail=f"{_server(o)} at the {o.phase} step: {_reply_text(err)}",
             )
+
+
+def _finish(
+    job: Job, to: Status, reason: str, text: str, fields: dict[str, Any]
+) -> transitions.Change:
+    """The status change that ends one claimed attempt, fenced by its token."""
+    return transitions.Change(
+        message_id=job.message_id,
+        to=to,
+        reason=reason,
+        text=text,
+        expect=frozenset({Status.TO_SEND}),
+        claim_token=job.claim_token,
+        fields=fields,
+        data={"attempt": job.attempt_id},
+    )
 
 
 def _update_attempts(updates: list[tuple[int, dict[str, Any]]]) -> None:
