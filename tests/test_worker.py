@@ -322,3 +322,23 @@ def test_claim_token_is_uuid(smtp_server: Any, make_backend: Any) -> None:
     validate_due()
     [job] = _claimed()
     assert isinstance(job.claim_token, uuid.UUID)
+
+
+def test_repeated_throttling_pauses_the_whole_backend(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    backend = make_backend(smtp_server)
+    smtp_server.configure(data_reply="451 4.7.1 Rate limited, slow down")
+    for i in range(4):
+        queue_email(to=f"u{i}@example.com")
+    run_worker()
+    b = Backend.objects.get(pk=backend.pk)
+    assert b.paused_until is not None and b.paused_until > timezone.now()
+    assert Message.objects.filter(status=Status.TO_SEND).count() == 4
+    # Due again, but the backend is paused: nothing is claimed for it.
+    smtp_server.configure(data_reply=None)
+    Message.objects.update(next_attempt_at=timezone.now())
+    assert _claimed() == []
+    Backend.objects.filter(pk=backend.pk).update(paused_until=None)
+    run_worker()
+    assert Message.objects.filter(status=Status.SENT).count() == 4

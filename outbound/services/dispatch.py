@@ -477,6 +477,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 )
         for backend_id, n in sent_per_backend.items():
             Backend.objects.filter(pk=backend_id).update(sent_count=F("sent_count") + n)
+    _pause_throttled_backends(outcomes, settings=settings, now=now)
     lost = [o.job.message_id for o in outcomes if o.job.message_id not in changed]
     if lost:
         logger.warning("claim lost before recording messages %s; results dropped", lost)
@@ -488,6 +489,33 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 reason=err.reason,
                 detail=f"{_server(o)} at the {o.phase} step: {_reply_text(err)}",
             )
+
+
+THROTTLE_CODES = frozenset({421, 451})
+# Throttling replies in one batch that make a whole backend pause.
+THROTTLE_REPEATS = 3
+
+
+def _pause_throttled_backends(
+    outcomes: Sequence[Outcome], *, settings: GlobalSettings, now: datetime
+) -> None:
+    """Back off a backend as a whole when its relay keeps throttling us.
+
+    Retrying message by message would keep hammering a relay that said "slow
+    down"; instead nothing is claimed for that backend until the pause ends.
+    """
+    counts: dict[int, int] = {}
+    for o in outcomes:
+        if o.error is not None and o.error.code in THROTTLE_CODES and o.job.backend_id:
+            counts[o.job.backend_id] = counts.get(o.job.backend_id, 0) + 1
+    until = now + settings.retry_min_backoff
+    for backend_id, count in counts.items():
+        if count >= THROTTLE_REPEATS:
+            paused = Backend.objects.filter(pk=backend_id).exclude(paused_until__gte=until)
+            if paused.update(paused_until=until):
+                logger.warning(
+                    "backend %s throttled %s times; paused until %s", backend_id, count, until
+                )
 
 
 def _finish(
