@@ -254,6 +254,13 @@ def worker_rows(now: datetime | None = None) -> list[WorkerRow]:
     return rows
 
 
+def live_workers(now: datetime | None = None) -> QuerySet[WorkerHeartbeat]:
+    """Workers that have not stopped and were heard from within the silence threshold."""
+    now = now or timezone.now()
+    silence = GlobalSettings.load().worker_silence_threshold
+    return WorkerHeartbeat.objects.filter(stopped_at__isnull=True, last_seen__gte=now - silence)
+
+
 def oldest_due(now: datetime | None = None) -> datetime | None:
     """The due time of the oldest message that may still leave and is due."""
     now = now or timezone.now()

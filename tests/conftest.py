@@ -64,6 +64,29 @@ def make_backend(db: None, settings: Any) -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture
+def stored_backend(db: None) -> Callable[..., Any]:
+    """A backend row as a successful test leaves it, without a server: for
+    tests of validation, pages and explanations that never connect."""
+    from outbound.models import Backend
+
+    def factory(**fields: Any) -> Any:
+        values: dict[str, Any] = {
+            "name": "Relay",
+            "host": "smtp.example.com",
+            "port": 587,
+            "from_address": "noreply@example.com",
+            "is_default": True,
+            "health": "ok",
+            "tested_version": 1,
+            "settings_version": 1,
+        }
+        values.update(fields)
+        return Backend.objects.create(**values)
+
+    return factory
+
+
+@pytest.fixture
 def run_worker() -> Callable[..., Any]:
     """Run a real worker until nothing is due."""
     from outbound.worker import Worker

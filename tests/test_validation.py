@@ -3,6 +3,8 @@ a reason that names the facts."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from outbound.models import Backend, Contact, Event, GlobalSettings, Message, Recipient, Suppression
@@ -14,19 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def healthy_backend() -> Backend:
-    # Stored state of a backend whose test succeeded (the test itself is
-    # exercised against a real server in test_backends/test_worker).
-    return Backend.objects.create(
-        name="Relay",
-        host="smtp.example.com",
-        port=587,
-        from_address="noreply@example.com",
-        is_default=True,
-        health="ok",
-        tested_version=1,
-        settings_version=1,
-    )
+def healthy_backend(stored_backend: Any) -> Backend:
+    return stored_backend()
 
 
 def _validated(message: Message) -> Message:

@@ -11,8 +11,8 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
-from outbound.models import GlobalSettings, WorkerHeartbeat
-from outbound.selectors import oldest_due
+from outbound.models import WorkerHeartbeat
+from outbound.selectors import live_workers, oldest_due
 
 
 def health_report() -> tuple[bool, dict[str, Any]]:
@@ -27,11 +27,14 @@ def health_report() -> tuple[bool, dict[str, Any]]:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        silence = GlobalSettings.load().worker_silence_threshold
         report["database"] = True
-        live = WorkerHeartbeat.objects.filter(stopped_at__isnull=True)
-        report["workers_alive"] = live.filter(last_seen__gte=now - silence).count()
-        last = live.order_by("-last_seen").values_list("last_seen", flat=True).first()
+        report["workers_alive"] = live_workers(now).count()
+        last = (
+            WorkerHeartbeat.objects.filter(stopped_at__isnull=True)
+            .order_by("-last_seen")
+            .values_list("last_seen", flat=True)
+            .first()
+        )
         if last is not None:
             report["last_heartbeat_age_seconds"] = max((now - last).total_seconds(), 0.0)
         due = oldest_due(now)

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from outbound import conf
+from outbound import conf, selectors
 from outbound.errors import OutboundError
 from outbound.models import Alert, Backend, GlobalSettings, Message, WorkerHeartbeat
 from outbound.states import Status
@@ -166,12 +166,7 @@ def check_alerts() -> None:
     """Periodic checks: stuck queue, no live worker, reminders of failing backends."""
     settings = GlobalSettings.load()
     now = timezone.now()
-    oldest = (
-        Message.objects.filter(status__in=[Status.WAITING, Status.TO_SEND], send_at__lte=now)
-        .order_by("send_at")
-        .values_list("send_at", flat=True)
-        .first()
-    )
+    oldest = selectors.oldest_due(now)
     if oldest is not None and now - oldest > settings.stuck_threshold:
         raise_alert(
             kind=Alert.Kind.QUEUE_STUCK,
@@ -190,9 +185,7 @@ def check_alerts() -> None:
             subject="Outbound: all clear, no message is stuck",
             body="The queue is moving again.\n",
         )
-    alive = WorkerHeartbeat.objects.filter(
-        stopped_at__isnull=True, last_seen__gte=now - settings.worker_silence_threshold
-    ).exists()
+    alive = selectors.live_workers(now).exists()
     if not alive and WorkerHeartbeat.objects.exists():
         raise_alert(
             kind=Alert.Kind.NO_WORKER,

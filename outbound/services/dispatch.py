@@ -245,7 +245,7 @@ class Deliverer:
                 and err.reason not in {"untested", "missing"}
             ):
                 failed_backends.setdefault(job.backend_id, (job.settings_version or 0, err))
-            self._drop_broken(job)
+            self._drop_broken()
         except SecretError as err:
             outcome.error = BackendConfigurationError(str(err), reason="secret_unreadable")
         except OutboundError as err:
@@ -266,7 +266,7 @@ class Deliverer:
         transport.open()
         return transport
 
-    def _drop_broken(self, job: Job) -> None:
+    def _drop_broken(self) -> None:
         for key in [k for k, t in self._connections.items() if not t.is_open]:
             self._connections.pop(key).close()
 

@@ -12,6 +12,7 @@ reason, so the operator can see it and fix it.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import re
 import uuid
@@ -331,6 +332,14 @@ def queue_email(
     return message
 
 
+# queue_email's keyword defaults, which bulk intake fills in the same way.
+_EMAIL_DEFAULTS: dict[str, Any] = {
+    name: param.default
+    for name, param in inspect.signature(queue_email).parameters.items()
+    if name != "actor"
+}
+
+
 def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -> list[Message]:
     """Queue many emails in one transaction (bulk intake).
 
@@ -342,27 +351,7 @@ def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -
     for item in items:
         if item.get("idempotency_key") or item.get("attachments"):
             raise IntakeError("Bulk intake takes no idempotency keys or attachments.")
-        kwargs: dict[str, Any] = {
-            "to": None,
-            "contact": None,
-            "cc": None,
-            "bcc": None,
-            "reply_to": None,
-            "subject": "",
-            "text": "",
-            "html": "",
-            "attachments": (),
-            "headers": None,
-            "from_address": "",
-            "to_user": "",
-            "send_at": None,
-            "idempotency_key": None,
-            "group_key": "",
-            "source": Source.API,
-            "backend": None,
-            "template": "",
-            "context": None,
-        }
+        kwargs = dict(_EMAIL_DEFAULTS)
         unknown = set(item) - set(kwargs)
         if unknown:
             raise IntakeError(f"Unknown field(s): {', '.join(sorted(unknown))}.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from outbound.explain import diagnostic_report, explain_message
@@ -14,19 +16,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def backend() -> Backend:
-    return Backend.objects.create(
-        name="Relay",
-        host="smtp.example.com",
-        port=587,
-        from_address="noreply@example.com",
-        is_default=True,
-        health="ok",
-        tested_version=1,
-        settings_version=1,
-        username="relayuser",
-        secret="ENCRYPTED-SECRET-VALUE",
-    )
+def backend(stored_backend: Any) -> Backend:
+    return stored_backend(username="relayuser", secret="ENCRYPTED-SECRET-VALUE")
 
 
 def _validated(message: Message) -> Message:

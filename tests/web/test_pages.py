@@ -4,6 +4,7 @@ CSRF, 404s, pagination and filters."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -19,16 +20,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def backend() -> Backend:
-    return Backend.objects.create(
-        name="Relay",
-        host="smtp.example.com",
-        port=587,
-        from_address="noreply@example.com",
-        is_default=True,
-        health="ok",
-        tested_version=1,
-        settings_version=1,
+def backend(stored_backend: Any) -> Backend:
+    return stored_backend(
         limit=1000,
         sent_count=12,
         username="relayuser",
