@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import close_old_connections, connections
@@ -35,8 +35,15 @@ logger = logging.getLogger(__name__)
 
 _STOP = object()
 ALERT_CHECK_INTERVAL = 60.0
-RECORD_BATCH = 200
+RECORD_BATCH = 50
 RECORD_GATHER_SECONDS = 0.05
+
+
+@dataclass
+class _JournalRequest:
+    attempt_id: int
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str = ""
 
 
 @dataclass
@@ -58,7 +65,8 @@ class Worker:
         self.lease = timedelta(seconds=self.tuning.lease_seconds)
         self.stopping = threading.Event()
         self.jobs: queue.Queue[dispatch.Job | object] = queue.Queue()
-        self.results: queue.Queue[dispatch.Outcome | object] = queue.Queue()
+        # Journal requests and results, for the single writer thread.
+        self.writes: queue.Queue[object] = queue.Queue()
         self.in_flight: dict[uuid.UUID, int] = {}
         self.in_flight_lock = threading.Lock()
         self.failed_backends: dict[int, tuple[int, BackendConfigurationError]] = {}
@@ -103,7 +111,7 @@ class Worker:
             t = threading.Thread(target=self._deliver_loop, name=f"deliver-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        recorder = threading.Thread(target=self._record_loop, name="recorder", daemon=True)
+        recorder = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         recorder.start()
         self._recorder = recorder
 
@@ -181,7 +189,7 @@ class Worker:
         deadline = time.monotonic() + self.tuning.lease_seconds
         for t in self._threads:
             t.join(timeout=max(deadline - time.monotonic(), 0.1))
-        self.results.put(_STOP)
+        self.writes.put(_STOP)
         self._recorder.join(timeout=max(deadline - time.monotonic(), 1))
         WorkerHeartbeat.objects.filter(name=self.name).update(
             stopped_at=timezone.now(), last_seen=timezone.now(), processed=self.stats.recorded
@@ -190,7 +198,7 @@ class Worker:
     # --------------------------------------------------------------- threads
 
     def _deliver_loop(self) -> None:
-        deliverer = dispatch.Deliverer()
+        deliverer = dispatch.Deliverer(journal=self._journal)
         try:
             while True:
                 try:
@@ -211,51 +219,94 @@ class Worker:
                 except Exception:  # the worker goes on whatever one message does
                     logger.exception("unexpected error delivering message %s", item.message_id)
                     continue
-                self.results.put(outcome)
+                self.writes.put(outcome)
         finally:
             deliverer.close()
             connections.close_all()
 
-    def _record_loop(self) -> None:
+    def _journal(self, attempt_id: int) -> None:
+        """Have the writer commit this attempt's data phase; wait for it."""
+        request = _JournalRequest(attempt_id)
+        self.writes.put(request)
+        if not request.done.wait(timeout=self.tuning.lease_seconds):
+            raise dispatch.JournalError("the journal did not answer in time")
+        if request.error:
+            raise dispatch.JournalError(request.error)
+
+    def _write_loop(self) -> None:
+        """The worker's one writer after the claim: journal and results.
+
+        Journal requests come first and are committed together (group
+        commit): a delivery thread waits on its own before sending a body,
+        and with several threads one short statement serves them all.
+        Results are gathered for a moment and written in small transactions,
+        so no journal request waits long behind them.
+        """
         settings = GlobalSettings.load()
+        pending: list[dispatch.Outcome] = []
+        gather_until = 0.0
         stop = False
         try:
-            while not stop:
-                batch: list[dispatch.Outcome] = []
-                item = self.results.get()
-                # Gather what arrives in the next moments into one transaction:
-                # fewer, larger writes keep the database (SQLite's single
-                # writer above all) free for the delivery threads' journal.
-                gather_until = time.monotonic() + RECORD_GATHER_SECONDS
-                while True:
-                    if item is _STOP:
-                        stop = True
-                        break
-                    assert isinstance(item, dispatch.Outcome)
-                    batch.append(item)
-                    if len(batch) >= RECORD_BATCH:
-                        break
+            while not stop or pending:
+                journals: list[_JournalRequest] = []
+                item: object | None
+                if stop:
+                    item = None
+                else:
                     left = gather_until - time.monotonic()
                     try:
-                        item = (
-                            self.results.get(timeout=max(left, 0))
-                            if left > 0
-                            else (self.results.get_nowait())
-                        )
+                        if not pending:
+                            item = self.writes.get()
+                        elif left > 0:
+                            item = self.writes.get(timeout=left)
+                        else:
+                            item = self.writes.get_nowait()
                     except queue.Empty:
-                        break
-                if not batch:
+                        item = None
+                while item is not None:
+                    if item is _STOP:
+                        stop = True
+                    elif isinstance(item, _JournalRequest):
+                        journals.append(item)
+                    else:
+                        assert isinstance(item, dispatch.Outcome)
+                        if not pending:
+                            gather_until = time.monotonic() + RECORD_GATHER_SECONDS
+                        pending.append(item)
+                    try:
+                        item = self.writes.get_nowait()
+                    except queue.Empty:
+                        item = None
+                if journals:
+                    self._commit_journal(journals)
                     continue
-                try:
-                    dispatch.record_outcomes(batch, settings=settings)
-                except Exception:
-                    # Unrecorded results are reaped after the lease: an attempt
-                    # that reached data is then marked possibly delivered.
-                    logger.exception("could not record %s outcomes", len(batch))
-                self.stats.recorded += len(batch)
-                self._done([o.job.claim_token for o in batch])
+                due = stop or len(pending) >= RECORD_BATCH or time.monotonic() >= gather_until
+                if pending and due:
+                    batch, pending = pending[:RECORD_BATCH], pending[RECORD_BATCH:]
+                    gather_until = time.monotonic()
+                    self._record(batch, settings)
         finally:
             connections.close_all()
+
+    def _commit_journal(self, requests: list[_JournalRequest]) -> None:
+        try:
+            dispatch.journal_data_phase([r.attempt_id for r in requests])
+        except Exception as err:  # the bodies are not sent; the messages are retried
+            logger.exception("could not journal %s attempts", len(requests))
+            for r in requests:
+                r.error = f"the journal could not be written: {err.__class__.__name__}"
+        for r in requests:
+            r.done.set()
+
+    def _record(self, batch: list[dispatch.Outcome], settings: GlobalSettings) -> None:
+        try:
+            dispatch.record_outcomes(batch, settings=settings)
+        except Exception:
+            # Unrecorded results are reaped after the lease: an attempt that
+            # reached data is then marked possibly delivered.
+            logger.exception("could not record %s outcomes", len(batch))
+        self.stats.recorded += len(batch)
+        self._done([o.job.claim_token for o in batch])
 
     def _done(self, tokens: list[uuid.UUID]) -> None:
         with self.in_flight_lock:

@@ -211,6 +211,9 @@ def _lock_due(now: datetime, limit: int) -> list[Message]:
 def validate_due(*, limit: int = 500, now: datetime | None = None) -> int:
     """Validate up to ``limit`` due Waiting messages; return how many were handled."""
     now = now or timezone.now()
+    # A read first: on SQLite every transaction takes the write lock at BEGIN.
+    if not Message.objects.filter(status=Status.WAITING, next_attempt_at__lte=now).exists():
+        return 0
     settings = GlobalSettings.load()
     defaults = _default_backends()
     with transaction.atomic():
