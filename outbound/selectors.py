@@ -14,6 +14,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -49,7 +50,14 @@ class MessageFilters:
             end = datetime.combine(self.date_to + timedelta(days=1), time.min, tz)
             qs = qs.filter(created_at__lt=end)
         text = self.q.strip()
-        if text:
+        if "@" in text and not text.startswith("@"):
+            # An address, or its beginning: an index range on the lower-cased
+            # address, where a substring search would read every row.
+            prefix = text.lower()
+            qs = qs.alias(address=Lower("message_to")).filter(
+                address__gte=prefix, address__lt=prefix + "\U0010ffff"
+            )
+        elif text:
             qs = qs.filter(
                 Q(message_to__icontains=text)
                 | Q(to_user__icontains=text)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models.functions import Lower
 
 from outbound.states import Channel, Source, Status
 
@@ -71,6 +72,10 @@ class Message(models.Model):
             models.Index(fields=["group_key"], name="msg_group"),
             models.Index(fields=["claim_token"], name="msg_claim"),
             models.Index(fields=["backend", "status"], name="msg_backend_status"),
+            # The page filtered by backend, newest first.
+            models.Index(fields=["backend", "-created_at", "-id"], name="msg_backend_created"),
+            # Looking a recipient up by address (or its beginning), any case.
+            models.Index(Lower("message_to"), name="msg_to_lower"),
         ]
 
     def __str__(self) -> str:
