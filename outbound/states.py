@@ -68,6 +68,7 @@ class Reason(models.TextChoices):
     BACKEND_TLS_FAILED = "backend_tls_failed", "Backend TLS failed"
     BACKEND_HOST_NOT_FOUND = "backend_host_not_found", "Backend host not found"
     BACKEND_SECRET_UNREADABLE = "backend_secret_unreadable", "Backend secret cannot be read"
+    BACKEND_HOST_FORBIDDEN = "backend_host_forbidden", "Backend host forbidden by policy"
     # Into Cancelled
     CANCELLED = "cancelled", "Cancelled by an operator"
     GROUP_CANCELLED = "group_cancelled", "Group cancelled"

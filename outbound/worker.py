@@ -27,9 +27,8 @@ from django.utils import timezone
 
 from outbound import conf
 from outbound.errors import BackendConfigurationError
-from outbound.models import GlobalSettings, Message, WorkerHeartbeat
+from outbound.models import GlobalSettings, WorkerHeartbeat
 from outbound.services import alerts, dispatch, validation
-from outbound.states import Status
 
 logger = logging.getLogger(__name__)
 
@@ -118,10 +117,13 @@ class Worker:
     def _loop(self) -> None:
         while not self.stopping.is_set():
             try:
-                claimed = self._step()
-                if claimed:
+                busy = self._step()
+                if busy:
                     continue
-                if self.once and self._idle() and not self._due_exists():
+                # With --once: nothing could be validated or claimed this
+                # round (what is left waits for its time, a paused backend or
+                # a rate limit) and nothing is in flight.
+                if self.once and self._idle():
                     break
             except Exception:
                 # A database hiccup must not kill the worker: log, drop the
@@ -134,11 +136,15 @@ class Worker:
             self.stopping.wait(self.tuning.poll_interval if not self.once else 0.05)
 
     def _step(self) -> int:
-        """One round: reap, validate, claim if the queue runs low, heartbeat."""
+        """One round: reap, validate, claim if the queue runs low, heartbeat.
+
+        Returns how many messages it validated or claimed.
+        """
         low_water = max(self.concurrency * 2, self.tuning.batch_size // 2)
         close_old_connections()
         self.stats.reaped += dispatch.reap_expired()
-        self.stats.validated += validation.validate_due(limit=self.tuning.batch_size * 5)
+        validated = validation.validate_due(limit=self.tuning.batch_size * 5)
+        self.stats.validated += validated
         claimed = 0
         if self.jobs.qsize() < low_water:
             batch = dispatch.claim_batch(
@@ -155,19 +161,11 @@ class Worker:
         if time.monotonic() - self._last_alert_check > ALERT_CHECK_INTERVAL:
             self._last_alert_check = time.monotonic()
             alerts.check_alerts()
-        return claimed
+        return validated + claimed
 
     def _idle(self) -> bool:
         with self.in_flight_lock:
             return not self.in_flight
-
-    def _due_exists(self) -> bool:
-        now = timezone.now()
-        return Message.objects.filter(
-            status__in=[Status.WAITING, Status.TO_SEND],
-            next_attempt_at__lte=now,
-            claim_token__isnull=True,
-        ).exists()
 
     def _shutdown(self) -> None:
         self.stopping.set()

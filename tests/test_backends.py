@@ -209,3 +209,61 @@ def test_secrets_are_re_encrypted_under_a_new_key(smtp_server: Any, settings: An
     assert rotate_secrets() == (1, [])
     settings.OUTBOUND_SECRET_KEYS = new_key
     assert secrets.decrypt(Backend.objects.get(pk=backend.pk).secret) == "pw"
+
+
+def test_the_host_policy_is_checked_on_the_address_connected_to(
+    smtp_server: Any, settings: Any, run_worker: Any
+) -> None:
+    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    settings.OUTBOUND_FORBID_PRIVATE_HOSTS = True
+    result = test_backend(backend)
+    assert (result.ok, result.reason) == (False, "host_forbidden")
+    assert "127.0.0.1" in result.reply
+    # The connection was closed before a single SMTP command.
+    assert smtp_server.commands == []
+    settings.OUTBOUND_FORBID_PRIVATE_HOSTS = False
+    assert test_backend(Backend.objects.get(pk=backend.pk)).ok
+    settings.OUTBOUND_FORBID_PRIVATE_HOSTS = True
+    message = queue_email(to="a@example.com")
+    run_worker()
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (
+        Status.BACKEND_TEST_REQUIRED,
+        Reason.BACKEND_HOST_FORBIDDEN,
+    )
+    assert smtp_server.messages == []
+
+
+def test_a_used_up_allowance_alerts_once_and_clears_when_raised(
+    smtp_server: Any, system_mail: Any, run_worker: Any
+) -> None:
+    backend = save_backend_settings(data=_settings(smtp_server, limit=1), actor="admin")
+    assert test_backend(backend).ok
+    queue_email(to="a@example.com")
+    run_worker()
+    for i in range(3):
+        queue_email(to=f"w{i}@example.com")
+    run_worker()
+    alerts.check_alerts()
+
+    def allowance_mails() -> list[Any]:
+        return [m for m in system_mail.messages if b"allowance" in m.raw]
+
+    assert len(allowance_mails()) == 1
+    assert b"3 message(s) are waiting" in allowance_mails()[0].raw
+    save_backend_settings(backend=backend, data={"limit": 10}, actor="admin")
+    assert len(allowance_mails()) == 2
+    assert b"all clear" in allowance_mails()[1].raw
+    run_worker()
+    assert Message.objects.filter(status=Status.SENT).count() == 4
+
+
+def test_the_rate_limit_holds_for_all_workers_together(smtp_server: Any, run_worker: Any) -> None:
+    backend = save_backend_settings(data=_settings(smtp_server, rate_per_minute=3), actor="admin")
+    assert test_backend(backend).ok
+    for i in range(5):
+        queue_email(to=f"u{i}@example.com")
+    run_worker(concurrency=2)
+    run_worker(concurrency=2)  # a second worker finds the minute's quota used
+    assert len(smtp_server.messages) == 3
+    assert Message.objects.filter(status=Status.TO_SEND, claim_token__isnull=True).count() == 2

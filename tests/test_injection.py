@@ -46,6 +46,8 @@ TEXT = st.lists(st.one_of(NASTY, st.text(max_size=6)), max_size=6).map("".join)
 
 @settings(
     max_examples=60,
+    # Fixed examples: the guard below must not depend on the luck of a run.
+    derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -342,3 +342,21 @@ def test_repeated_throttling_pauses_the_whole_backend(
     Backend.objects.filter(pk=backend.pk).update(paused_until=None)
     run_worker()
     assert Message.objects.filter(status=Status.SENT).count() == 4
+
+
+def test_throttling_spread_over_batches_pauses_the_backend(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    backend = make_backend(smtp_server)
+    smtp_server.configure(data_reply="421 4.7.0 Slow down")
+    for i in range(3):
+        queue_email(to=f"u{i}@example.com")
+        run_worker()  # one message per batch
+        b = Backend.objects.get(pk=backend.pk)
+        assert (b.paused_until is not None) == (i == 2), (i, b.throttle_strikes)
+    # An accepted message clears the strikes.
+    Backend.objects.filter(pk=backend.pk).update(paused_until=None, throttle_strikes=2)
+    smtp_server.configure(data_reply=None)
+    queue_email(to="ok@example.com")
+    run_worker()
+    assert Backend.objects.get(pk=backend.pk).throttle_strikes == 0

@@ -72,6 +72,8 @@ class Backend(models.Model):
     # Set when the relay throttles us (421/451 repeatedly): nothing is claimed
     # for this backend before this time.
     paused_until = models.DateTimeField(null=True, blank=True)
+    # 421/451 replies in a row; a pause starts at three.
+    throttle_strikes = models.PositiveIntegerField(default=0)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -183,7 +183,11 @@ class Attempt(models.Model):
 
     class Meta:
         ordering = ["started_at", "id"]
-        indexes = [models.Index(fields=["claim_token"], name="attempt_claim")]
+        indexes = [
+            models.Index(fields=["claim_token"], name="attempt_claim"),
+            # Messages per minute of a backend (its rate limit).
+            models.Index(fields=["backend", "started_at"], name="attempt_backend_started"),
+        ]
 
     def __str__(self) -> str:
         return f"Attempt {self.pk} ({self.outcome})"

@@ -23,7 +23,7 @@ from django.utils import timezone
 from outbound import conf, selectors
 from outbound.errors import OutboundError
 from outbound.models import Alert, Backend, GlobalSettings, Message, WorkerHeartbeat
-from outbound.states import Status
+from outbound.states import Reason, Status
 from outbound.transports.base import Envelope
 from outbound.transports.smtp import SmtpConfig, SmtpTransport
 
@@ -162,6 +162,31 @@ def _age(moment: datetime) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60}m"
 
 
+def allowance_used(backend: Backend) -> Alert | None:
+    waiting = Message.objects.filter(
+        backend=backend, status=Status.WAITING, reason_code=Reason.ALLOWANCE_EXHAUSTED
+    ).count()
+    return raise_alert(
+        kind=Alert.Kind.ALLOWANCE_USED,
+        key=f"allowance:{backend.pk}",
+        subject=f"Outbound: backend {backend.name} has used its allowance",
+        body=(
+            f"Backend {backend.name} has sent {backend.sent_count} of its {backend.limit} "
+            f"messages. {waiting} message(s) are waiting for allowance and nothing more "
+            "goes out through it.\n\nWhat to do: raise the limit or reset the sent count "
+            "in the global settings; the waiting messages then go out by themselves.\n"
+        ),
+    )
+
+
+def allowance_available(backend: Backend) -> Alert | None:
+    return clear_alert(
+        key=f"allowance:{backend.pk}",
+        subject=f"Outbound: all clear, backend {backend.name} has allowance again",
+        body=f"Backend {backend.name} can send again ({backend.left} message(s) left).\n",
+    )
+
+
 def check_alerts() -> None:
     """Periodic checks: stuck queue, no live worker, reminders of failing backends."""
     settings = GlobalSettings.load()
@@ -205,3 +230,8 @@ def check_alerts() -> None:
         )
     for backend in Backend.objects.filter(health="failing"):
         backend_failing(backend)
+    for backend in Backend.objects.filter(limit__isnull=False):
+        if backend.left == 0:
+            allowance_used(backend)
+        else:
+            allowance_available(backend)

@@ -11,6 +11,7 @@ were edited since the failing attempt (the new settings await their own test).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import asdict
 from typing import Any
@@ -39,6 +40,7 @@ CONFIG_REASONS = {
     "tls_failed": Reason.BACKEND_TLS_FAILED,
     "host_not_found": Reason.BACKEND_HOST_NOT_FOUND,
     "secret_unreadable": Reason.BACKEND_SECRET_UNREADABLE,
+    "host_forbidden": Reason.BACKEND_HOST_FORBIDDEN,
 }
 
 
@@ -54,6 +56,25 @@ def smtp_config(backend: Backend) -> SmtpConfig:
         password=password,
         timeout=backend.timeout,
         ssl_context=conf.ssl_context() if backend.security != "none" else None,
+        address_allowed=public_address if conf.forbid_private_hosts() else None,
+    )
+
+
+def public_address(address: str) -> bool:
+    """False for private, loopback, link-local and other non-public addresses."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
     )
 
 
@@ -387,6 +408,7 @@ def save_backend_settings(
         Message.objects.filter(
             backend=target, status=Status.WAITING, reason_code=Reason.ALLOWANCE_EXHAUSTED
         ).update(next_attempt_at=timezone.now())
+        alerts.allowance_available(target)
     return target
 
 
@@ -400,6 +422,8 @@ def reset_sent_count(backend: Backend, *, actor: str) -> None:
         record_audit(
             actor=actor, action="reset_sent_count", object_type="backend", object_ids=[backend.pk]
         )
+    backend.refresh_from_db()
+    alerts.allowance_available(backend)
 
 
 def rotate_secrets() -> tuple[int, list[str]]:

@@ -89,18 +89,33 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
     # at BEGIN, so an empty round must not open one.
     if not due.exists():
         return []
-    paused = Backend.objects.filter(paused_until__gt=now).values_list("id", flat=True)
-    with transaction.atomic():
-        qs = (
-            Message.objects.filter(
-                status=Status.TO_SEND, next_attempt_at__lte=now, claim_token__isnull=True
-            )
-            .exclude(backend_id__in=list(paused))
-            .order_by("next_attempt_at", "id")
+    paused = list(Backend.objects.filter(paused_until__gt=now).values_list("id", flat=True))
+    rated: dict[int, int] = {
+        pk: rate
+        for pk, rate in Backend.objects.filter(rate_per_minute__isnull=False).values_list(
+            "id", "rate_per_minute"
         )
+        if rate is not None
+    }
+    with transaction.atomic():
+        qs = Message.objects.filter(
+            status=Status.TO_SEND, next_attempt_at__lte=now, claim_token__isnull=True
+        ).order_by("next_attempt_at", "id")
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True, of=("self",))
-        ids = list(qs.values_list("id", flat=True)[:limit])
+        ids = list(
+            qs.exclude(backend_id__in=paused + list(rated)).values_list("id", flat=True)[:limit]
+        )
+        for backend_id, rate in rated.items():
+            if len(ids) >= limit or backend_id in paused:
+                continue
+            quota = _rate_quota(backend_id, rate, now)
+            if quota > 0:
+                ids += list(
+                    qs.filter(backend_id=backend_id).values_list("id", flat=True)[
+                        : min(quota, limit - len(ids))
+                    ]
+                )
         if not ids:
             return []
         Message.objects.filter(pk__in=ids, claim_token__isnull=True).update(
@@ -134,6 +149,21 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
         Job(mid, att.pk, bid, version, token, now, loaded.get(mid))
         for (mid, bid, version), att in zip(rows, attempts, strict=True)
     ]
+
+
+def _rate_quota(backend_id: int, rate: int, now: datetime) -> int:
+    """How many more messages the backend may start in the minute ending now.
+
+    The backend row is locked first, so workers claiming for it at the same
+    time count one after the other; every claim journals its attempts in the
+    same transaction, so the count includes what the others just took.
+    """
+    if connection.features.has_select_for_update:
+        list(Backend.objects.select_for_update().filter(pk=backend_id).values_list("id"))
+    started = Attempt.objects.filter(
+        backend_id=backend_id, started_at__gt=now - timedelta(minutes=1)
+    ).count()
+    return max(rate - started, 0)
 
 
 def extend_leases(tokens: Sequence[uuid.UUID], *, lease: timedelta) -> int:
@@ -545,7 +575,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
 
 
 THROTTLE_CODES = frozenset({421, 451})
-# Throttling replies in one batch that make a whole backend pause.
+# Throttling replies in a row (across batches and workers) that pause a backend.
 THROTTLE_REPEATS = 3
 
 
@@ -555,20 +585,31 @@ def _pause_throttled_backends(
     """Back off a backend as a whole when its relay keeps throttling us.
 
     Retrying message by message would keep hammering a relay that said "slow
-    down"; instead nothing is claimed for that backend until the pause ends.
+    down"; instead each throttling reply adds a strike on the backend row
+    (shared by every worker), an accepted message clears them, and at
+    ``THROTTLE_REPEATS`` strikes nothing is claimed for the backend until the
+    pause ends.
     """
-    counts: dict[int, int] = {}
+    strikes: dict[int, int] = {}
+    cleared: set[int] = set()
     for o in outcomes:
-        if o.error is not None and o.error.code in THROTTLE_CODES and o.job.backend_id:
-            counts[o.job.backend_id] = counts.get(o.job.backend_id, 0) + 1
+        backend_id = o.job.backend_id
+        if not backend_id:
+            continue
+        if o.error is not None and o.error.code in THROTTLE_CODES:
+            strikes[backend_id] = strikes.get(backend_id, 0) + 1
+        elif o.result is not None:
+            cleared.add(backend_id)
+    for backend_id in cleared - set(strikes):
+        Backend.objects.filter(pk=backend_id, throttle_strikes__gt=0).update(throttle_strikes=0)
     until = now + settings.retry_min_backoff
-    for backend_id, count in counts.items():
-        if count >= THROTTLE_REPEATS:
-            paused = Backend.objects.filter(pk=backend_id).exclude(paused_until__gte=until)
-            if paused.update(paused_until=until):
-                logger.warning(
-                    "backend %s throttled %s times; paused until %s", backend_id, count, until
-                )
+    for backend_id, count in strikes.items():
+        Backend.objects.filter(pk=backend_id).update(throttle_strikes=F("throttle_strikes") + count)
+        paused = Backend.objects.filter(
+            pk=backend_id, throttle_strikes__gte=THROTTLE_REPEATS
+        ).update(paused_until=until, throttle_strikes=0)
+        if paused:
+            logger.warning("backend %s keeps throttling; paused until %s", backend_id, until)
 
 
 def _finish(

@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from outbound.models import Backend, GlobalSettings, Message, Recipient
-from outbound.services import transitions
+from outbound.services import alerts, transitions
 from outbound.services.addresses import CheckedAddress, check_email, find_blocks
 from outbound.states import Channel, Reason, Status
 
@@ -265,10 +265,18 @@ def validate_due(*, limit: int = 500, now: datetime | None = None) -> int:
                 )
             )
             recipients += decision.recipients
+        exhausted = {
+            c.fields["backend"].pk: c.fields["backend"]
+            for c in changes
+            if c.reason == Reason.ALLOWANCE_EXHAUSTED
+        }
         changed = set(transitions.apply_changes(changes))
         if changed:
             Recipient.objects.filter(message_id__in=changed).delete()
             Recipient.objects.bulk_create(
                 [r for r in recipients if r.message_id in changed], batch_size=500
             )
+    # Told once per incident (raise_alert deduplicates), outside the transaction.
+    for backend in exhausted.values():
+        alerts.allowance_used(backend)
     return len(messages)

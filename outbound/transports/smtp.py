@@ -72,6 +72,7 @@ PROBE_REASONS = (
     "auth_unsupported",
     "connection_lost",
     "unexpected_reply",
+    "host_forbidden",
 )
 
 # smtplib's own limit on a reply line; a longer line means we are not talking
@@ -141,6 +142,9 @@ class SmtpConfig:
     local_hostname: str | None = None
     # None: the system trust store with certificate and host name checks.
     ssl_context: ssl.SSLContext | None = None
+    # The deployment's host policy, asked with the IP address actually
+    # connected to (after name resolution, so DNS cannot steer around it).
+    address_allowed: Callable[[str], bool] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.security not in ("none", "starttls", "tls"):
@@ -250,10 +254,25 @@ class _SmtpClient(smtplib.SMTP):
         self.masking = False
 
     def open_socket(
-        self, host: str, port: int, *, tls: ssl.SSLContext | None, on_tls: Callable[[], None]
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None,
+        on_tls: Callable[[], None],
+        address_allowed: Callable[[str], bool] | None = None,
     ) -> tuple[int, bytes]:
         self.sock = socket.create_connection((host, port), self.timeout)
         self.file = None
+        if address_allowed is not None:
+            address = str(self.sock.getpeername()[0])
+            if not address_allowed(address):
+                raise BackendConfigurationError(
+                    f"{host} resolves to {address}, which the host policy of this "
+                    "deployment forbids (private, loopback or link-local address).",
+                    phase="connect",
+                    reason="host_forbidden",
+                )
         if tls is not None:
             on_tls()
             self.sock = tls.wrap_socket(self.sock, server_hostname=host)
@@ -426,7 +445,11 @@ class SmtpTransport:
             self._enter("connect")
             implicit = self._tls_context() if config.security == "tls" else None
             code, raw = client.open_socket(
-                config.host, config.port, tls=implicit, on_tls=lambda: self._enter("tls")
+                config.host,
+                config.port,
+                tls=implicit,
+                on_tls=lambda: self._enter("tls"),
+                address_allowed=config.address_allowed,
             )
             self._expect_positive(code, _decode(raw), "to the connection (greeting)")
             self._greet(client)

@@ -54,6 +54,13 @@ _ADVICE: dict[str, tuple[str, str, str]] = {
         "The host name cannot be resolved to an address.",
         "Check the spelling of the host name, Save, then Test again.",
     ),
+    "host_forbidden": (
+        "Host forbidden by this deployment's policy",
+        "The host name resolves to a private, loopback or link-local address, and "
+        "OUTBOUND_FORBID_PRIVATE_HOSTS forbids connecting to those.",
+        "Use the relay's public host name, or ask whoever runs Outbound to allow private "
+        "hosts, then Test again.",
+    ),
     "tls_failed": (
         "TLS failed",
         "The secure connection could not be set up: the certificate is not valid for this "
