@@ -196,7 +196,11 @@ class Worker:
     # --------------------------------------------------------------- threads
 
     def _deliver_loop(self) -> None:
-        deliverer = dispatch.Deliverer(journal=self._journal)
+        deliverer = dispatch.Deliverer(
+            journal=self._journal,
+            holder=f"{self.name}/{threading.current_thread().name}",
+            slot_lease=self.lease,
+        )
         try:
             while True:
                 try:
@@ -216,6 +220,10 @@ class Worker:
                     outcome = deliverer.deliver(item, failed_backends=self.failed_backends)
                 except Exception:  # the worker goes on whatever one message does
                     logger.exception("unexpected error delivering message %s", item.message_id)
+                    continue
+                if outcome.busy:
+                    dispatch.defer_jobs([item])
+                    self._done([item.claim_token])
                     continue
                 self.writes.put(outcome)
         finally:
@@ -326,6 +334,7 @@ class Worker:
         with self.in_flight_lock:
             tokens = list(self.in_flight)
         dispatch.extend_leases(tokens, lease=self.lease)
+        dispatch.renew_slots(holder_prefix=f"{self.name}/", lease=self.lease)
         WorkerHeartbeat.objects.update_or_create(
             name=self.name,
             defaults={

@@ -470,6 +470,12 @@ class SmtpTestServer:
             return list(self._sessions)
 
     @property
+    def open_connections(self) -> int:
+        """SMTP sessions open at this moment."""
+        with self._lock:
+            return len(self._live)
+
+    @property
     def connections(self) -> int:
         """TCP connections accepted, including ones whose TLS handshake failed."""
         with self._lock:

@@ -267,3 +267,21 @@ def test_the_rate_limit_holds_for_all_workers_together(smtp_server: Any, run_wor
     run_worker(concurrency=2)  # a second worker finds the minute's quota used
     assert len(smtp_server.messages) == 3
     assert Message.objects.filter(status=Status.TO_SEND, claim_token__isnull=True).count() == 2
+
+
+def test_a_test_message_needs_a_tested_backend_and_a_valid_address(smtp_server: Any) -> None:
+    from outbound.models import AuditEntry
+    from outbound.services.backends import send_test_message
+
+    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    refused = send_test_message(backend, to="admin@example.com", actor="admin")
+    assert not refused.ok and "test of the current settings" in refused.text
+    assert smtp_server.messages == []
+    assert test_backend(backend).ok
+    backend.refresh_from_db()
+    with pytest.raises(InvalidInput):
+        send_test_message(backend, to="admin@", actor="admin")
+    sent = send_test_message(backend, to="admin@example.com", actor="admin")
+    assert sent.ok and sent.queue_id and sent.queue_id in sent.text
+    assert smtp_server.messages[0].rcpt_tos == ["admin@example.com"]
+    assert AuditEntry.objects.filter(action="send_test_message").count() == 2

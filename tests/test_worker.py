@@ -3,6 +3,7 @@ reaping and the history it writes."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -360,3 +361,41 @@ def test_throttling_spread_over_batches_pauses_the_backend(
     queue_email(to="ok@example.com")
     run_worker()
     assert Backend.objects.get(pk=backend.pk).throttle_strikes == 0
+
+
+def test_the_connection_cap_holds_across_threads_and_workers(
+    make_smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    import threading
+
+    from outbound.models import BackendSlot
+
+    server = make_smtp_server(delay=0.05)
+    make_backend(server, max_connections=2)
+    for i in range(12):
+        queue_email(to=f"u{i}@example.com")
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, server.open_connections)
+            time.sleep(0.005)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        for _ in range(30):
+            if Message.objects.filter(status=Status.SENT).count() == 12:
+                break
+            run_worker(concurrency=4)
+            time.sleep(0.2)
+    finally:
+        done.set()
+        sampler.join()
+    assert Message.objects.filter(status=Status.SENT).count() == 12
+    assert 1 <= peak <= 2
+    # Deferred messages were handed back without counting an attempt.
+    assert set(Message.objects.values_list("attempt_count", flat=True)) == {1}
+    assert not BackendSlot.objects.exists()

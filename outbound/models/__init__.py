@@ -1,7 +1,7 @@
 from outbound.models.alert import Alert
 from outbound.models.apikey import ApiKey
 from outbound.models.audit import AuditEntry
-from outbound.models.backend import Backend, BackendKind, Health, Security
+from outbound.models.backend import Backend, BackendKind, BackendSlot, Health, Security
 from outbound.models.contact import Contact
 from outbound.models.message import Attachment, Attempt, Event, Message, Recipient
 from outbound.models.settings import GlobalSettings
@@ -16,6 +16,7 @@ __all__ = [
     "AuditEntry",
     "Backend",
     "BackendKind",
+    "BackendSlot",
     "Contact",
     "Event",
     "GlobalSettings",

@@ -105,3 +105,18 @@ class Backend(models.Model):
     @property
     def has_secret(self) -> bool:
         return bool(self.secret)
+
+
+class BackendSlot(models.Model):
+    """One open connection to a backend with a connection cap, held by a worker
+    thread under a lease so a killed worker's slots free themselves."""
+
+    backend = models.ForeignKey(Backend, on_delete=models.CASCADE, related_name="slots")
+    holder = models.CharField(max_length=250)
+    lease_until = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["backend", "lease_until"], name="slot_backend_lease")]
+
+    def __str__(self) -> str:
+        return f"{self.backend} held by {self.holder}"

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from django.db import transaction
@@ -21,12 +24,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from outbound import conf, secrets
-from outbound.errors import InvalidInput
+from outbound.errors import InvalidInput, TransportError
 from outbound.models import Backend, Health, Message, Security
 from outbound.models.backend import CONNECTION_FIELDS
 from outbound.services import alerts, transitions
+from outbound.services.addresses import check_email
 from outbound.services.audit import record_audit
 from outbound.states import Reason, Status
+from outbound.transports.base import Envelope
 from outbound.transports.smtp import ProbeResult, SmtpConfig, SmtpTransport
 
 logger = logging.getLogger(__name__)
@@ -238,8 +243,6 @@ BACKEND_FIELDS = (
 
 
 def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[str, Any]:
-    from outbound.services.addresses import check_email
-
     errors: dict[str, list[str]] = {}
     unknown = set(data) - set(BACKEND_FIELDS)
     if unknown:
@@ -442,3 +445,77 @@ def rotate_secrets() -> tuple[int, list[str]]:
         Backend.objects.filter(pk=backend.pk).update(secret=token)
         done += 1
     return done, failed
+
+
+@dataclass
+class TestMessageResult:
+    ok: bool
+    text: str
+    reply: str = ""
+    queue_id: str = ""
+
+
+def send_test_message(backend: Backend, *, to: str, actor: str) -> TestMessageResult:
+    """Send one real message through the backend, straight away, to an address
+    the administrator typed: the end-to-end check the probe cannot make.
+
+    It does not go through the outbox (the administrator waits for its reply),
+    and only a backend whose current settings passed the test may send it.
+    """
+    checked = check_email(to or "")
+    if checked.error:
+        raise InvalidInput({"to": [checked.error]})
+    if backend.is_usable:
+        result = _send_test_message(backend, to=checked.address, actor=actor)
+    else:
+        result = TestMessageResult(
+            False, "Run the test of the current settings first; it must succeed."
+        )
+    record_audit(
+        actor=actor,
+        action="send_test_message",
+        object_type="backend",
+        object_ids=[backend.pk],
+        ok=result.ok,
+        result=result.text,
+        data={"to": checked.address},
+    )
+    return result
+
+
+send_test_message.__test__ = False  # type: ignore[attr-defined]
+
+
+def _send_test_message(backend: Backend, *, to: str, actor: str) -> TestMessageResult:
+    msg = EmailMessage(policy=email_policy.SMTP)
+    msg["From"] = backend.from_address
+    msg["To"] = to
+    msg["Subject"] = f"Outbound test message from backend {backend.name}"
+    msg["Date"] = format_datetime(timezone.now())
+    msg["Message-ID"] = make_msgid(domain="outbound.local")
+    msg.set_content(
+        f"This message was sent by {actor} from Outbound to check that backend "
+        f"{backend.name} ({backend.host}:{backend.port}) delivers. Nothing needs to be done.\n"
+    )
+    envelope = Envelope(
+        mail_from=check_email(backend.from_address).address,
+        recipients=[to],
+        message=msg.as_bytes(),
+    )
+    try:
+        with SmtpTransport(smtp_config(backend)) as transport:
+            sent = transport.send(envelope)
+    except (TransportError, secrets.SecretError) as err:
+        reply = f"{err.code} {err.reply}".strip() if isinstance(err, TransportError) else ""
+        result = TestMessageResult(
+            False, f"The test message to {to} was not accepted: {err}", reply
+        )
+    else:
+        queue = f" (queue id {sent.queue_id})" if sent.queue_id else ""
+        result = TestMessageResult(
+            True,
+            f"{backend.host} accepted the test message to {to}: {sent.code} {sent.reply}{queue}.",
+            f"{sent.code} {sent.reply}",
+            sent.queue_id,
+        )
+    return result

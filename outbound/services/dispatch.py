@@ -39,7 +39,7 @@ from outbound.errors import (
     TransientTransportError,
     TransportError,
 )
-from outbound.models import Attempt, Backend, GlobalSettings, Message, Recipient
+from outbound.models import Attempt, Backend, BackendSlot, GlobalSettings, Message, Recipient
 from outbound.services import transitions
 from outbound.services.backends import CONFIG_REASONS, mark_backend_failing, smtp_config
 from outbound.services.validation import backend_block
@@ -73,6 +73,8 @@ class Outcome:
     # The backend already failed on configuration in this worker: this job was
     # held without connecting, and the failure is recorded once, not per job.
     held_only: bool = False
+    # No free connection for a capped backend: not tried, handed back.
+    busy: bool = False
     finished_at: datetime = field(default_factory=timezone.now)
 
 
@@ -227,6 +229,56 @@ class JournalError(OutboundError):
 Journal = Callable[[int], None]
 
 
+class BackendBusy(OutboundError):
+    """Every connection the backend allows is in use by some worker."""
+
+
+# How long a message waits when its backend has no free connection.
+BUSY_RETRY = timedelta(seconds=1)
+
+
+def acquire_slot(backend_id: int, cap: int, *, holder: str, lease: timedelta) -> int | None:
+    """Take one of the backend's ``cap`` connections; its id, or None if all are held.
+
+    The backend row is locked while counting, so workers on other hosts
+    count one after the other; expired slots (a killed worker's) are freed.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        if connection.features.has_select_for_update:
+            list(Backend.objects.select_for_update().filter(pk=backend_id).values_list("id"))
+        BackendSlot.objects.filter(backend_id=backend_id, lease_until__lt=now).delete()
+        if BackendSlot.objects.filter(backend_id=backend_id).count() >= cap:
+            return None
+        return BackendSlot.objects.create(
+            backend_id=backend_id, holder=holder, lease_until=now + lease
+        ).pk
+
+
+def release_slot(slot_id: int) -> None:
+    BackendSlot.objects.filter(pk=slot_id).delete()
+
+
+def renew_slots(*, holder_prefix: str, lease: timedelta) -> int:
+    return BackendSlot.objects.filter(holder__startswith=holder_prefix).update(
+        lease_until=timezone.now() + lease
+    )
+
+
+def defer_jobs(jobs: Sequence[Job], *, delay: timedelta = BUSY_RETRY) -> int:
+    """Hand back claimed jobs that could not start (no free connection) for a
+    moment later; nothing was sent, so no attempt is counted."""
+    when = timezone.now() + delay
+    deferred = 0
+    with transaction.atomic():
+        for job in jobs:
+            deferred += Message.objects.filter(
+                pk=job.message_id, claim_token=job.claim_token, status=Status.TO_SEND
+            ).update(claim_token=None, claimed_by="", lease_until=None, next_attempt_at=when)
+            Attempt.objects.filter(pk=job.attempt_id, outcome="pending").delete()
+    return deferred
+
+
 # What may change on a backend between the claim and the send.
 BACKEND_STATE_FIELDS = ("settings_version", "tested_version", "health", "health_detail")
 
@@ -235,14 +287,27 @@ class Deliverer:
     """Delivers jobs for one worker thread, keeping one open connection per
     backend and settings version."""
 
-    def __init__(self, *, journal: Journal | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        journal: Journal | None = None,
+        holder: str = "",
+        slot_lease: timedelta = timedelta(minutes=2),
+    ) -> None:
         self._journal: Journal = journal or (lambda attempt_id: journal_phase(attempt_id, "data"))
+        self._holder = holder or f"deliverer-{uuid.uuid4().hex[:8]}"
+        self._slot_lease = slot_lease
+        # backend id -> the connection slot held for it (capped backends only)
+        self._slots: dict[int, int] = {}
         self._connections: dict[tuple[int, int], SmtpTransport] = {}
 
     def close(self) -> None:
         for transport in self._connections.values():
             transport.close()
         self._connections.clear()
+        for slot_id in self._slots.values():
+            release_slot(slot_id)
+        self._slots.clear()
 
     def deliver(
         self,
@@ -317,6 +382,8 @@ class Deliverer:
             self._drop_broken()
         except SecretError as err:
             outcome.error = BackendConfigurationError(str(err), reason="secret_unreadable")
+        except BackendBusy:
+            outcome.busy = True
         except JournalError as err:
             # Nothing left: the body was never sent. The connection is in the
             # middle of a transaction, so it is dropped rather than reused.
@@ -335,6 +402,16 @@ class Deliverer:
         # Connections of older settings versions of this backend are stale.
         for old in [k for k in self._connections if k[0] == backend.pk]:
             self._connections.pop(old).close()
+        if backend.max_connections and backend.pk not in self._slots:
+            slot = acquire_slot(
+                backend.pk, backend.max_connections, holder=self._holder, lease=self._slot_lease
+            )
+            if slot is None:
+                raise BackendBusy(
+                    f"All {backend.max_connections} connection(s) of backend {backend.name} "
+                    "are in use."
+                )
+            self._slots[backend.pk] = slot
         transport = SmtpTransport(smtp_config(backend), on_phase=lambda p: _set_phase(outcome, p))
         self._connections[key] = transport
         transport.open()
@@ -343,6 +420,9 @@ class Deliverer:
     def _drop_broken(self) -> None:
         for key in [k for k, t in self._connections.items() if not t.is_open]:
             self._connections.pop(key).close()
+            slot = self._slots.pop(key[0], None)
+            if slot is not None:
+                release_slot(slot)
 
 
 def _set_phase(outcome: Outcome, phase: str) -> None:
@@ -368,6 +448,10 @@ def _server(outcome: Outcome) -> str:
 
 def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | None = None) -> None:
     """Write the results of finished jobs, fenced by their claim tokens."""
+    busy = [o.job for o in outcomes if o.busy]
+    if busy:
+        defer_jobs(busy)
+        outcomes = [o for o in outcomes if not o.busy]
     if not outcomes:
         return
     settings = settings or GlobalSettings.load()

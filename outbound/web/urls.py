@@ -23,4 +23,9 @@ urlpatterns = [
     path("settings/backends/new/", views.backend_save, name="backend_new"),
     path("settings/backends/<int:pk>/", views.backend_save, name="backend_save"),
     path("settings/backends/<int:pk>/test/", views.backend_test, name="backend_test"),
+    path(
+        "settings/backends/<int:pk>/test-message/",
+        views.backend_test_message,
+        name="backend_test_message",
+    ),
 ]

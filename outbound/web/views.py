@@ -22,7 +22,7 @@ from outbound.errors import InvalidInput
 from outbound.explain import diagnostic_report, explain_message
 from outbound.models import Backend, BackendKind, Contact, GlobalSettings, Message, Suppression
 from outbound.services import blocklist, contacts, operations
-from outbound.services.backends import save_backend_settings, test_backend
+from outbound.services.backends import save_backend_settings, send_test_message, test_backend
 from outbound.services.global_settings import global_settings_data, save_global_settings
 from outbound.states import RESENDABLE, Reason, Status
 from outbound.web.forms import (
@@ -452,6 +452,21 @@ def backend_save(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             + (" Run the test: its messages are held until a test succeeds." if untested else ""),
         )
     return HttpResponseRedirect(_backend_anchor(saved))
+
+
+@require_POST
+@_require(CHANGE_BACKEND)
+def backend_test_message(request: HttpRequest, pk: int) -> HttpResponse:
+    backend = get_object_or_404(Backend, pk=pk, kind=BackendKind.SMTP)
+    try:
+        result = send_test_message(
+            backend, to=request.POST.get("to", "")[:320], actor=_actor(request)
+        )
+    except InvalidInput as err:
+        flash.error(request, f"Test message: {' '.join(err.errors.get('to', [str(err)]))}")
+    else:
+        _report(request, result.ok, result.text)
+    return HttpResponseRedirect(_backend_anchor(backend))
 
 
 @require_POST

@@ -233,3 +233,11 @@ def test_backends_set_reads_the_password_from_stdin(cli):
     assert cli("backends", "set", "Relay", "--port", "0").code == 1
     assert cli("backends", "set", "Relay", "--password", "x").code == 2
     assert cli("backends", "set", "Ghost", "--host", "h").code == 1
+
+
+def test_test_backend_can_send_a_real_test_message(cli, smtp_server, make_backend):
+    backend = make_backend(smtp_server, test=False)
+    r = cli("test-backend", backend.name, "--send-to", "admin@example.com")
+    assert r.code == 0, r.err
+    assert "accepted the test message to admin@example.com" in r.out
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["admin@example.com"]]

@@ -190,7 +190,9 @@ def test_a_wrong_password_test_shows_authentication_failed_with_advice(
 def test_test_with_unsaved_changes_asks_to_save_first(
     admin_client: Client, smtp_server: Any
 ) -> None:
-    backend = _backend(host=smtp_server.host, port=smtp_server.port, security="none")
+    backend = _backend(
+        host=smtp_server.host, port=smtp_server.port, security="none", username="", password=""
+    )
     connections = smtp_server.connections
     response = admin_client.post(
         f"/settings/backends/{backend.pk}/test/",
@@ -231,3 +233,27 @@ def test_global_settings_are_validated_saved_and_audited(admin_client: Client) -
     assert entry.actor == "ada" and "backend_failure_email" in entry.result
     html = admin_client.get("/settings/").content.decode()
     assert 'value="ops@example.com"' in html and 'value="20"' in html
+
+
+def test_a_real_test_message_is_sent_from_the_settings_page(
+    admin_client: Client, smtp_server: Any
+) -> None:
+    backend = _backend(
+        host=smtp_server.host, port=smtp_server.port, security="none", username="", password=""
+    )
+    # Offered only once a test of the current settings has succeeded.
+    assert "Send a real test message" not in admin_client.get("/settings/").content.decode()
+    admin_client.post(f"/settings/backends/{backend.pk}/test/", {})
+    assert "Send a real test message" in admin_client.get("/settings/").content.decode()
+    response = admin_client.post(
+        f"/settings/backends/{backend.pk}/test-message/", {"to": "admin@example.com"}
+    )
+    html = admin_client.get(response["Location"]).content.decode()
+    assert "accepted the test message to admin@example.com" in html
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["admin@example.com"]
+    bad = admin_client.post(
+        f"/settings/backends/{backend.pk}/test-message/", {"to": "not an address"}
+    )
+    assert "not an email address" in admin_client.get(bad["Location"]).content.decode()
+    assert len(smtp_server.messages) == 1

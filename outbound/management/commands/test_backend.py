@@ -4,8 +4,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from outbound.errors import InvalidInput
 from outbound.models import Backend
-from outbound.services.backends import test_backend
+from outbound.services.backends import send_test_message, test_backend
 
 
 class Command(BaseCommand):
@@ -13,6 +14,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name", help="The backend's name.")
+        parser.add_argument(
+            "--send-to",
+            metavar="ADDRESS",
+            help="After a successful test, send one real test message to this address.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -27,6 +33,15 @@ class Command(BaseCommand):
             self.stdout.write(f"  {line}")
         if result.ok:
             self.stdout.write(f"Backend {backend.name}: test succeeded in {result.elapsed:.2f}s.")
+            if options["send_to"]:
+                backend.refresh_from_db()
+                try:
+                    sent = send_test_message(backend, to=options["send_to"], actor="cli")
+                except InvalidInput as err:
+                    raise CommandError(str(err), returncode=2) from err
+                if not sent.ok:
+                    raise CommandError(sent.text, returncode=1)
+                self.stdout.write(sent.text)
             return
         raise CommandError(
             f"Backend {backend.name}: test failed ({result.reason}) at the {result.phase} step: "
