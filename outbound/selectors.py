@@ -13,12 +13,20 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from outbound.models import AuditEntry, Backend, Contact, GlobalSettings, Message, WorkerHeartbeat
+from outbound.models import (
+    Alert,
+    AuditEntry,
+    Backend,
+    Contact,
+    GlobalSettings,
+    Message,
+    WorkerHeartbeat,
+)
 from outbound.services.operations import stuck_messages
 from outbound.states import Channel, Status
 
@@ -260,6 +268,11 @@ def worker_rows(now: datetime | None = None) -> list[WorkerRow]:
             WorkerRow(worker=w, alive=alive, silent_for=max(now - w.last_seen, timedelta(0)))
         )
     return rows
+
+
+def recent_alerts(limit: int = 20) -> list[Alert]:
+    """Alerts to the Backend Failure Email, open ones first, then the newest."""
+    return list(Alert.objects.order_by(F("closed_at").desc(nulls_first=True), "-opened_at")[:limit])
 
 
 def live_workers(now: datetime | None = None) -> QuerySet[WorkerHeartbeat]:

@@ -121,6 +121,16 @@ class BackendForm(ServiceErrorsMixin, forms.Form):
     limit = forms.IntegerField(
         required=False, help_text="Messages this backend may send; leave empty for no limit."
     )
+    rate_per_minute = forms.IntegerField(
+        required=False,
+        label="Rate per minute",
+        help_text="Most messages all workers together send in a minute; empty for no limit.",
+    )
+    max_connections = forms.IntegerField(
+        required=False,
+        label="Connections at most",
+        help_text="Most connections all workers together open at once; empty for no cap.",
+    )
     is_default = forms.BooleanField(required=False, label="Default email backend")
 
     def __init__(self, *args: Any, backend: Backend | None = None, **kwargs: Any) -> None:

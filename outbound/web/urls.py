@@ -24,6 +24,11 @@ urlpatterns = [
     path("settings/backends/<int:pk>/", views.backend_save, name="backend_save"),
     path("settings/backends/<int:pk>/test/", views.backend_test, name="backend_test"),
     path(
+        "settings/backends/<int:pk>/reset-count/",
+        views.backend_reset_count,
+        name="backend_reset_count",
+    ),
+    path(
         "settings/backends/<int:pk>/test-message/",
         views.backend_test_message,
         name="backend_test_message",

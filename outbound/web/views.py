@@ -22,7 +22,12 @@ from outbound.errors import InvalidInput
 from outbound.explain import diagnostic_report, explain_message
 from outbound.models import Backend, BackendKind, Contact, GlobalSettings, Message, Suppression
 from outbound.services import blocklist, contacts, operations
-from outbound.services.backends import save_backend_settings, send_test_message, test_backend
+from outbound.services.backends import (
+    reset_sent_count,
+    save_backend_settings,
+    send_test_message,
+    test_backend,
+)
 from outbound.services.global_settings import global_settings_data, save_global_settings
 from outbound.states import RESENDABLE, Reason, Status
 from outbound.web.forms import (
@@ -400,6 +405,7 @@ def _settings_page(
         {
             "settings": settings,
             "backends": rows,
+            "alerts": selectors.recent_alerts(),
             "new_form": new_form,
             "new_open": bound is not None and bound.backend is None,
             "global_form": global_form if can_administer else None,
@@ -452,6 +458,18 @@ def backend_save(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             + (" Run the test: its messages are held until a test succeeds." if untested else ""),
         )
     return HttpResponseRedirect(_backend_anchor(saved))
+
+
+@require_POST
+@_require(CHANGE_BACKEND)
+def backend_reset_count(request: HttpRequest, pk: int) -> HttpResponse:
+    backend = get_object_or_404(Backend, pk=pk)
+    reset_sent_count(backend, actor=_actor(request))
+    flash.success(
+        request,
+        f"Sent count of backend {backend.name} reset; messages waiting for allowance go out.",
+    )
+    return HttpResponseRedirect(_backend_anchor(backend))
 
 
 @require_POST

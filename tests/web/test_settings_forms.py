@@ -257,3 +257,46 @@ def test_a_real_test_message_is_sent_from_the_settings_page(
     )
     assert "not an email address" in admin_client.get(bad["Location"]).content.decode()
     assert len(smtp_server.messages) == 1
+
+
+def test_alerts_are_shown_even_when_no_mail_could_be_sent(
+    admin_client: Client, settings: Any
+) -> None:
+    from outbound.services import alerts
+
+    settings.OUTBOUND_SYSTEM_MAIL_URL = ""
+    backend = _backend()
+    Backend.objects.filter(pk=backend.pk).update(health="failing", health_detail="535 bad")
+    alerts.check_alerts()
+    html = admin_client.get("/settings/").content.decode()
+    assert "backend Relay is failing" in html
+    assert "Not mailed" in html and "<strong>open</strong>" in html
+
+
+def test_the_sent_count_is_reset_from_the_settings_page(admin_client: Client) -> None:
+    from outbound.models import AuditEntry
+
+    backend = _backend(limit=5)
+    Backend.objects.filter(pk=backend.pk).update(sent_count=5)
+    assert "Reset the sent count" in admin_client.get("/settings/").content.decode()
+    admin_client.post(f"/settings/backends/{backend.pk}/reset-count/")
+    assert Backend.objects.get(pk=backend.pk).sent_count == 0
+    assert AuditEntry.objects.filter(action="reset_sent_count").exists()
+
+
+def test_rate_and_connection_cap_are_set_from_the_form(admin_client: Client) -> None:
+    backend = _backend()
+    admin_client.post(
+        f"/settings/backends/{backend.pk}/",
+        _form(
+            f"b{backend.pk}",
+            host="smtp.example.com",
+            port="587",
+            security="starttls",
+            rate_per_minute="120",
+            max_connections="3",
+        )
+        | {"action": "save"},
+    )
+    backend.refresh_from_db()
+    assert (backend.rate_per_minute, backend.max_connections) == (120, 3)
