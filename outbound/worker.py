@@ -222,7 +222,7 @@ class Worker:
                     logger.exception("unexpected error delivering message %s", item.message_id)
                     continue
                 if outcome.busy:
-                    dispatch.defer_jobs([item])
+                    dispatch.release_jobs([item], delay=dispatch.BUSY_RETRY)
                     self._done([item.claim_token])
                     continue
                 self.writes.put(outcome)

@@ -185,14 +185,19 @@ def extend_leases(tokens: Sequence[uuid.UUID], *, lease: timedelta) -> int:
         return Message.objects.filter(pk__in=ids).update(lease_until=timezone.now() + lease)
 
 
-def release_jobs(jobs: Sequence[Job]) -> int:
-    """Give back claimed jobs that were never started (a worker stopping)."""
+def release_jobs(jobs: Sequence[Job], *, delay: timedelta | None = None) -> int:
+    """Give back claimed jobs that were never started: a worker stopping, or
+    (with ``delay``) a backend with no free connection. Nothing was sent, so
+    the unused attempt is removed and no attempt is counted."""
+    fields: dict[str, Any] = {"claim_token": None, "claimed_by": "", "lease_until": None}
+    if delay is not None:
+        fields["next_attempt_at"] = timezone.now() + delay
     released = 0
     with transaction.atomic():
         for job in jobs:
             released += Message.objects.filter(
                 pk=job.message_id, claim_token=job.claim_token, status=Status.TO_SEND
-            ).update(claim_token=None, claimed_by="", lease_until=None)
+            ).update(**fields)
             Attempt.objects.filter(pk=job.attempt_id, phase="connect", outcome="pending").delete()
     return released
 
@@ -263,20 +268,6 @@ def renew_slots(*, holder_prefix: str, lease: timedelta) -> int:
     return BackendSlot.objects.filter(holder__startswith=holder_prefix).update(
         lease_until=timezone.now() + lease
     )
-
-
-def defer_jobs(jobs: Sequence[Job], *, delay: timedelta = BUSY_RETRY) -> int:
-    """Hand back claimed jobs that could not start (no free connection) for a
-    moment later; nothing was sent, so no attempt is counted."""
-    when = timezone.now() + delay
-    deferred = 0
-    with transaction.atomic():
-        for job in jobs:
-            deferred += Message.objects.filter(
-                pk=job.message_id, claim_token=job.claim_token, status=Status.TO_SEND
-            ).update(claim_token=None, claimed_by="", lease_until=None, next_attempt_at=when)
-            Attempt.objects.filter(pk=job.attempt_id, outcome="pending").delete()
-    return deferred
 
 
 # What may change on a backend between the claim and the send.
@@ -450,7 +441,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
     """Write the results of finished jobs, fenced by their claim tokens."""
     busy = [o.job for o in outcomes if o.busy]
     if busy:
-        defer_jobs(busy)
+        release_jobs(busy, delay=BUSY_RETRY)
         outcomes = [o for o in outcomes if not o.busy]
     if not outcomes:
         return
