@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ensure_pg_database  # noqa: E402
+
 TARGET_MS = 300.0
 STATUS_MIX = [
     ("sent", 900),
@@ -158,7 +160,7 @@ def run(database: str, n: int, requests: int, pg_url: str) -> None:
     if database == "sqlite":
         url = f"sqlite:///{ROOT / 'var' / 'bench-pages.sqlite3'}"
     else:
-        _ensure_pg_database(pg_url)
+        ensure_pg_database(pg_url)
         url = pg_url
     _setup(url)
     from django.core.management import call_command
@@ -170,15 +172,6 @@ def run(database: str, n: int, requests: int, pg_url: str) -> None:
     for name, median, p95 in measure(requests):
         mark = "ok" if p95 < TARGET_MS else "SLOW"
         print(f"{name:<26}{median:>12.1f}{p95:>10.1f}  {mark}", flush=True)
-
-
-def _ensure_pg_database(url: str) -> None:
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def main() -> None:

@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import ensure_pg_database  # noqa: E402
+
 
 def _setup_django(database_url: str) -> None:
     os.environ["DATABASE_URL"] = database_url
@@ -152,7 +154,7 @@ def main() -> None:
         tmp = tempfile.mkdtemp()
         url = f"sqlite:///{tmp}/bench.sqlite3"
     else:
-        _ensure_pg_database(args.pg_url)
+        ensure_pg_database(args.pg_url)
         url = args.pg_url
     _setup_django(url)
     from django.core.management import call_command
@@ -172,16 +174,6 @@ def main() -> None:
             f"{r['raw']:>20.0f}{r['drain'] / r['raw']:>8.0%}{r['intake']:>14.0f}",
             flush=True,
         )
-
-
-def _ensure_pg_database(url: str) -> None:
-    import psycopg
-
-    base, name = url.rsplit("/", 1)
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 if __name__ == "__main__":

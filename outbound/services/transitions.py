@@ -78,11 +78,16 @@ def _apply(change: Change, now: datetime) -> Event | None:
     )
     if not updated:
         return None
+    return _event(change, current, now)
+
+
+def _event(change: Change, source: str, now: datetime) -> Event:
+    """The history line of an applied change."""
     return Event(
         message_id=change.message_id,
         created_at=now,
         kind=Event.Kind.TRANSITION,
-        from_status=current,
+        from_status=source,
         to_status=change.to,
         reason_code=change.reason,
         text=change.text,
@@ -172,20 +177,7 @@ def _apply_plain(changes: Sequence[Change], now: datetime) -> list[Event]:
             )
         with connection.cursor() as cursor:
             cursor.executemany(sql, params)
-        events += [
-            Event(
-                message_id=c.message_id,
-                created_at=now,
-                kind=Event.Kind.TRANSITION,
-                from_status=current,
-                to_status=c.to,
-                reason_code=c.reason,
-                text=c.text,
-                actor=c.actor,
-                data=c.data,
-            )
-            for c, current in members
-        ]
+        events += [_event(c, current, now) for c, current in members]
     return events
 
 
