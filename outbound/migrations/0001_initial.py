@@ -6,287 +6,587 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='AuditEntry',
+            name="AuditEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.CharField(max_length=150)),
-                ('action', models.CharField(max_length=100)),
-                ('object_type', models.CharField(blank=True, max_length=50)),
-                ('object_ids', models.JSONField(blank=True, default=list)),
-                ('ok', models.BooleanField(default=True)),
-                ('result', models.TextField(blank=True)),
-                ('data', models.JSONField(blank=True, default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                ("actor", models.CharField(max_length=150)),
+                ("action", models.CharField(max_length=100)),
+                ("object_type", models.CharField(blank=True, max_length=50)),
+                ("object_ids", models.JSONField(blank=True, default=list)),
+                ("ok", models.BooleanField(default=True)),
+                ("result", models.TextField(blank=True)),
+                ("data", models.JSONField(blank=True, default=dict)),
             ],
             options={
-                'verbose_name_plural': 'audit entries',
-                'ordering': ['-created_at', '-id'],
+                "verbose_name_plural": "audit entries",
+                "ordering": ["-created_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='GlobalSettings',
+            name="GlobalSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('backend_failure_email', models.CharField(blank=True, max_length=320)),
-                ('default_from', models.CharField(blank=True, max_length=320)),
-                ('stuck_threshold', models.DurationField(default=datetime.timedelta(seconds=900))),
-                ('retry_lifetime', models.DurationField(default=datetime.timedelta(days=2))),
-                ('retry_min_backoff', models.DurationField(default=datetime.timedelta(seconds=30))),
-                ('retry_max_backoff', models.DurationField(default=datetime.timedelta(seconds=3600))),
-                ('alert_reminder_interval', models.DurationField(default=datetime.timedelta(seconds=14400))),
-                ('worker_silence_threshold', models.DurationField(default=datetime.timedelta(seconds=300))),
-                ('sms_enabled', models.BooleanField(default=False)),
-                ('default_region', models.CharField(default='US', max_length=2)),
-                ('max_sms_segments', models.PositiveIntegerField(default=10)),
-                ('retention_days', models.PositiveIntegerField(default=365)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("backend_failure_email", models.CharField(blank=True, max_length=320)),
+                ("default_from", models.CharField(blank=True, max_length=320)),
+                ("stuck_threshold", models.DurationField(default=datetime.timedelta(seconds=900))),
+                ("retry_lifetime", models.DurationField(default=datetime.timedelta(days=2))),
+                ("retry_min_backoff", models.DurationField(default=datetime.timedelta(seconds=30))),
+                (
+                    "retry_max_backoff",
+                    models.DurationField(default=datetime.timedelta(seconds=3600)),
+                ),
+                (
+                    "alert_reminder_interval",
+                    models.DurationField(default=datetime.timedelta(seconds=14400)),
+                ),
+                (
+                    "worker_silence_threshold",
+                    models.DurationField(default=datetime.timedelta(seconds=300)),
+                ),
+                ("sms_enabled", models.BooleanField(default=False)),
+                ("default_region", models.CharField(default="US", max_length=2)),
+                ("max_sms_segments", models.PositiveIntegerField(default=10)),
+                ("retention_days", models.PositiveIntegerField(default=365)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'verbose_name': 'global settings',
-                'verbose_name_plural': 'global settings',
+                "verbose_name": "global settings",
+                "verbose_name_plural": "global settings",
             },
         ),
         migrations.CreateModel(
-            name='WorkerHeartbeat',
+            name="WorkerHeartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('hostname', models.CharField(max_length=200)),
-                ('pid', models.PositiveIntegerField()),
-                ('concurrency', models.PositiveIntegerField(default=1)),
-                ('started_at', models.DateTimeField()),
-                ('last_seen', models.DateTimeField()),
-                ('stopped_at', models.DateTimeField(blank=True, null=True)),
-                ('processed', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("hostname", models.CharField(max_length=200)),
+                ("pid", models.PositiveIntegerField()),
+                ("concurrency", models.PositiveIntegerField(default=1)),
+                ("started_at", models.DateTimeField()),
+                ("last_seen", models.DateTimeField()),
+                ("stopped_at", models.DateTimeField(blank=True, null=True)),
+                ("processed", models.PositiveIntegerField(default=0)),
             ],
             options={
-                'ordering': ['-last_seen'],
+                "ordering": ["-last_seen"],
             },
         ),
         migrations.CreateModel(
-            name='Backend',
+            name="Backend",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('channel', models.CharField(choices=[('email', 'Email'), ('sms', 'SMS')], default='email', max_length=10)),
-                ('kind', models.CharField(choices=[('smtp', 'SMTP server'), ('twilio', 'Twilio'), ('http', 'HTTP gateway'), ('console', 'Console'), ('locmem', 'In memory')], default='smtp', max_length=20)),
-                ('is_default', models.BooleanField(default=False)),
-                ('host', models.CharField(blank=True, max_length=255)),
-                ('port', models.PositiveIntegerField(default=587)),
-                ('security', models.CharField(choices=[('none', 'None'), ('starttls', 'STARTTLS'), ('tls', 'Implicit TLS')], default='starttls', max_length=10)),
-                ('username', models.CharField(blank=True, max_length=255)),
-                ('secret', models.TextField(blank=True, default='')),
-                ('from_address', models.CharField(blank=True, max_length=320)),
-                ('timeout', models.FloatField(default=30.0)),
-                ('options', models.JSONField(blank=True, default=dict)),
-                ('settings_version', models.PositiveIntegerField(default=1)),
-                ('tested_version', models.PositiveIntegerField(blank=True, null=True)),
-                ('health', models.CharField(choices=[('untested', 'Not tested'), ('ok', 'OK'), ('failing', 'Failing')], default='untested', max_length=10)),
-                ('health_reason', models.CharField(blank=True, max_length=50)),
-                ('health_detail', models.TextField(blank=True)),
-                ('health_changed_at', models.DateTimeField(blank=True, null=True)),
-                ('last_test_at', models.DateTimeField(blank=True, null=True)),
-                ('last_test_result', models.JSONField(blank=True, default=dict)),
-                ('limit', models.PositiveIntegerField(blank=True, null=True)),
-                ('sent_count', models.PositiveIntegerField(default=0)),
-                ('rate_per_minute', models.PositiveIntegerField(blank=True, null=True)),
-                ('max_connections', models.PositiveIntegerField(blank=True, null=True)),
-                ('paused_until', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100, unique=True)),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[("email", "Email"), ("sms", "SMS")], default="email", max_length=10
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("smtp", "SMTP server"),
+                            ("twilio", "Twilio"),
+                            ("http", "HTTP gateway"),
+                            ("console", "Console"),
+                            ("locmem", "In memory"),
+                        ],
+                        default="smtp",
+                        max_length=20,
+                    ),
+                ),
+                ("is_default", models.BooleanField(default=False)),
+                ("host", models.CharField(blank=True, max_length=255)),
+                ("port", models.PositiveIntegerField(default=587)),
+                (
+                    "security",
+                    models.CharField(
+                        choices=[
+                            ("none", "None"),
+                            ("starttls", "STARTTLS"),
+                            ("tls", "Implicit TLS"),
+                        ],
+                        default="starttls",
+                        max_length=10,
+                    ),
+                ),
+                ("username", models.CharField(blank=True, max_length=255)),
+                ("secret", models.TextField(blank=True, default="")),
+                ("from_address", models.CharField(blank=True, max_length=320)),
+                ("timeout", models.FloatField(default=30.0)),
+                ("options", models.JSONField(blank=True, default=dict)),
+                ("settings_version", models.PositiveIntegerField(default=1)),
+                ("tested_version", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "health",
+                    models.CharField(
+                        choices=[("untested", "Not tested"), ("ok", "OK"), ("failing", "Failing")],
+                        default="untested",
+                        max_length=10,
+                    ),
+                ),
+                ("health_reason", models.CharField(blank=True, max_length=50)),
+                ("health_detail", models.TextField(blank=True)),
+                ("health_changed_at", models.DateTimeField(blank=True, null=True)),
+                ("last_test_at", models.DateTimeField(blank=True, null=True)),
+                ("last_test_result", models.JSONField(blank=True, default=dict)),
+                ("limit", models.PositiveIntegerField(blank=True, null=True)),
+                ("sent_count", models.PositiveIntegerField(default=0)),
+                ("rate_per_minute", models.PositiveIntegerField(blank=True, null=True)),
+                ("max_connections", models.PositiveIntegerField(blank=True, null=True)),
+                ("paused_until", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['channel', '-is_default', 'name'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_default', True)), fields=('channel',), name='one_default_backend_per_channel')],
+                "ordering": ["channel", "-is_default", "name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("is_default", True)),
+                        fields=("channel",),
+                        name="one_default_backend_per_channel",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Contact',
+            name="Contact",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('email', models.CharField(blank=True, max_length=320)),
-                ('mobile', models.CharField(blank=True, max_length=40)),
-                ('preferred_channel', models.CharField(choices=[('email', 'Email'), ('sms', 'SMS')], default='email', max_length=10)),
-                ('notifications_enabled', models.BooleanField(default=True)),
-                ('active', models.BooleanField(default=True)),
-                ('external_id', models.CharField(blank=True, max_length=200, null=True, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(blank=True, max_length=200)),
+                ("email", models.CharField(blank=True, max_length=320)),
+                ("mobile", models.CharField(blank=True, max_length=40)),
+                (
+                    "preferred_channel",
+                    models.CharField(
+                        choices=[("email", "Email"), ("sms", "SMS")], default="email", max_length=10
+                    ),
+                ),
+                ("notifications_enabled", models.BooleanField(default=True)),
+                ("active", models.BooleanField(default=True)),
+                (
+                    "external_id",
+                    models.CharField(blank=True, max_length=200, null=True, unique=True),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name', 'id'],
-                'indexes': [models.Index(fields=['email'], name='outbound_co_email_3d622a_idx'), models.Index(fields=['mobile'], name='outbound_co_mobile_758e08_idx')],
+                "ordering": ["name", "id"],
+                "indexes": [
+                    models.Index(fields=["email"], name="outbound_co_email_3d622a_idx"),
+                    models.Index(fields=["mobile"], name="outbound_co_mobile_758e08_idx"),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('channel', models.CharField(choices=[('email', 'Email'), ('sms', 'SMS')], default='email', max_length=10)),
-                ('to', models.JSONField(blank=True, default=list)),
-                ('cc', models.JSONField(blank=True, default=list)),
-                ('bcc', models.JSONField(blank=True, default=list)),
-                ('reply_to', models.JSONField(blank=True, default=list)),
-                ('message_to', models.CharField(blank=True, max_length=1000, verbose_name='Message to')),
-                ('to_user', models.CharField(blank=True, max_length=200, verbose_name='To user')),
-                ('from_address', models.CharField(blank=True, max_length=320, verbose_name='From')),
-                ('subject', models.CharField(blank=True, max_length=998)),
-                ('text_body', models.TextField(blank=True)),
-                ('html_body', models.TextField(blank=True)),
-                ('headers', models.JSONField(blank=True, default=dict)),
-                ('source', models.CharField(choices=[('system', 'System'), ('workflow', 'Workflow'), ('manual', 'Manual'), ('api', 'API'), ('django', 'Django mail')], default='api', max_length=10)),
-                ('template', models.CharField(blank=True, max_length=200)),
-                ('context', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('waiting', 'Waiting'), ('to_send', 'To send'), ('sent', 'Sent'), ('not_sent', 'Not sent'), ('backend_test_required', 'Backend test required'), ('cancelled', 'Cancelled')], default='waiting', max_length=30)),
-                ('reason_code', models.CharField(blank=True, max_length=50)),
-                ('reason_text', models.TextField(blank=True)),
-                ('status_changed_at', models.DateTimeField()),
-                ('created_at', models.DateTimeField()),
-                ('send_at', models.DateTimeField(verbose_name='Due at')),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('attempt_count', models.PositiveIntegerField(default=0)),
-                ('first_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('possibly_delivered', models.BooleanField(default=False)),
-                ('message_id', models.CharField(max_length=255, unique=True, verbose_name='Message-ID')),
-                ('idempotency_key', models.CharField(blank=True, max_length=255, null=True, unique=True)),
-                ('content_hash', models.CharField(blank=True, max_length=64)),
-                ('group_key', models.CharField(blank=True, max_length=200)),
-                ('claim_token', models.UUIDField(blank=True, null=True)),
-                ('claimed_by', models.CharField(blank=True, max_length=200)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('backend', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='outbound.backend')),
-                ('contact', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='outbound.contact')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[("email", "Email"), ("sms", "SMS")], default="email", max_length=10
+                    ),
+                ),
+                ("to", models.JSONField(blank=True, default=list)),
+                ("cc", models.JSONField(blank=True, default=list)),
+                ("bcc", models.JSONField(blank=True, default=list)),
+                ("reply_to", models.JSONField(blank=True, default=list)),
+                (
+                    "message_to",
+                    models.CharField(blank=True, max_length=1000, verbose_name="Message to"),
+                ),
+                ("to_user", models.CharField(blank=True, max_length=200, verbose_name="To user")),
+                ("from_address", models.CharField(blank=True, max_length=320, verbose_name="From")),
+                ("subject", models.CharField(blank=True, max_length=998)),
+                ("text_body", models.TextField(blank=True)),
+                ("html_body", models.TextField(blank=True)),
+                ("headers", models.JSONField(blank=True, default=dict)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("system", "System"),
+                            ("workflow", "Workflow"),
+                            ("manual", "Manual"),
+                            ("api", "API"),
+                            ("django", "Django mail"),
+                        ],
+                        default="api",
+                        max_length=10,
+                    ),
+                ),
+                ("template", models.CharField(blank=True, max_length=200)),
+                ("context", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("waiting", "Waiting"),
+                            ("to_send", "To send"),
+                            ("sent", "Sent"),
+                            ("not_sent", "Not sent"),
+                            ("backend_test_required", "Backend test required"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="waiting",
+                        max_length=30,
+                    ),
+                ),
+                ("reason_code", models.CharField(blank=True, max_length=50)),
+                ("reason_text", models.TextField(blank=True)),
+                ("status_changed_at", models.DateTimeField()),
+                ("created_at", models.DateTimeField()),
+                ("send_at", models.DateTimeField(verbose_name="Due at")),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("attempt_count", models.PositiveIntegerField(default=0)),
+                ("first_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("possibly_delivered", models.BooleanField(default=False)),
+                (
+                    "message_id",
+                    models.CharField(max_length=255, unique=True, verbose_name="Message-ID"),
+                ),
+                (
+                    "idempotency_key",
+                    models.CharField(blank=True, max_length=255, null=True, unique=True),
+                ),
+                ("content_hash", models.CharField(blank=True, max_length=64)),
+                ("group_key", models.CharField(blank=True, max_length=200)),
+                ("claim_token", models.UUIDField(blank=True, null=True)),
+                ("claimed_by", models.CharField(blank=True, max_length=200)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                (
+                    "backend",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="outbound.backend",
+                    ),
+                ),
+                (
+                    "contact",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="outbound.contact",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'permissions': [('operate_messages', 'Can re-send, cancel and send outgoing messages')],
+                "ordering": ["-created_at", "-id"],
+                "permissions": [
+                    ("operate_messages", "Can re-send, cancel and send outgoing messages")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Event',
+            name="Event",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('created_at', models.DateTimeField()),
-                ('kind', models.CharField(choices=[('transition', 'Status change'), ('action', 'Operator action'), ('note', 'Note')], default='transition', max_length=12)),
-                ('from_status', models.CharField(blank=True, choices=[('waiting', 'Waiting'), ('to_send', 'To send'), ('sent', 'Sent'), ('not_sent', 'Not sent'), ('backend_test_required', 'Backend test required'), ('cancelled', 'Cancelled')], max_length=30)),
-                ('to_status', models.CharField(blank=True, choices=[('waiting', 'Waiting'), ('to_send', 'To send'), ('sent', 'Sent'), ('not_sent', 'Not sent'), ('backend_test_required', 'Backend test required'), ('cancelled', 'Cancelled')], max_length=30)),
-                ('reason_code', models.CharField(blank=True, max_length=50)),
-                ('text', models.TextField(blank=True)),
-                ('actor', models.CharField(default='system', max_length=150)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('message', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='outbound.message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("created_at", models.DateTimeField()),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("transition", "Status change"),
+                            ("action", "Operator action"),
+                            ("note", "Note"),
+                        ],
+                        default="transition",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "from_status",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("waiting", "Waiting"),
+                            ("to_send", "To send"),
+                            ("sent", "Sent"),
+                            ("not_sent", "Not sent"),
+                            ("backend_test_required", "Backend test required"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        max_length=30,
+                    ),
+                ),
+                (
+                    "to_status",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("waiting", "Waiting"),
+                            ("to_send", "To send"),
+                            ("sent", "Sent"),
+                            ("not_sent", "Not sent"),
+                            ("backend_test_required", "Backend test required"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        max_length=30,
+                    ),
+                ),
+                ("reason_code", models.CharField(blank=True, max_length=50)),
+                ("text", models.TextField(blank=True)),
+                ("actor", models.CharField(default="system", max_length=150)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                (
+                    "message",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="events",
+                        to="outbound.message",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Attempt',
+            name="Attempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('settings_version', models.PositiveIntegerField(null=True)),
-                ('worker', models.CharField(blank=True, max_length=200)),
-                ('claim_token', models.UUIDField(null=True)),
-                ('started_at', models.DateTimeField()),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('phase', models.CharField(default='connect', max_length=10)),
-                ('smtp_code', models.PositiveIntegerField(blank=True, null=True)),
-                ('enhanced_code', models.CharField(blank=True, max_length=20)),
-                ('reply', models.TextField(blank=True)),
-                ('provider_id', models.CharField(blank=True, max_length=200)),
-                ('outcome', models.CharField(choices=[('pending', 'In progress'), ('sent', 'Sent'), ('transient', 'Temporary failure'), ('permanent', 'Permanent failure'), ('config', 'Backend configuration failure'), ('interrupted', 'Interrupted')], default='pending', max_length=12)),
-                ('error_reason', models.CharField(blank=True, max_length=50)),
-                ('recipients', models.JSONField(blank=True, default=list)),
-                ('backend', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='outbound.backend')),
-                ('message', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='outbound.message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("settings_version", models.PositiveIntegerField(null=True)),
+                ("worker", models.CharField(blank=True, max_length=200)),
+                ("claim_token", models.UUIDField(null=True)),
+                ("started_at", models.DateTimeField()),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("phase", models.CharField(default="connect", max_length=10)),
+                ("smtp_code", models.PositiveIntegerField(blank=True, null=True)),
+                ("enhanced_code", models.CharField(blank=True, max_length=20)),
+                ("reply", models.TextField(blank=True)),
+                ("provider_id", models.CharField(blank=True, max_length=200)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("pending", "In progress"),
+                            ("sent", "Sent"),
+                            ("transient", "Temporary failure"),
+                            ("permanent", "Permanent failure"),
+                            ("config", "Backend configuration failure"),
+                            ("interrupted", "Interrupted"),
+                        ],
+                        default="pending",
+                        max_length=12,
+                    ),
+                ),
+                ("error_reason", models.CharField(blank=True, max_length=50)),
+                ("recipients", models.JSONField(blank=True, default=list)),
+                (
+                    "backend",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="outbound.backend",
+                    ),
+                ),
+                (
+                    "message",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempts",
+                        to="outbound.message",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['started_at', 'id'],
+                "ordering": ["started_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Attachment',
+            name="Attachment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('filename', models.CharField(max_length=255)),
-                ('content_type', models.CharField(default='application/octet-stream', max_length=200)),
-                ('content', models.BinaryField()),
-                ('message', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attachments', to='outbound.message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("filename", models.CharField(max_length=255)),
+                (
+                    "content_type",
+                    models.CharField(default="application/octet-stream", max_length=200),
+                ),
+                ("content", models.BinaryField()),
+                (
+                    "message",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attachments",
+                        to="outbound.message",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Recipient',
+            name="Recipient",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('to', 'To'), ('cc', 'Cc'), ('bcc', 'Bcc')], default='to', max_length=3)),
-                ('address', models.CharField(max_length=320)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('outcome', models.CharField(choices=[('pending', 'Pending'), ('accepted', 'Accepted'), ('refused', 'Refused'), ('invalid', 'Invalid'), ('blocked', 'Blocked')], default='pending', max_length=10)),
-                ('code', models.PositiveIntegerField(blank=True, null=True)),
-                ('reply', models.TextField(blank=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('message', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='recipients', to='outbound.message')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("to", "To"), ("cc", "Cc"), ("bcc", "Bcc")],
+                        default="to",
+                        max_length=3,
+                    ),
+                ),
+                ("address", models.CharField(max_length=320)),
+                ("name", models.CharField(blank=True, max_length=200)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("accepted", "Accepted"),
+                            ("refused", "Refused"),
+                            ("invalid", "Invalid"),
+                            ("blocked", "Blocked"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("code", models.PositiveIntegerField(blank=True, null=True)),
+                ("reply", models.TextField(blank=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "message",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="recipients",
+                        to="outbound.message",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Suppression',
+            name="Suppression",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('address', 'Email address'), ('domain', 'Domain'), ('number', 'Mobile number')], max_length=10)),
-                ('value', models.CharField(max_length=320)),
-                ('reason', models.CharField(blank=True, max_length=500)),
-                ('source', models.CharField(default='operator', max_length=50)),
-                ('created_by', models.CharField(blank=True, max_length=150)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("address", "Email address"),
+                            ("domain", "Domain"),
+                            ("number", "Mobile number"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("value", models.CharField(max_length=320)),
+                ("reason", models.CharField(blank=True, max_length=500)),
+                ("source", models.CharField(default="operator", max_length=50)),
+                ("created_by", models.CharField(blank=True, max_length=150)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['kind', 'value'],
-                'constraints': [models.UniqueConstraint(fields=('kind', 'value'), name='unique_suppression')],
+                "ordering": ["kind", "value"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("kind", "value"), name="unique_suppression")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['status', 'next_attempt_at'], name='msg_status_due'),
+            model_name="message",
+            index=models.Index(fields=["status", "next_attempt_at"], name="msg_status_due"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['status', 'send_at'], name='msg_status_send_at'),
+            model_name="message",
+            index=models.Index(fields=["status", "send_at"], name="msg_status_send_at"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['-created_at', '-id'], name='msg_created'),
+            model_name="message",
+            index=models.Index(fields=["-created_at", "-id"], name="msg_created"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['status', '-created_at', '-id'], name='msg_status_created'),
+            model_name="message",
+            index=models.Index(fields=["status", "-created_at", "-id"], name="msg_status_created"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['group_key'], name='msg_group'),
+            model_name="message",
+            index=models.Index(fields=["group_key"], name="msg_group"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['claim_token'], name='msg_claim'),
+            model_name="message",
+            index=models.Index(fields=["claim_token"], name="msg_claim"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['backend', 'status'], name='msg_backend_status'),
+            model_name="message",
+            index=models.Index(fields=["backend", "status"], name="msg_backend_status"),
         ),
         migrations.AddIndex(
-            model_name='attempt',
-            index=models.Index(fields=['claim_token'], name='attempt_claim'),
+            model_name="attempt",
+            index=models.Index(fields=["claim_token"], name="attempt_claim"),
         ),
     ]

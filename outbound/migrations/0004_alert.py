@@ -4,29 +4,50 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('outbound', '0003_apikey'),
+        ("outbound", "0003_apikey"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('backend_failing', 'Backend failing'), ('queue_stuck', 'Messages stuck'), ('no_worker', 'No worker running'), ('allowance_used', 'Allowance used up')], max_length=20)),
-                ('key', models.CharField(max_length=100)),
-                ('opened_at', models.DateTimeField()),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('last_notified_at', models.DateTimeField(blank=True, null=True)),
-                ('notifications', models.PositiveIntegerField(default=0)),
-                ('subject', models.CharField(max_length=300)),
-                ('body', models.TextField()),
-                ('delivery', models.TextField(blank=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("backend_failing", "Backend failing"),
+                            ("queue_stuck", "Messages stuck"),
+                            ("no_worker", "No worker running"),
+                            ("allowance_used", "Allowance used up"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("key", models.CharField(max_length=100)),
+                ("opened_at", models.DateTimeField()),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                ("last_notified_at", models.DateTimeField(blank=True, null=True)),
+                ("notifications", models.PositiveIntegerField(default=0)),
+                ("subject", models.CharField(max_length=300)),
+                ("body", models.TextField()),
+                ("delivery", models.TextField(blank=True)),
             ],
             options={
-                'ordering': ['-opened_at', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('closed_at__isnull', True)), fields=('key',), name='one_open_alert_per_key')],
+                "ordering": ["-opened_at", "-id"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("closed_at__isnull", True)),
+                        fields=("key",),
+                        name="one_open_alert_per_key",
+                    )
+                ],
             },
         ),
     ]

@@ -5,18 +5,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('outbound', '0004_alert'),
+        ("outbound", "0004_alert"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['backend', '-created_at', '-id'], name='msg_backend_created'),
+            model_name="message",
+            index=models.Index(
+                fields=["backend", "-created_at", "-id"], name="msg_backend_created"
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(django.db.models.functions.text.Lower('message_to'), name='msg_to_lower'),
+            model_name="message",
+            index=models.Index(
+                django.db.models.functions.text.Lower("message_to"), name="msg_to_lower"
+            ),
         ),
     ]

@@ -4,19 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('outbound', '0005_message_search_indexes'),
+        ("outbound", "0005_message_search_indexes"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='backend',
-            name='throttle_strikes',
+            model_name="backend",
+            name="throttle_strikes",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddIndex(
-            model_name='attempt',
-            index=models.Index(fields=['backend', 'started_at'], name='attempt_backend_started'),
+            model_name="attempt",
+            index=models.Index(fields=["backend", "started_at"], name="attempt_backend_started"),
         ),
     ]

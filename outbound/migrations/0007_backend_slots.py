@@ -5,22 +5,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('outbound', '0006_backend_throttle_and_rate'),
+        ("outbound", "0006_backend_throttle_and_rate"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BackendSlot',
+            name="BackendSlot",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('holder', models.CharField(max_length=250)),
-                ('lease_until', models.DateTimeField()),
-                ('backend', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='slots', to='outbound.backend')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("holder", models.CharField(max_length=250)),
+                ("lease_until", models.DateTimeField()),
+                (
+                    "backend",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="slots",
+                        to="outbound.backend",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['backend', 'lease_until'], name='slot_backend_lease')],
+                "indexes": [
+                    models.Index(fields=["backend", "lease_until"], name="slot_backend_lease")
+                ],
             },
         ),
     ]

@@ -52,6 +52,9 @@ class Backend(models.Model):
     username = models.CharField(max_length=255, blank=True)
     # Encrypted with outbound.secrets; never the clear value.
     secret = models.TextField(blank=True, default="")
+    # SMS gateways: the shared secret a gateway's delivery receipts must carry;
+    # encrypted like ``secret``.
+    receipt_secret = models.TextField(blank=True, default="")
     from_address = models.CharField(max_length=320, blank=True)
     timeout = models.FloatField(default=30.0)
     options = models.JSONField(default=dict, blank=True)

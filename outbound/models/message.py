@@ -49,6 +49,11 @@ class Message(models.Model):
     # Set when a send was interrupted after the body started to leave: the
     # recipient may have it already, so a copy may arrive twice.
     possibly_delivered = models.BooleanField(default=False)
+    # The last delivery receipt from an SMS provider (after Sent): delivered,
+    # undelivered or failed, with the provider's error code when it gave one.
+    receipt_status = models.CharField(max_length=20, blank=True)
+    receipt_code = models.CharField(max_length=20, blank=True)
+    receipt_at = models.DateTimeField(null=True, blank=True)
 
     message_id = models.CharField("Message-ID", max_length=255, unique=True)
     idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
@@ -187,6 +192,12 @@ class Attempt(models.Model):
             models.Index(fields=["claim_token"], name="attempt_claim"),
             # Messages per minute of a backend (its rate limit).
             models.Index(fields=["backend", "started_at"], name="attempt_backend_started"),
+            # Delivery receipts name the provider's id for the message.
+            models.Index(
+                fields=["provider_id"],
+                name="attempt_provider_id",
+                condition=~models.Q(provider_id=""),
+            ),
         ]
 
     def __str__(self) -> str:
