@@ -47,6 +47,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files without a separate web server, with DEBUG off too (`outbound serve`).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -105,6 +107,10 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# `collectstatic` is optional: WhiteNoise also serves straight from the apps'
+# static folders. The folder must exist or WhiteNoise warns at every start.
+STATIC_ROOT.mkdir(exist_ok=True)
+WHITENOISE_USE_FINDERS = True
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
@@ -125,6 +131,9 @@ OUTBOUND_HEARTBEAT_INTERVAL = float(os.environ.get("OUTBOUND_HEARTBEAT_INTERVAL"
 OUTBOUND_SMTP_CAFILE = os.environ.get("OUTBOUND_SMTP_CAFILE", "")
 OUTBOUND_MESSAGE_ID_DOMAIN = os.environ.get("OUTBOUND_MESSAGE_ID_DOMAIN", "")
 OUTBOUND_FORBID_PRIVATE_HOSTS = _bool("OUTBOUND_FORBID_PRIVATE_HOSTS", False)
+# The address providers reach this service at (https://outbound.example.com);
+# SMS delivery receipts are asked for only when it is set.
+OUTBOUND_PUBLIC_URL = os.environ.get("OUTBOUND_PUBLIC_URL", "")
 
 # Fernet keys (comma separated, newest first) that encrypt stored secrets.
 OUTBOUND_SECRET_KEYS = os.environ.get("OUTBOUND_SECRET_KEYS", "")
