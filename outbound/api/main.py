@@ -2,13 +2,62 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.urls import URLPattern, URLResolver
 from ninja import NinjaAPI, Router
 
-from outbound.api.errors import ApiError, install_error_handlers
+from outbound.api.errors import ApiError, envelope, install_error_handlers
 from outbound.api.routers import directory, messages, system
 
-api = NinjaAPI(
+
+def _enveloped_405(view: Callable[..., Any], api: NinjaAPI) -> Callable[..., Any]:
+    """Wrap a route's view so a wrong method answers with the error envelope.
+
+    django-ninja answers a method no operation of the path takes with a bare
+    text 405 from its path view, before any exception handler runs; this
+    rewrites only that response and keeps its Allow header.
+    """
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        response = view(request, *args, **kwargs)
+        if not isinstance(response, HttpResponseNotAllowed):
+            return response
+        allowed = sorted(m.strip() for m in response["Allow"].split(",") if m.strip())
+        listed = ", ".join(allowed)
+        enveloped: HttpResponse = api.create_response(
+            request,
+            envelope(
+                "method_not_allowed",
+                f"{request.method} is not allowed on {request.path}; use {listed}.",
+                {"allowed_methods": allowed},
+            ),
+            status=405,
+        )
+        enveloped["Allow"] = listed
+        return enveloped
+
+    return wrapped
+
+
+class OutboundApi(NinjaAPI):
+    @property
+    def urls(self) -> tuple[list[URLResolver | URLPattern], str, str]:
+        patterns, app_name, namespace = super().urls
+        wrapped: list[URLResolver | URLPattern] = [
+            URLPattern(p.pattern, _enveloped_405(p.callback, self), p.default_args, p.name)
+            if isinstance(p, URLPattern)
+            else p
+            for p in patterns
+        ]
+        return wrapped, app_name, namespace
+
+
+api = OutboundApi(
     title="Outbound API",
     version="1",
     description=(

@@ -70,3 +70,16 @@ def test_openapi_schema_and_docs_are_served(anon):
     assert "/api/v1/messages" in schema["paths"]
     assert "ErrorOut" in schema["components"]["schemas"]
     assert anon.client.get("/api/v1/docs").status_code == 200
+
+
+def test_a_wrong_method_is_405_with_the_envelope_and_allow(api):
+    r = api.get("/send-outgoing")
+    body = assert_error(r, 405, "method_not_allowed")
+    assert r["Allow"] == "POST"
+    assert body["details"] == {"allowed_methods": ["POST"]}
+    assert "GET" in body["message"] and "/api/v1/send-outgoing" in body["message"]
+    # A path with several operations lists them all.
+    r = api.put("/messages", {"to": ["a@example.com"]})
+    body = assert_error(r, 405, "method_not_allowed")
+    assert set(r["Allow"].split(", ")) == {"GET", "POST"}
+    assert Message.objects.count() == 0
