@@ -1,6 +1,6 @@
 from django.urls import path
 
-from outbound.web import views
+from outbound.web import apikeys, views
 
 app_name = "outbound"
 
@@ -19,6 +19,8 @@ urlpatterns = [
     path("workers/", views.workers, name="workers"),
     path("audit/", views.audit, name="audit"),
     path("settings/", views.settings_view, name="settings"),
+    path("settings/api-keys/", apikeys.apikey_list, name="apikeys"),
+    path("settings/api-keys/<int:pk>/revoke/", apikeys.apikey_revoke, name="apikey_revoke"),
     path("settings/global/", views.global_settings_save, name="global_settings_save"),
     path("settings/backends/new/", views.backend_save, name="backend_new"),
     path("settings/backends/<int:pk>/", views.backend_save, name="backend_save"),
