@@ -1,0 +1,173 @@
+"""A real local HTTP server playing a generic JSON SMS gateway.
+
+``with GatewayTestServer() as server:`` starts it on 127.0.0.1 and a free port;
+``server.url("/v1/sms")`` is an address on it. Every request is recorded in
+``server.requests`` (method, path, headers, raw body, parsed JSON). Answers:
+``respond(status, answer, times=None)`` sets what the next requests get
+(``answer`` a JSON-able value, or ``str``/``bytes`` sent as they are);
+``route(path, status, answer)`` fixes the answer of one path (for probe
+URLs). By default every request is answered 200 {"id": "gw-<n>"}. ``hang``
+reads the request and never answers; ``drop`` closes the connection without an
+answer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+
+import pytest
+
+
+@dataclass
+class GatewayRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
+
+
+class GatewayTestServer:
+    def __init__(self) -> None:
+        self.requests: list[GatewayRequest] = []
+        self.hang = False
+        self.drop = False
+        self._queued: deque[tuple[int, Any]] = deque()
+        self._default: tuple[int, Any] | None = None
+        self._routes: dict[str, tuple[int, Any]] = {}
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("the server is not started")
+        return int(self._httpd.server_address[1])
+
+    def url(self, path: str = "/v1/messages") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def start(self) -> Self:
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        self._release.clear()
+        self._httpd = ThreadingHTTPServer((self.host, 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="gateway-test-server", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def respond(self, status: int, answer: Any = None, *, times: int | None = None) -> None:
+        """Answer the next ``times`` requests (every request when None) so."""
+        with self._lock:
+            if times is None:
+                self._default = (status, answer)
+            else:
+                self._queued.extend([(status, answer)] * times)
+
+    def route(self, path: str, status: int, answer: Any = None) -> None:
+        with self._lock:
+            self._routes[path] = (status, answer)
+
+    def _answer_for(self, path: str, count: int) -> tuple[int, Any]:
+        with self._lock:
+            if path in self._routes:
+                return self._routes[path]
+            if self._queued:
+                return self._queued.popleft()
+            if self._default is not None:
+                return self._default
+        return 200, {"id": f"gw-{count}"}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_state: GatewayTestServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        state = self.server_state
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        path = self.path.split("?", 1)[0]
+        with state._lock:
+            state.requests.append(
+                GatewayRequest(self.command, self.path, dict(self.headers.items()), body)
+            )
+            count = len(state.requests)
+        if state.hang:
+            state._release.wait()
+            self.close_connection = True
+            return
+        if state.drop:
+            self.close_connection = True
+            return
+        status, answer = state._answer_for(path, count)
+        if isinstance(answer, bytes):
+            payload = answer
+        elif isinstance(answer, str):
+            payload = answer.encode()
+        else:
+            payload = json.dumps(answer).encode() if answer is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+
+@pytest.fixture
+def gateway_server() -> Iterator[GatewayTestServer]:
+    with GatewayTestServer() as server:
+        yield server
