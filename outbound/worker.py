@@ -28,7 +28,7 @@ from django.utils import timezone
 from outbound import conf
 from outbound.errors import BackendConfigurationError
 from outbound.models import GlobalSettings, WorkerHeartbeat
-from outbound.services import alerts, dispatch, validation
+from outbound.services import alerts, dispatch, replays, validation
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +161,8 @@ class Worker:
         if time.monotonic() - self._last_alert_check > ALERT_CHECK_INTERVAL:
             self._last_alert_check = time.monotonic()
             alerts.check_alerts()
+            # Housekeeping on the same beat: stored API answers expire after a day.
+            replays.prune_replays()
         return validated + claimed
 
     def _idle(self) -> bool:

@@ -44,7 +44,7 @@ def test_an_idempotent_replay_returns_the_first_message(api):
     first = api.post("/messages", EMAIL, headers=headers)
     again = api.post("/messages", EMAIL, headers=headers)
     assert first.status_code == 201
-    assert again.status_code == 200
+    assert again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
     assert Message.objects.count() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -35,7 +36,7 @@ from outbound.errors import UnknownContact
 from outbound.explain import explain_message
 from outbound.models import Backend, Contact, Message
 from outbound.selectors import PAGE_SIZE, Cursor, message_page
-from outbound.services import intake, operations
+from outbound.services import intake, operations, replays
 from outbound.states import Source
 
 router = Router(tags=["messages"])
@@ -91,6 +92,44 @@ def _email_kwargs(payload: MessageIn) -> dict[str, Any]:
     }
 
 
+IDEMPOTENCY_KEY = Header(
+    None,
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=255,
+    description="Makes a retry safe: see the operation's description.",
+)
+
+
+def _idempotent(
+    request: HttpRequest,
+    response: HttpResponse,
+    key: str | None,
+    produce: Callable[[], tuple[int, Any]],
+) -> Status[Any]:
+    """Run ``produce`` once per (caller, Idempotency-Key); a replay gets the first answer."""
+    if key is None:
+        status, body = produce()
+        return Status(status, body)
+    answer = replays.answer_once(
+        owner=principal(request).rate_key,
+        key=key,
+        method=request.method or "POST",
+        path=request.path,
+        request_hash=replays.request_hash(request.body),
+        produce=produce,
+    )
+    if answer.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return Status(answer.status, answer.body)
+
+
+def _json(schema: type[Schema], data: dict[str, Any]) -> dict[str, Any]:
+    # What is stored for a replay is what the client was sent: the response
+    # schema's JSON form.
+    return schema.model_validate(data).model_dump(mode="json")
+
+
 @router.post(
     "/messages",
     response={201: MessageOut, 200: MessageOut, **ERRORS},
@@ -98,27 +137,34 @@ def _email_kwargs(payload: MessageIn) -> dict[str, Any]:
     summary="Create a message",
     description=(
         "Queue one message. With an `Idempotency-Key` header, a repeat of the same request "
-        "answers 200 with the message the first request created (in its current state) and "
-        "the header `Idempotent-Replayed: true`; the same key with a different body is 409."
+        "by the same caller (API key or console user) within 24 hours answers with the first "
+        "response, the same status code and body, and the header `Idempotent-Replayed: true`; "
+        "the same key with a different body is 409. A refused request stores nothing. The key "
+        "is also kept on the message: after 24 hours a repeat answers 200 with the message in "
+        "its current state."
     ),
 )
 def create_message(
     request: HttpRequest,
     response: HttpResponse,
     payload: MessageIn,
-    idempotency_key: str | None = Header(
-        None, alias="Idempotency-Key", min_length=1, max_length=255
-    ),
-) -> Status[dict[str, Any]]:
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> Status[Any]:
     who = principal(request)
-    started = timezone.now()
-    message = intake.queue_email(
-        **_email_kwargs(payload), idempotency_key=idempotency_key, actor=who.actor
-    )
-    replayed = message.created_at < started
-    if replayed:
-        response["Idempotent-Replayed"] = "true"
-    return Status(200 if replayed else 201, message_out(message))
+
+    def produce() -> tuple[int, Any]:
+        started = timezone.now()
+        message = intake.queue_email(
+            **_email_kwargs(payload), idempotency_key=idempotency_key, actor=who.actor
+        )
+        # The message table knows the key too (any producer may use it): a
+        # message made before this request is a replay the store had forgotten.
+        replayed = message.created_at < started
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return (200 if replayed else 201), _json(MessageOut, message_out(message))
+
+    return _idempotent(request, response, idempotency_key, produce)
 
 
 @router.post(
@@ -126,35 +172,50 @@ def create_message(
     response={201: BatchOut, **ERRORS},
     auth=WRITE,
     summary="Create many messages",
-    description="All or nothing: if any message is refused, none is stored.",
+    description=(
+        "All or nothing: if any message is refused, none is stored. With an "
+        "`Idempotency-Key` header, a repeat of the same request by the same caller within "
+        "24 hours answers with the first response and `Idempotent-Replayed: true`, creating "
+        "nothing; the same key with a different body is 409."
+    ),
 )
-def create_messages(request: HttpRequest, payload: BatchIn) -> Status[dict[str, Any]]:
+def create_messages(
+    request: HttpRequest,
+    response: HttpResponse,
+    payload: BatchIn,
+    idempotency_key: str | None = IDEMPOTENCY_KEY,
+) -> Status[Any]:
     who = principal(request)
-    items: list[tuple[int, dict[str, Any]]] = []
-    errors: dict[str, list[str]] = {}
-    for index, message_in in enumerate(payload.messages):
-        try:
-            items.append((index, _email_kwargs(message_in)))
-        except UnknownContact as err:
-            errors[f"messages.{index}.contact"] = [str(err)]
-        except ApiError as err:
-            errors[f"messages.{index}.channel"] = [err.message]
-    wanted = {item["contact"] for _, item in items if item.get("contact") is not None}
-    known = set(Contact.objects.filter(pk__in=wanted).values_list("pk", flat=True))
-    for index, item in items:
-        if item.get("contact") is not None and item["contact"] not in known:
-            errors[f"messages.{index}.contact"] = [
-                f"There is no contact with id {item['contact']}."
-            ]
-    if errors:
-        raise ApiError(
-            422,
-            "Some messages were refused; none was stored.",
-            code="invalid_input",
-            details=errors,
-        )
-    messages = intake.queue_emails([item for _, item in items], actor=who.actor)
-    return Status(201, {"count": len(messages), "messages": [message_out(m) for m in messages]})
+
+    def produce() -> tuple[int, Any]:
+        items: list[tuple[int, dict[str, Any]]] = []
+        errors: dict[str, list[str]] = {}
+        for index, message_in in enumerate(payload.messages):
+            try:
+                items.append((index, _email_kwargs(message_in)))
+            except UnknownContact as err:
+                errors[f"messages.{index}.contact"] = [str(err)]
+            except ApiError as err:
+                errors[f"messages.{index}.channel"] = [err.message]
+        wanted = {item["contact"] for _, item in items if item.get("contact") is not None}
+        known = set(Contact.objects.filter(pk__in=wanted).values_list("pk", flat=True))
+        for index, item in items:
+            if item.get("contact") is not None and item["contact"] not in known:
+                errors[f"messages.{index}.contact"] = [
+                    f"There is no contact with id {item['contact']}."
+                ]
+        if errors:
+            raise ApiError(
+                422,
+                "Some messages were refused; none was stored.",
+                code="invalid_input",
+                details=errors,
+            )
+        messages = intake.queue_emails([item for _, item in items], actor=who.actor)
+        data = {"count": len(messages), "messages": [message_out(m) for m in messages]}
+        return 201, _json(BatchOut, data)
+
+    return _idempotent(request, response, idempotency_key, produce)
 
 
 class MessageQuery(Schema):
