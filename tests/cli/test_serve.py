@@ -1,0 +1,126 @@
+"""`outbound serve`, the installed console script in a subprocess: it answers
+on a real socket with DEBUG off, static files included, runs a worker with
+--with-worker, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.conftest import SCRIPT, Run, _database_url
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - our own server
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, err.read(), dict(err.headers)
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "OUTBOUND_DEBUG": "0",
+        "OUTBOUND_POLL_INTERVAL": "0.1",
+    }
+
+
+def test_serve_with_worker_answers_health_and_static_then_stops_on_sigterm(
+    transactional_db: None,
+) -> None:
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(SCRIPT), "serve", "--port", str(port), "--with-worker"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        health: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                status, body, _ = _get(f"{base}/api/v1/healthz")
+            except OSError:
+                time.sleep(0.2)
+                continue
+            health = json.loads(body)
+            # 503 until the worker child has written its first heartbeat.
+            if status == 200 and health["workers_alive"] >= 1:
+                break
+            time.sleep(0.2)
+        assert health.get("ok") is True, health
+        assert health["database"] is True
+
+        status, css, headers = _get(f"{base}/static/outbound/console.css")
+        assert status == 200
+        assert b".topbar" in css
+        assert headers["Content-Type"].startswith("text/css")
+        source = Path(__file__).resolve().parents[2] / "outbound/static/outbound/console.css"
+        assert css == source.read_bytes()
+
+        # DEBUG is off: an unknown page is the plain 404, not Django's debug page.
+        status, body, _ = _get(f"{base}/api/v1/no-such-thing")
+        assert status == 404 and json.loads(body)["code"] == "not_found"
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _out, err = proc.communicate()
+            pytest.fail(f"serve did not stop on SIGTERM: {err}")
+    assert proc.returncode == 0, err
+    assert "Database schema up to date." in err
+    assert f"serving on {base}/" in err and "with a worker" in err
+    assert "Outbound stopped." in err
+    # The worker child stopped too: it says so when it ends cleanly.
+    assert "stopped:" in err
+    with pytest.raises(OSError):
+        _get(f"{base}/api/v1/healthz")
+
+
+def test_serve_bad_usage_exits_2(cli: Callable[..., Run]) -> None:
+    for args in (["--port", "0"], ["--port", "http"], ["--threads", "0"], ["--bogus"]):
+        run = cli("serve", *args)
+        assert run.code == 2, (args, run.err)
+        assert run.err.strip()
+
+
+def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    env = {**_env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}"}
+    proc = subprocess.run(
+        [str(SCRIPT), "serve", "--port", str(_free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "run `outbound migrate` first" in proc.stderr
