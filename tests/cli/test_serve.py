@@ -124,3 +124,9 @@ def test_serve_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "run `outbound migrate` first" in proc.stderr
+
+
+def test_worker_bad_concurrency_is_bad_usage(cli: Callable[..., Run]) -> None:
+    run = cli("worker", "--concurrency", "0")
+    assert run.code == 2
+    assert "--concurrency must be between 1 and 256" in run.err

@@ -19,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["concurrency"] < 1 or options["concurrency"] > 256:
-            raise CommandError("--concurrency must be between 1 and 256.")
+            raise CommandError("--concurrency must be between 1 and 256.", returncode=2)
         worker = Worker(
             concurrency=options["concurrency"], once=options["once"], name=options["name"]
         )
