@@ -6,6 +6,8 @@ administrator and prints the median and 95th percentile of the server time,
 plain and with each filter, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/pages.py [-n 1000000] [--requests 30] [--only sqlite]
+
+The SQLite file is bench-pages.sqlite3 in OUTBOUND_VAR_DIR (default var/).
 """
 
 from __future__ import annotations
@@ -158,7 +160,9 @@ def measure(requests: int) -> list[tuple[str, float, float]]:
 
 def run(database: str, n: int, requests: int, pg_url: str) -> None:
     if database == "sqlite":
-        url = f"sqlite:///{ROOT / 'var' / 'bench-pages.sqlite3'}"
+        var_dir = Path(os.environ.get("OUTBOUND_VAR_DIR", ROOT / "var"))
+        var_dir.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{var_dir / 'bench-pages.sqlite3'}"
     else:
         ensure_pg_database(pg_url)
         url = pg_url

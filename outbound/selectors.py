@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db import connection
+from django.db.models import Count, F, Func, Q, QuerySet, TextField, Value
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -66,11 +67,25 @@ class MessageFilters:
                 address__gte=prefix, address__lt=prefix + "\U0010ffff"
             )
         elif text:
-            qs = qs.filter(
+            contains = (
                 Q(message_to__icontains=text)
                 | Q(to_user__icontains=text)
                 | Q(subject__icontains=text)
             )
+            # Both databases keep a trigram index (migration 0010).
+            if connection.vendor == "postgresql" and "\n" not in text:
+                # The same test on the index's expression: the three fields
+                # joined by newlines (a search box cannot type one; a text
+                # with one takes the plain test, or it could span fields).
+                qs = qs.alias(search_text=SearchText()).filter(search_text__icontains=text)
+            elif connection.vendor == "sqlite":
+                # The trigram table names the messages that can match.
+                ids = _sqlite_search_ids(text)
+                if ids is not None:
+                    qs = qs.filter(pk__in=ids)
+                qs = qs.filter(contains)
+            else:
+                qs = qs.filter(contains)
         return qs
 
     @property
@@ -85,6 +100,44 @@ class MessageFilters:
                 self.q.strip(),
             )
         )
+
+
+class SearchText(Func):
+    """Message to, To user and Subject joined by newlines: on PostgreSQL the
+    expression of the trigram index msg_search_trgm (migration 0010)."""
+
+    template = "(%(expressions)s)"
+    arg_joiner = " || "
+    output_field = TextField()
+
+    def __init__(self) -> None:
+        sep = Value("\n")
+        super().__init__(F("message_to"), sep, F("to_user"), sep, F("subject"))
+
+
+# Up to this many matches the search hands SQLite their ids; beyond it the
+# text is common enough that reading the newest rows finds a page at once.
+SEARCH_IDS_MAX = 1000
+
+
+def _sqlite_search_ids(text: str) -> list[int] | None:
+    """Ids of the messages that hold every trigram of ``text`` (any case) in
+    Message to, To user or Subject, from the FTS5 trigram table of migration
+    0010: a superset of the matches, which the caller filters again. None
+    when the text is shorter than a trigram or more than SEARCH_IDS_MAX
+    messages hold them."""
+    if len(text) < 3:
+        return None
+    trigrams = dict.fromkeys(text[i : i + 3] for i in range(len(text) - 2))
+    query = " AND ".join('"' + t.replace('"', '""') + '"' for t in trigrams)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT rowid FROM outbound_message_search WHERE outbound_message_search MATCH %s "
+            "LIMIT %s",
+            [query, SEARCH_IDS_MAX + 1],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+    return ids if len(ids) <= SEARCH_IDS_MAX else None
 
 
 @dataclass(frozen=True)
