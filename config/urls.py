@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from outbound.api.health import healthz
 from outbound.api.main import api
+from outbound.web import hooks
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -15,5 +16,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
+    path("hooks/sms/<int:backend_id>/twilio", hooks.twilio_receipt, name="twilio_receipt"),
+    path("hooks/sms/<int:backend_id>/http", hooks.http_receipt, name="http_receipt"),
     path("", include("outbound.web.urls")),
 ]

@@ -3,7 +3,9 @@ management commands can change them with ``override_settings``."""
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -45,6 +47,34 @@ def message_id_domain() -> str:
 
 def forbid_private_hosts() -> bool:
     return bool(getattr(settings, "OUTBOUND_FORBID_PRIVATE_HOSTS", False))
+
+
+def public_url() -> str:
+    """This service's public base URL without a trailing slash, or ""."""
+    return str(getattr(settings, "OUTBOUND_PUBLIC_URL", "") or "").rstrip("/")
+
+
+def host_policy() -> Callable[[str], bool] | None:
+    """The check every backend connection's IP address must pass, or None."""
+    return public_address if forbid_private_hosts() else None
+
+
+def public_address(address: str) -> bool:
+    """False for private, loopback, link-local and other non-public addresses."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
 
 
 def smtp_ssl_cafile() -> str:

@@ -14,9 +14,12 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from outbound import conf
 from outbound.models import Attempt, Backend, Contact, Event, Message, Recipient, Suppression
-from outbound.services.addresses import find_blocks
-from outbound.states import Reason, Status
+from outbound.services.addresses import find_blocks, find_number_blocks
+from outbound.services.receipts import TWILIO_ERRORS, describe
+from outbound.sms import analyse
+from outbound.states import Channel, Reason, Status
 
 
 @dataclass
@@ -59,7 +62,8 @@ MEANING: dict[str, tuple[str, str]] = {
         "(5xx), or temporary failures went on longer than the retry lifetime.",
     ),
     Status.BACKEND_TEST_REQUIRED: (
-        "The message is held because the backend (the mail server settings) cannot be "
+        "The message is held because the backend (the mail server or SMS provider "
+        "settings) cannot be "
         "trusted to send it. It leaves by itself once a backend test succeeds.",
         "When no backend is configured, when the backend's settings changed and were not "
         "tested, or when sending failed on configuration (authentication, TLS, unknown "
@@ -83,6 +87,9 @@ def _addresses(text: str) -> list[str]:
 
 
 def _backend_line(backend: Backend) -> str:
+    if backend.channel == Channel.SMS:
+        where = f", {backend.host}" if backend.host else ""
+        return f"{backend.name} ({backend.get_kind_display()}{where})"
     where = f"{backend.host}:{backend.port}" if backend.host else "no host"
     return f"{backend.name} ({where}, security {backend.get_security_display()})"
 
@@ -125,6 +132,8 @@ class _Facts:
         attempt = self.last_attempt
         if attempt is None or not (attempt.reply or attempt.smtp_code):
             return ""
+        if attempt.smtp_code and attempt.reply.startswith(str(attempt.smtp_code)):
+            return attempt.reply
         parts = [str(attempt.smtp_code or "")]
         # The transport may keep the enhanced code at the start of the reply.
         if attempt.enhanced_code and not attempt.reply.startswith(attempt.enhanced_code):
@@ -136,6 +145,17 @@ class _Facts:
     def contact_email(self) -> str:
         return self.contact.email if self.contact is not None else ""
 
+    @property
+    def is_sms(self) -> bool:
+        return self.message.channel == Channel.SMS
+
+    @property
+    def contact_address(self) -> str:
+        """The contact's current address on the message's channel."""
+        if self.contact is None:
+            return ""
+        return self.contact.mobile if self.is_sms else self.contact.email
+
 
 def _gather(message: Message) -> _Facts:
     backend = message.backend
@@ -145,9 +165,14 @@ def _gather(message: Message) -> _Facts:
     attempts = list(message.attempts.order_by("started_at", "id"))
     recipients = list(message.recipients.order_by("id"))
     candidates = [r.address for r in recipients] or _addresses(message.message_to)
-    if contact is not None and contact.email:
-        candidates.append(contact.email)
-    blocks = find_blocks(a for a in candidates if "@" in a)
+    if message.channel == Channel.SMS:
+        if contact is not None and contact.mobile:
+            candidates.append(contact.mobile)
+        blocks = find_number_blocks(a for a in candidates if a.startswith("+"))
+    else:
+        if contact is not None and contact.email:
+            candidates.append(contact.email)
+        blocks = find_blocks(a for a in candidates if "@" in a)
     return _Facts(message, backend, contact, attempts, recipients, blocks)
 
 
@@ -158,11 +183,24 @@ def _facts(f: _Facts) -> list[tuple[str, str]]:
         label = Reason(m.reason_code).label if m.reason_code in Reason.values else m.reason_code
         rows.append(("Reason", f"{label} ({m.reason_code})"))
     rows.append(("Status since", _fmt(m.status_changed_at)))
-    rows.append(("Address used (Message to)", m.message_to or "(none)"))
+    if f.is_sms:
+        rows.append(("Channel", "SMS"))
+        rows.append(("Number used (Message to)", m.message_to or "(none)"))
+        info = analyse(m.text_body)
+        rows.append(
+            (
+                "Text",
+                f"{info.characters} {info.encoding} characters, {info.segments} "
+                f"segment{'s' if info.segments != 1 else ''}",
+            )
+        )
+    else:
+        rows.append(("Address used (Message to)", m.message_to or "(none)"))
     if m.contact_id is not None and f.contact is not None:
-        rows.append(("Contact's current email", f.contact.email or "(none)"))
-        if f.contact.mobile:
-            rows.append(("Contact's current mobile", f.contact.mobile))
+        if not f.is_sms:
+            rows.append(("Contact's current email", f.contact.email or "(none)"))
+        if f.contact.mobile or f.is_sms:
+            rows.append(("Contact's current mobile", f.contact.mobile or "(none)"))
         if not f.contact.active:
             rows.append(("Contact state", "inactive"))
         if not f.contact.notifications_enabled:
@@ -170,7 +208,16 @@ def _facts(f: _Facts) -> list[tuple[str, str]]:
     if f.server_reply:
         rows.append(("Server reply", f.server_reply))
     if f.queue_id:
-        rows.append(("Relay queue id", f.queue_id))
+        rows.append(("Provider message id" if f.is_sms else "Relay queue id", f.queue_id))
+    if m.receipt_status:
+        provider = f.backend.kind if f.backend is not None else ""
+        rows.append(
+            (
+                "Delivery receipt",
+                f"{describe(m.receipt_status, m.receipt_code, provider=provider)}, "
+                f"at {_fmt(m.receipt_at)}",
+            )
+        )
     if m.attempt_count or f.attempts:
         rows.append(("Attempts", str(max(m.attempt_count, len(f.attempts)))))
     if m.first_attempt_at:
@@ -279,8 +326,59 @@ def _todo_to_send(f: _Facts) -> list[str]:
     return steps
 
 
+def _todo_sent_sms(f: _Facts) -> list[str]:
+    m = f.message
+    provider_id = f" (provider message id {f.queue_id})" if f.queue_id else ""
+    steps = [
+        f"The SMS provider accepted the message at {_fmt(m.sent_at)}{provider_id}. That "
+        "means it left Outbound; the receipt below says whether the handset got it."
+    ]
+    code = m.receipt_code
+    if m.receipt_status == "delivered" or m.receipt_status == "read":
+        steps.append(
+            f"The provider reported it delivered at {_fmt(m.receipt_at)}: it reached the "
+            f"phone with the number {m.message_to}. If the person says they did not get it, "
+            "check that this number is really theirs."
+        )
+    elif m.receipt_status in ("undelivered", "failed"):
+        known = TWILIO_ERRORS.get(code, "") if f.backend and f.backend.kind == "twilio" else ""
+        steps.append(
+            f"The provider reported it {m.receipt_status} at {_fmt(m.receipt_at)}"
+            + (f" with error {code}" if code else "")
+            + (f" ({known})" if known else "")
+            + "."
+        )
+        steps.append(
+            "Check the number with the person (switched off, abroad, a landline, "
+            "unsubscribed); fix the contact's mobile number, then Re-send."
+        )
+    elif m.receipt_status:
+        steps.append(
+            f"The last receipt says {describe(m.receipt_status, code, provider='')}; a final "
+            "one (delivered or undelivered) usually follows within minutes."
+        )
+    elif conf.public_url():
+        steps.append(
+            "No delivery receipt has arrived yet; they usually come within minutes. If none "
+            "ever comes, check that the provider can reach this service's public address."
+        )
+    else:
+        steps.append(
+            "No delivery receipts are asked for, because this deployment has no public "
+            "address (OUTBOUND_PUBLIC_URL) the provider could post them to."
+        )
+    if f.contact is not None and f.contact.mobile and f.contact.mobile != m.message_to:
+        steps.append(f"The contact's mobile is now {f.contact.mobile}; Re-send uses it.")
+    if m.possibly_delivered:
+        steps.append("An earlier send was interrupted; the phone may have received it twice.")
+    steps.append("If it must be sent again, use Re-send (it uses the contact's current data).")
+    return steps
+
+
 def _todo_sent(f: _Facts) -> list[str]:
     m = f.message
+    if f.is_sms:
+        return _todo_sent_sms(f)
     queue = f" (relay queue id {f.queue_id})" if f.queue_id else ""
     steps = [
         f"The mail server accepted the message at {_fmt(m.sent_at)}{queue}. That means it "
@@ -327,22 +425,32 @@ def _todo_sent(f: _Facts) -> list[str]:
 def _todo_not_sent(f: _Facts) -> list[str]:
     m = f.message
     code = m.reason_code
-    current = f.contact_email
+    current = f.contact_address
+    what = "mobile number" if f.is_sms else "address"
     if code in (Reason.RECIPIENT_INVALID, Reason.RECIPIENT_MISSING):
         used = m.message_to or "(none)"
         invalid = [r for r in f.recipients if r.outcome == Recipient.Outcome.INVALID]
         if invalid:
             used = ", ".join(r.address for r in invalid)
-        steps = [f"The address used was {used}."]
+        steps = [f"The {'number' if f.is_sms else 'address'} used was {used}."]
+        if f.is_sms and invalid and invalid[0].reply:
+            steps.append(invalid[0].reply)
         if f.contact is not None:
             if current and current != used:
                 steps.append(
-                    f"The contact {f.contact} now has the address {current}: it may already "
+                    f"The contact {f.contact} now has the {what} {current}: it may already "
                     "be fixed."
                 )
             else:
-                steps.append(f"The contact {f.contact} currently has {current or 'no address'}.")
-            steps.append("Fix the contact, then Re-send.")
+                steps.append(f"The contact {f.contact} currently has {current or 'no ' + what}.")
+            if f.is_sms:
+                steps.append(
+                    "An SMS needs a mobile number; a number without a country code is read "
+                    "in the default region of the global settings. Fix the contact's mobile "
+                    "number, then Re-send."
+                )
+            else:
+                steps.append("Fix the contact, then Re-send.")
         else:
             steps.append(
                 "The address was given directly by the sender (no contact): correct it in "
@@ -396,6 +504,14 @@ def _todo_not_sent(f: _Facts) -> list[str]:
         ]
     if code == Reason.CHANNEL_DISABLED:
         return ["This channel is not enabled in the global settings; enable it, then Re-send."]
+    if code == Reason.MESSAGE_TOO_LONG:
+        return [
+            m.reason_text,
+            "Shorten the text in the platform that produced it, or raise Maximum SMS "
+            "segments in the global settings, then Re-send.",
+        ]
+    if code == Reason.MESSAGE_EMPTY:
+        return ["The SMS has no text; the platform that produced it must send one with text."]
     return ["Read the reason above, fix its cause, then Re-send."]
 
 
@@ -413,7 +529,11 @@ def _todo_backend(f: _Facts) -> list[str]:
         f"Backend {_backend_line(b)} is {health}; its last test {_last_test(b)}.",
     ]
     if f.message.reason_code == Reason.BACKEND_AUTH_FAILED:
-        steps.append("The server refused the user name or password: correct them.")
+        steps.append(
+            "The provider refused the account SID or auth token (or API secret): correct them."
+            if b.channel == Channel.SMS
+            else "The server refused the user name or password: correct them."
+        )
     elif f.message.reason_code == Reason.BACKEND_TLS_FAILED:
         steps.append("The secure connection failed: check the port and the security setting.")
     elif f.message.reason_code == Reason.BACKEND_HOST_NOT_FOUND:

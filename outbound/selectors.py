@@ -388,6 +388,8 @@ def message_timeline(message: Message) -> list[TimelineEntry]:
         if ev.to_status:
             source = Status(ev.from_status).label if ev.from_status else "Created"
             title = f"{source} → {Status(ev.to_status).label}"
+        elif ev.reason_code.startswith("receipt_"):
+            title = f"Delivery receipt: {ev.reason_code.removeprefix('receipt_')}"
         else:
             title = ev.get_kind_display()
         details = [("Reason", ev.reason_code)] if ev.reason_code else []
@@ -398,7 +400,8 @@ def message_timeline(message: Message) -> list[TimelineEntry]:
             code = " ".join(str(x) for x in (a.smtp_code or "", a.enhanced_code) if x)
             details.append(("Code", code))
         if a.provider_id:
-            details.append(("Relay queue id", a.provider_id))
+            label = "Provider message id" if message.channel == "sms" else "Relay queue id"
+            details.append((label, a.provider_id))
         if a.error_reason:
             details.append(("Error", a.error_reason))
         if a.backend is not None:

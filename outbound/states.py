@@ -60,6 +60,8 @@ class Reason(models.TextChoices):
     REJECTED = "rejected", "Rejected by the server"
     RETRY_LIFETIME_OVER = "retry_lifetime_over", "Retry lifetime over"
     CHANNEL_DISABLED = "channel_disabled", "Channel disabled"
+    MESSAGE_TOO_LONG = "message_too_long", "Message too long"
+    MESSAGE_EMPTY = "message_empty", "Message empty"
     # Into Backend test required
     BACKEND_MISSING = "backend_missing", "No backend configured"
     BACKEND_UNTESTED = "backend_untested", "Backend settings not tested"

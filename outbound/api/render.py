@@ -41,6 +41,9 @@ def message_out(m: Message) -> dict[str, Any]:
         "next_attempt_at": m.next_attempt_at,
         "attempt_count": m.attempt_count,
         "possibly_delivered": m.possibly_delivered,
+        "receipt_status": m.receipt_status,
+        "receipt_code": m.receipt_code,
+        "receipt_at": m.receipt_at,
     }
 
 

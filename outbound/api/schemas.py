@@ -34,14 +34,20 @@ class ErrorOut(Schema):
 
 
 class MessageIn(In):
-    channel: Literal["email", "sms"] = "email"
+    channel: Literal["email", "sms", "auto"] = Field(
+        "email",
+        description="auto: SMS when SMS is enabled and the contact prefers it, else email.",
+    )
     to: list[str] = Field(default_factory=list, max_length=50)
     cc: list[str] = Field(default_factory=list, max_length=50)
     bcc: list[str] = Field(default_factory=list, max_length=50)
     reply_to: list[str] = Field(default_factory=list, max_length=10)
     subject: str = Field("", max_length=998)
-    text: str = ""
+    text: str = Field("", description="The text body; for an SMS, its text.")
     html: str = ""
+    sms_text: str | None = Field(
+        None, max_length=5000, description="Channel auto: the text if it goes as an SMS."
+    )
     from_: str = Field("", alias="from", max_length=320)
     to_user: str = Field("", max_length=200)
     send_at: AwareDatetime | None = Field(None, description="When to send; ISO 8601 with zone.")
@@ -99,6 +105,9 @@ class MessageOut(Schema):
     next_attempt_at: datetime | None
     attempt_count: int
     possibly_delivered: bool
+    receipt_status: str = Field("", description="SMS: the provider's last delivery receipt.")
+    receipt_code: str = ""
+    receipt_at: datetime | None = None
 
 
 class BatchOut(Schema):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from email.errors import HeaderParseError, NonASCIILocalPartDefect
 from email.headerregistry import HeaderRegistry
 
+import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from outbound.models import Suppression
@@ -51,6 +52,71 @@ def check_email(raw: str) -> CheckedAddress:
     except EmailNotValidError as err:
         return CheckedAddress(raw, name, "", f"“{addr}” is not a valid email address: {err}")
     return CheckedAddress(raw, name, result.normalized, "")
+
+
+_PARSE_PROBLEMS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "has no valid country code",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "is not a phone number",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "is too short",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "is too short",
+    phonenumbers.NumberParseException.TOO_LONG: "is too long",
+}
+
+
+def check_mobile(raw: str, *, region: str) -> tuple[str, str]:
+    """(E.164 number, "") or ("", why it cannot take an SMS).
+
+    A number without a country code is read in ``region`` (the global
+    settings' default region). Possible-but-invalid numbers, and numbers that
+    are valid but not mobile (landlines, toll-free, premium), are refused with
+    the problem named.
+    """
+    raw = raw.strip()
+    if not raw:
+        return "", "The number is empty."
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException as err:
+        problem = _PARSE_PROBLEMS.get(err.error_type, "cannot be read as a phone number")
+        if err.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
+            problem += f" (and the default region {region} does not apply)"
+        return "", f"The number “{raw}” {problem}."
+    length = phonenumbers.is_possible_number_with_reason(number)
+    if length != phonenumbers.ValidationResult.IS_POSSIBLE:
+        problem = {
+            phonenumbers.ValidationResult.TOO_SHORT: "is too short",
+            phonenumbers.ValidationResult.TOO_LONG: "is too long",
+            phonenumbers.ValidationResult.INVALID_COUNTRY_CODE: "has no valid country code",
+        }.get(length, "has the wrong length")
+        region_name = phonenumbers.region_code_for_number(number) or region
+        return "", f"The number “{raw}” {problem} for its country ({region_name})."
+    if not phonenumbers.is_valid_number(number):
+        return "", f"The number “{raw}” does not exist in its country's numbering plan."
+    kind = phonenumbers.number_type(number)
+    if kind not in (
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    ):
+        what = {
+            phonenumbers.PhoneNumberType.FIXED_LINE: "a landline",
+            phonenumbers.PhoneNumberType.TOLL_FREE: "a toll-free number",
+            phonenumbers.PhoneNumberType.PREMIUM_RATE: "a premium-rate number",
+            phonenumbers.PhoneNumberType.VOIP: "a VoIP number",
+            phonenumbers.PhoneNumberType.PAGER: "a pager number",
+        }.get(kind, "not a mobile number")
+        return "", f"The number “{raw}” is {what}; an SMS needs a mobile number."
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
+
+
+def find_number_blocks(numbers: Iterable[str]) -> dict[str, Suppression]:
+    """Map each blocked E.164 number to its blocklist entry."""
+    wanted = {n for n in numbers if n}
+    if not wanted:
+        return {}
+    return {
+        e.value: e
+        for e in Suppression.objects.filter(kind=Suppression.Kind.NUMBER, value__in=wanted)
+    }
 
 
 def parent_domains(domain: str) -> list[str]:

@@ -11,7 +11,6 @@ were edited since the failing attempt (the new settings await their own test).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from dataclasses import asdict, dataclass
 from email import policy as email_policy
@@ -27,10 +26,10 @@ from outbound import conf, secrets
 from outbound.errors import InvalidInput, TransportError
 from outbound.models import Backend, Health, Message, Security
 from outbound.models.backend import CONNECTION_FIELDS
-from outbound.services import alerts, transitions
+from outbound.services import alerts, sms_backends, transitions
 from outbound.services.addresses import check_email
 from outbound.services.audit import record_audit
-from outbound.states import Reason, Status
+from outbound.states import Channel, Reason, Status
 from outbound.transports.base import Envelope
 from outbound.transports.smtp import ProbeResult, SmtpConfig, SmtpTransport
 
@@ -61,25 +60,7 @@ def smtp_config(backend: Backend) -> SmtpConfig:
         password=password,
         timeout=backend.timeout,
         ssl_context=conf.ssl_context() if backend.security != "none" else None,
-        address_allowed=public_address if conf.forbid_private_hosts() else None,
-    )
-
-
-def public_address(address: str) -> bool:
-    """False for private, loopback, link-local and other non-public addresses."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
+        address_allowed=conf.host_policy(),
     )
 
 
@@ -166,7 +147,14 @@ def test_backend(
     """Run the backend test on the current settings and record its result."""
     version = backend.settings_version
     try:
-        config = smtp_config(backend)
+        if backend.channel == Channel.SMS:
+            result = sms_backends.sms_transport(backend).probe(deadline=deadline)
+        else:
+            result = SmtpTransport(smtp_config(backend)).probe(
+                mail_from=backend.from_address or probe_recipient,
+                rcpt_to=probe_recipient,
+                deadline=deadline,
+            )
     except secrets.SecretError as err:
         result = ProbeResult(
             ok=False,
@@ -176,11 +164,6 @@ def test_backend(
             reply=str(err),
             transcript=[],
             elapsed=0.0,
-        )
-    else:
-        sender = backend.from_address or probe_recipient
-        result = SmtpTransport(config).probe(
-            mail_from=sender, rcpt_to=probe_recipient, deadline=deadline
         )
     _record_test(backend, version, result, actor=actor)
     return result
@@ -227,6 +210,11 @@ def _record_test(backend: Backend, version: int, result: ProbeResult, *, actor: 
 
 BACKEND_FIELDS = (
     "name",
+    "channel",
+    "kind",
+    "receipt_secret",
+    "clear_receipt_secret",
+    *sorted(sms_backends.OPTION_KEYS),
     "host",
     "port",
     "security",
@@ -291,9 +279,27 @@ def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[s
             return
         cleaned[key] = parsed
 
+    channel = data.get("channel", current.channel if current else Channel.EMAIL)
+    if channel not in Channel.values:
+        errors["channel"] = [f"Use one of {', '.join(Channel.values)}."]
+    elif current is not None and channel != current.channel:
+        errors["channel"] = ["The channel of a backend cannot change; create another backend."]
+    elif current is None:
+        cleaned["channel"] = channel
+    sms = channel == Channel.SMS
     text("name", required=True, max_length=100)
-    text("host", required=True)
-    text("username")
+    if sms:
+        cleaned.update(sms_backends.clean_sms_settings(data, current, errors))
+    else:
+        text("host", required=True)
+        text("username")
+        if data.get("kind", "smtp") != "smtp":
+            errors["kind"] = ["An email backend is an SMTP server (kind smtp)."]
+        for key in sorted(sms_backends.OPTION_KEYS & set(data)):
+            errors[key] = ["Not a setting of an email backend."]
+        for key in ("receipt_secret", "clear_receipt_secret"):
+            if key in data:
+                errors[key] = ["Not a setting of an email backend."]
     number("port", 1, 65535)
     number("timeout", 1, 120, integer=False)
     number("limit", 0, 10**9, optional=True)
@@ -304,7 +310,7 @@ def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[s
             errors["security"] = [f"Use one of {', '.join(Security.values)}."]
         else:
             cleaned["security"] = data["security"]
-    if "from_address" in data:
+    if "from_address" in data and not sms:
         raw = (
             (data["from_address"] or "").strip() if isinstance(data["from_address"], str) else None
         )
@@ -318,21 +324,23 @@ def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[s
                 errors["from_address"] = [checked.error]
             else:
                 cleaned["from_address"] = raw
-    for key in ("is_default", "clear_password"):
+    for key in ("is_default", "clear_password", "clear_receipt_secret"):
         if key in data:
             if not isinstance(data[key], bool):
                 errors[key] = ["Must be true or false."]
             else:
                 cleaned[key] = data[key]
-    if "password" in data:
-        value = data["password"]
+    for key in ("password", "receipt_secret"):
+        if key not in data:
+            continue
+        value = data[key]
         if value is not None and not isinstance(value, str):
-            errors["password"] = ["Must be text."]
+            errors[key] = ["Must be text."]
         elif value:
             if len(value) > 1000:
-                errors["password"] = ["At most 1000 characters."]
+                errors[key] = ["At most 1000 characters."]
             else:
-                cleaned["password"] = value
+                cleaned[key] = value
     if "name" in cleaned:
         clash = Backend.objects.filter(name=cleaned["name"])
         if current is not None:
@@ -347,7 +355,7 @@ def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[s
 def save_backend_settings(
     *, backend: Backend | None = None, data: dict[str, Any], actor: str
 ) -> Backend:
-    """Create or edit an email backend.
+    """Create or edit a backend (an SMTP server, or an SMS provider).
 
     The password is write-only: absent or blank keeps the stored one,
     ``clear_password`` removes it. Any change to a connection setting raises
@@ -358,8 +366,10 @@ def save_backend_settings(
     cleaned = _clean_backend_data(data, backend)
     password = cleaned.pop("password", None)
     clear = cleaned.pop("clear_password", False)
+    receipt_secret = cleaned.pop("receipt_secret", None)
+    clear_receipt = cleaned.pop("clear_receipt_secret", False)
     with transaction.atomic():
-        target = backend or Backend(channel="email", kind="smtp")
+        target = backend or Backend(channel=cleaned.get("channel", Channel.EMAIL), kind="smtp")
         if backend is not None:
             target = Backend.objects.select_for_update().get(pk=backend.pk)
         before = {f: getattr(target, f) for f in CONNECTION_FIELDS}
@@ -370,6 +380,10 @@ def save_backend_settings(
             target.secret = secrets.encrypt(password)
         elif clear:
             target.secret = ""
+        if receipt_secret is not None:
+            target.receipt_secret = secrets.encrypt(receipt_secret)
+        elif clear_receipt:
+            target.receipt_secret = ""
         changed = [f for f in CONNECTION_FIELDS if getattr(target, f) != before[f]]
         if backend is not None and password is not None and "secret" not in changed:
             changed.append("secret")
@@ -384,7 +398,11 @@ def save_backend_settings(
                 pk=target.pk
             ).update(is_default=False)
         target.save()
-        shown = sorted(set(cleaned) | ({"password"} if password is not None or clear else set()))
+        shown = sorted(
+            set(cleaned)
+            | ({"password"} if password is not None or clear else set())
+            | ({"receipt_secret"} if receipt_secret is not None or clear_receipt else set())
+        )
         record_audit(
             actor=actor,
             action="create_backend" if backend is None else "update_backend",

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import phonenumbers
 from django.db import transaction
 
 from outbound.errors import InvalidInput
 from outbound.models import Contact, GlobalSettings
-from outbound.services.addresses import check_email
+from outbound.services.addresses import check_email, check_mobile
 from outbound.services.audit import record_audit
 from outbound.states import Channel
 
@@ -31,26 +30,10 @@ FIELDS = (
 
 
 def normalise_mobile(raw: str, *, region: str | None = None) -> tuple[str, str]:
-    """(E.164 number, "") or ("", why it is not usable)."""
-    raw = raw.strip()
-    if not raw:
+    """(E.164 number, "") or ("", why it is not usable); "" gives ("", "")."""
+    if not raw.strip():
         return "", ""
-    region = region or GlobalSettings.load().default_region
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException as err:
-        return "", f"“{raw}” cannot be read as a phone number ({err})."
-    if not phonenumbers.is_possible_number(number):
-        return "", f"“{raw}” is not a possible phone number (wrong length)."
-    if not phonenumbers.is_valid_number(number):
-        return "", f"“{raw}” is not a valid phone number for its country."
-    kind = phonenumbers.number_type(number)
-    if kind not in (
-        phonenumbers.PhoneNumberType.MOBILE,
-        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
-    ):
-        return "", f"“{raw}” is not a mobile number."
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
+    return check_mobile(raw, region=region or GlobalSettings.load().default_region)
 
 
 def clean_contact_data(data: dict[str, Any], *, partial: bool = False) -> dict[str, Any]:

@@ -40,11 +40,12 @@ from outbound.errors import (
     TransportError,
 )
 from outbound.models import Attempt, Backend, BackendSlot, GlobalSettings, Message, Recipient
-from outbound.services import transitions
+from outbound.services import sms_backends, transitions
 from outbound.services.backends import CONFIG_REASONS, mark_backend_failing, smtp_config
 from outbound.services.validation import backend_block
-from outbound.states import Reason, Status
+from outbound.states import Channel, Reason, Status
 from outbound.transports.base import Envelope, SendResult
+from outbound.transports.sms_base import SmsEnvelope, SmsTransport
 from outbound.transports.smtp import SmtpTransport
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Outcome:
     held_only: bool = False
     # No free connection for a capped backend: not tried, handed back.
     busy: bool = False
+    channel: str = Channel.EMAIL
     finished_at: datetime = field(default_factory=timezone.now)
 
 
@@ -291,11 +293,15 @@ class Deliverer:
         # backend id -> the connection slot held for it (capped backends only)
         self._slots: dict[int, int] = {}
         self._connections: dict[tuple[int, int], SmtpTransport] = {}
+        self._sms: dict[tuple[int, int], SmsTransport] = {}
 
     def close(self) -> None:
         for transport in self._connections.values():
             transport.close()
         self._connections.clear()
+        for sms in self._sms.values():
+            sms.close()
+        self._sms.clear()
         for slot_id in self._slots.values():
             release_slot(slot_id)
         self._slots.clear()
@@ -343,23 +349,42 @@ class Deliverer:
                     reply=first.reply,
                     reason=first.reason,
                 )
-            skipped = {Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED}
-            recipients = [r for r in message.recipients.all() if r.outcome not in skipped]
-            data = build_email(message, recipients, list(message.attachments.all()))
-            envelope = Envelope(
-                mail_from=envelope_sender(message.from_address),
-                recipients=[r.address for r in recipients],
-                message=data,
-                message_id=message.message_id,
-            )
-            transport = self._transport(backend, outcome)
-            # A reused connection reports this message's phases to its outcome.
-            transport.on_phase = lambda p: _set_phase(outcome, p)
-            outcome.phase = "mail"
-            outcome.result = transport.send(
-                envelope, before_data=lambda: self._journal(job.attempt_id)
-            )
-            outcome.phase = "done"
+            outcome.channel = message.channel
+            if message.channel == Channel.SMS:
+                sms = SmsEnvelope(
+                    to=message.message_to,
+                    sender=message.from_address or backend.from_address,
+                    body=message.text_body,
+                    message_id=message.message_id,
+                    status_callback=sms_backends.status_callback_url(backend),
+                )
+                sms_transport = self._sms_transport(backend)
+                outcome.phase = "connect"
+
+                def before_request() -> None:
+                    self._journal(job.attempt_id)
+                    outcome.phase = "data"
+
+                outcome.result = sms_transport.send(sms, before_data=before_request)
+                outcome.phase = "done"
+            else:
+                skipped = {Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED}
+                recipients = [r for r in message.recipients.all() if r.outcome not in skipped]
+                data = build_email(message, recipients, list(message.attachments.all()))
+                envelope = Envelope(
+                    mail_from=envelope_sender(message.from_address),
+                    recipients=[r.address for r in recipients],
+                    message=data,
+                    message_id=message.message_id,
+                )
+                transport = self._transport(backend, outcome)
+                # A reused connection reports this message's phases to its outcome.
+                transport.on_phase = lambda p: _set_phase(outcome, p)
+                outcome.phase = "mail"
+                outcome.result = transport.send(
+                    envelope, before_data=lambda: self._journal(job.attempt_id)
+                )
+                outcome.phase = "done"
         except TransportError as err:
             outcome.error = err
             outcome.phase = err.phase if err.phase else outcome.phase
@@ -406,6 +431,20 @@ class Deliverer:
         transport = SmtpTransport(smtp_config(backend), on_phase=lambda p: _set_phase(outcome, p))
         self._connections[key] = transport
         transport.open()
+        return transport
+
+    def _sms_transport(self, backend: Backend) -> SmsTransport:
+        """The provider client of ``backend`` for its current settings; HTTP
+        providers keep their connection pool between messages."""
+        key = (backend.pk, backend.settings_version)
+        transport = self._sms.get(key)
+        if transport is not None:
+            return transport
+        for old in [k for k in self._sms if k[0] == backend.pk]:
+            self._sms.pop(old).close()
+        transport = sms_backends.sms_transport(backend)
+        transport.open()
+        self._sms[key] = transport
         return transport
 
     def _drop_broken(self) -> None:
@@ -489,11 +528,10 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     for x in r.recipients
                 ],
             )
-            queue = f" (queue id {r.queue_id})" if r.queue_id else ""
-            text = (
-                f"{_server(o)} accepted the message at {_fmt(o.finished_at)}: "
-                f"{r.code} {r.reply}{queue}."
-            )
+            label = "provider id" if o.channel == Channel.SMS else "queue id"
+            queue = f" ({label} {r.queue_id})" if r.queue_id and r.queue_id not in r.reply else ""
+            answer = r.reply if r.reply.startswith(str(r.code)) else f"{r.code} {r.reply}"
+            text = f"{_server(o)} accepted the message at {_fmt(o.finished_at)}: {answer}{queue}."
             reason = Reason.ACCEPTED
             if refused:
                 reason = Reason.PARTIALLY_ACCEPTED
@@ -561,6 +599,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 reason = {
                     "sender_refused": Reason.SENDER_REFUSED,
                     "recipients_refused": Reason.RECIPIENTS_REFUSED,
+                    "invalid_number": Reason.RECIPIENT_INVALID,
                 }.get(err.reason, Reason.REJECTED)
                 text = (
                     f"{_server(o)} refused the message at the {o.phase} step at "
@@ -600,6 +639,12 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                         f"{_fmt(o.finished_at)}: {reply}. Attempt {count}; next attempt at "
                         f"{_fmt(when)}."
                     )
+                    if o.phase == "data" and err.code is None:
+                        # The body (or the provider request) had left and no
+                        # answer came: it may have arrived, so a copy may
+                        # arrive twice.
+                        common["possibly_delivered"] = True
+                        text += " The message may have reached the recipient already."
                     changes.append(
                         _finish(
                             job,

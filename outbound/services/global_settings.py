@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import phonenumbers
 from django.db import transaction
 
 from outbound.errors import InvalidInput
@@ -27,12 +28,15 @@ DURATIONS: dict[str, tuple[str, str, int, int]] = {
     "worker_silence_threshold_minutes": ("worker_silence_threshold", "minutes", 1, 24 * 60),
 }
 ADDRESSES = ("backend_failure_email", "default_from")
-FIELDS = (*ADDRESSES, *DURATIONS)
+SMS_FIELDS = ("sms_enabled", "default_region", "max_sms_segments")
+FIELDS = (*ADDRESSES, *DURATIONS, *SMS_FIELDS)
+# A text of more segments than this is refused by every provider we know.
+MAX_SEGMENTS = 50
 
 
 def global_settings_data(settings: GlobalSettings) -> dict[str, Any]:
     """The current values in the keys ``save_global_settings`` takes."""
-    data: dict[str, Any] = {key: getattr(settings, key) for key in ADDRESSES}
+    data: dict[str, Any] = {key: getattr(settings, key) for key in (*ADDRESSES, *SMS_FIELDS)}
     for key, (field, unit, _, _) in DURATIONS.items():
         seconds = getattr(settings, field).total_seconds()
         data[key] = int(seconds // (60 if unit == "minutes" else 3600))
@@ -78,6 +82,36 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
             errors[key] = [f"Must be between {low} and {high} {unit}."]
             continue
         cleaned[field] = timedelta(**{unit: number})
+    if "sms_enabled" in data:
+        if not isinstance(data["sms_enabled"], bool):
+            errors["sms_enabled"] = ["Must be true or false."]
+        else:
+            cleaned["sms_enabled"] = data["sms_enabled"]
+    if "default_region" in data:
+        region = data["default_region"]
+        if not isinstance(region, str):
+            errors["default_region"] = ["Must be text."]
+        elif region.strip().upper() not in phonenumbers.SUPPORTED_REGIONS:
+            errors["default_region"] = [
+                f"“{region}” is not a region code phonenumbers knows; use two letters "
+                "such as US, GB, FR or DE."
+            ]
+        else:
+            cleaned["default_region"] = region.strip().upper()
+    if "max_sms_segments" in data:
+        value = data["max_sms_segments"]
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            errors["max_sms_segments"] = ["Enter a whole number of segments."]
+        else:
+            try:
+                number = int(value)
+            except ValueError:
+                errors["max_sms_segments"] = ["Enter a whole number of segments."]
+            else:
+                if not 1 <= number <= MAX_SEGMENTS:
+                    errors["max_sms_segments"] = [f"Must be between 1 and {MAX_SEGMENTS}."]
+                else:
+                    cleaned["max_sms_segments"] = number
     if errors:
         raise InvalidInput(errors)
     return cleaned

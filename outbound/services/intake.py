@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from outbound import conf
 from outbound.errors import HeaderInjection, IdempotencyConflict, IntakeError, UnknownContact
-from outbound.models import Attachment, Backend, Contact, Event, Message
+from outbound.models import Attachment, Backend, Contact, Event, GlobalSettings, Message
 from outbound.states import Channel, Reason, Source, Status
 
 # Headers Outbound writes itself; a caller may not override them.
@@ -361,3 +361,193 @@ def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -
         Message.objects.bulk_create(messages, batch_size=500)
         Event.objects.bulk_create([_creation_event(m, actor) for m in messages], batch_size=500)
     return messages
+
+
+# ----------------------------------------------------------------------- SMS
+
+# An SMS body is never split by us beyond the provider's own concatenation; a
+# body this long is refused at intake rather than stored (the configurable
+# segment maximum is checked at validation, where the operator can see it).
+MAX_SMS_BODY = 5000
+
+
+def _build_sms(
+    *,
+    to: str | None,
+    contact: Contact | int | None,
+    body: str,
+    to_user: str,
+    send_at: datetime | None,
+    idempotency_key: str | None,
+    group_key: str,
+    source: str,
+    backend: Backend | str | None,
+    template: str,
+    context: dict[str, Any] | None,
+    now: datetime,
+) -> Message:
+    resolved_contact = _resolve_contact(contact)
+    if to is not None and not isinstance(to, str):
+        raise IntakeError(f"The number must be text, got {type(to).__name__}.")
+    number = check_header_value("Number", (to or "").strip())
+    if number and resolved_contact is not None:
+        # The contact's mobile is looked up at validation (and again on every
+        # re-send, after an operator fixes it); a second number would compete.
+        raise IntakeError("Give a contact or a number, not both.")
+    check_header_value("To user", to_user)
+    if not isinstance(body, str):
+        raise IntakeError("The SMS body must be text.")
+    if len(body) > MAX_SMS_BODY:
+        raise IntakeError(f"The SMS body is {len(body)} characters; the most is {MAX_SMS_BODY}.")
+    if source not in Source.values:
+        raise IntakeError(f"Unknown source {source!r}; use one of {', '.join(Source.values)}.")
+    if send_at is not None and timezone.is_naive(send_at):
+        raise IntakeError("send_at must carry a time zone.")
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
+        raise IntakeError("The idempotency key must be 1 to 255 characters long.")
+    resolved_backend = _resolve_backend(backend, Channel.SMS)
+    due = send_at or now
+    fields = {
+        "channel": Channel.SMS,
+        "contact": resolved_contact.pk if resolved_contact else None,
+        "to": number,
+        "to_user": to_user,
+        "body": body,
+        "send_at": send_at.isoformat() if send_at else None,
+        "group_key": group_key,
+        "backend": resolved_backend.pk if resolved_backend else None,
+    }
+    return Message(
+        channel=Channel.SMS,
+        contact=resolved_contact,
+        to=[number] if number else [],
+        to_user=to_user or (resolved_contact.name if resolved_contact else ""),
+        message_to=number,
+        text_body=body,
+        source=source,
+        template=template,
+        context=context or {},
+        backend=resolved_backend,
+        status=Status.WAITING,
+        reason_code=Reason.SCHEDULED if send_at and send_at > now else Reason.QUEUED,
+        reason_text=_queued_text(source, send_at, now),
+        status_changed_at=now,
+        created_at=now,
+        send_at=due,
+        next_attempt_at=due,
+        message_id=make_message_id(),
+        idempotency_key=idempotency_key,
+        content_hash=_content_hash(fields, ()) if idempotency_key else "",
+        group_key=group_key,
+    )
+
+
+def queue_sms(
+    *,
+    to: str | None = None,
+    contact: Contact | int | None = None,
+    body: str = "",
+    to_user: str = "",
+    send_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    group_key: str = "",
+    source: str = Source.API,
+    backend: Backend | str | None = None,
+    template: str = "",
+    context: dict[str, Any] | None = None,
+    actor: str = "system",
+) -> Message:
+    """Queue one SMS to a number or to a contact's mobile; return it (or, for a
+    replayed idempotency key, the first one).
+
+    The number is checked at validation, not here: a wrong number is stored
+    and becomes Not sent with the reason, where the operator can fix it.
+    """
+    now = timezone.now()
+    message = _build_sms(
+        to=to,
+        contact=contact,
+        body=body,
+        to_user=to_user,
+        send_at=send_at,
+        idempotency_key=idempotency_key,
+        group_key=group_key,
+        source=source,
+        backend=backend,
+        template=template,
+        context=context,
+        now=now,
+    )
+    return _store_one(message, idempotency_key, actor)
+
+
+def _store_one(message: Message, idempotency_key: str | None, actor: str) -> Message:
+    if idempotency_key and Message.objects.filter(idempotency_key=idempotency_key).exists():
+        return _replay(idempotency_key, message.content_hash)
+    try:
+        with transaction.atomic():
+            message.save(force_insert=True)
+            _creation_event(message, actor).save(force_insert=True)
+    except IntegrityError:
+        if idempotency_key:
+            return _replay(idempotency_key, message.content_hash)
+        raise
+    return message
+
+
+def choose_channel(contact: Contact) -> str:
+    """The channel a notification to ``contact`` takes: SMS when SMS is enabled
+    in the global settings and the contact prefers it, email otherwise."""
+    if contact.preferred_channel == Channel.SMS and GlobalSettings.load().sms_enabled:
+        return Channel.SMS
+    return Channel.EMAIL
+
+
+def notify_contact(
+    contact: Contact | int,
+    *,
+    subject: str = "",
+    text: str = "",
+    html: str = "",
+    sms_text: str | None = None,
+    send_at: datetime | None = None,
+    idempotency_key: str | None = None,
+    group_key: str = "",
+    source: str = Source.SYSTEM,
+    template: str = "",
+    context: dict[str, Any] | None = None,
+    actor: str = "system",
+) -> Message:
+    """Tell a contact something on the channel they should get it on.
+
+    ``sms_text`` is the SMS wording; without it the SMS carries the subject
+    and the text body.
+    """
+    resolved = _resolve_contact(contact)
+    assert resolved is not None
+    if choose_channel(resolved) == Channel.SMS:
+        body = sms_text if sms_text is not None else "\n".join(p for p in (subject, text) if p)
+        return queue_sms(
+            contact=resolved,
+            body=body,
+            send_at=send_at,
+            idempotency_key=idempotency_key,
+            group_key=group_key,
+            source=source,
+            template=template,
+            context=context,
+            actor=actor,
+        )
+    return queue_email(
+        contact=resolved,
+        subject=subject,
+        text=text,
+        html=html,
+        send_at=send_at,
+        idempotency_key=idempotency_key,
+        group_key=group_key,
+        source=source,
+        template=template,
+        context=context,
+        actor=actor,
+    )

@@ -50,6 +50,9 @@ def resend_message(message: Message | int, *, actor: str) -> ActionResult:
             "next_attempt_at": now,
             "send_at": now,
             "possibly_delivered": False,
+            "receipt_status": "",
+            "receipt_code": "",
+            "receipt_at": None,
         }
         note = ""
         if m.status == Status.SENT:

@@ -20,7 +20,14 @@ from django.utils import timezone
 
 from outbound.models import Backend, GlobalSettings, Message, Recipient
 from outbound.services import alerts, transitions
-from outbound.services.addresses import CheckedAddress, check_email, find_blocks
+from outbound.services.addresses import (
+    CheckedAddress,
+    check_email,
+    check_mobile,
+    find_blocks,
+    find_number_blocks,
+)
+from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
 
 logger = logging.getLogger(__name__)
@@ -77,22 +84,10 @@ def _decide_email(
     contact = message.contact
     fields: dict[str, Any] = {}
     entries: list[tuple[str, str]] = []  # (kind, raw)
+    refusal = _contact_refusal(message, fields)
+    if refusal is not None:
+        return refusal
     if contact is not None:
-        fields["to_user"] = contact.name or message.to_user
-        if not contact.active:
-            return Decision(
-                Status.NOT_SENT,
-                Reason.CONTACT_INACTIVE,
-                f"Contact {contact} is inactive; nothing is sent to inactive contacts.",
-                fields,
-            )
-        if not contact.notifications_enabled:
-            return Decision(
-                Status.NOT_SENT,
-                Reason.NOTIFICATIONS_OFF,
-                f"Notifications are turned off for contact {contact}.",
-                fields,
-            )
         if not contact.email.strip():
             fields["message_to"] = ""
             return Decision(
@@ -198,6 +193,131 @@ def _decide_email(
     return Decision(Status.TO_SEND, Reason.VALIDATED, text, fields, recipients)
 
 
+def _contact_refusal(message: Message, fields: dict[str, Any]) -> Decision | None:
+    contact = message.contact
+    if contact is None:
+        return None
+    fields["to_user"] = contact.name or message.to_user
+    if not contact.active:
+        return Decision(
+            Status.NOT_SENT,
+            Reason.CONTACT_INACTIVE,
+            f"Contact {contact} is inactive; nothing is sent to inactive contacts.",
+            fields,
+        )
+    if not contact.notifications_enabled:
+        return Decision(
+            Status.NOT_SENT,
+            Reason.NOTIFICATIONS_OFF,
+            f"Notifications are turned off for contact {contact}.",
+            fields,
+        )
+    return None
+
+
+def _decide_sms(
+    message: Message,
+    *,
+    backend: Backend | None,
+    settings: GlobalSettings,
+    numbers: dict[str, tuple[str, str]],
+    blocks: dict[str, Any],
+) -> Decision:
+    fields: dict[str, Any] = {}
+    if not settings.sms_enabled:
+        return Decision(
+            Status.NOT_SENT,
+            Reason.CHANNEL_DISABLED,
+            "SMS is turned off in the global settings (SMS enabled is unchecked); no SMS "
+            "leaves while it is off. Turn it on and re-send.",
+        )
+    refusal = _contact_refusal(message, fields)
+    if refusal is not None:
+        return refusal
+    contact = message.contact
+    raw = message.to[0] if message.to else ""
+    if contact is not None:
+        raw = contact.mobile.strip()
+        if not raw:
+            fields["message_to"] = ""
+            return Decision(
+                Status.NOT_SENT,
+                Reason.RECIPIENT_MISSING,
+                f"Contact {contact} has no mobile number. Add one to the contact and re-send.",
+                fields,
+            )
+    if not raw:
+        return Decision(
+            Status.NOT_SENT,
+            Reason.RECIPIENT_MISSING,
+            "The SMS has no recipient: no contact and no number was given.",
+            fields,
+        )
+    number, error = numbers[raw]
+    owner = f" (the mobile of contact {contact})" if contact is not None else ""
+    if error:
+        fields["message_to"] = raw[:1000]
+        recipient = Recipient(message=message, address=raw[:320], outcome="invalid", reply=error)
+        return Decision(
+            Status.NOT_SENT,
+            Reason.RECIPIENT_INVALID,
+            f"{error.rstrip('.')}{owner}. Correct the number and re-send.",
+            fields,
+            [recipient],
+        )
+    fields["message_to"] = number
+    block = blocks.get(number)
+    if block is not None:
+        why = f" ({block.reason})" if block.reason else ""
+        text = f"{number} is on the blocklist as {block}{why}."
+        recipient = Recipient(message=message, address=number, outcome="blocked", reply=text)
+        return Decision(Status.NOT_SENT, Reason.RECIPIENT_BLOCKED, text, fields, [recipient])
+    recipients = [Recipient(message=message, address=number)]
+    info = analyse(message.text_body)
+    if info.segments == 0:
+        return Decision(
+            Status.NOT_SENT,
+            Reason.MESSAGE_EMPTY,
+            "The SMS has no text.",
+            fields,
+            recipients,
+        )
+    if info.segments > settings.max_sms_segments:
+        return Decision(
+            Status.NOT_SENT,
+            Reason.MESSAGE_TOO_LONG,
+            f"The text needs {info.segments} SMS segments ({info.characters} {info.encoding} "
+            f"characters); the global settings allow at most {settings.max_sms_segments}. "
+            "Shorten it or raise the maximum, then re-send.",
+            fields,
+            recipients,
+        )
+    block_reason = backend_block(backend, message.channel)
+    fields["backend"] = backend
+    if block_reason is not None:
+        return Decision(
+            Status.BACKEND_TEST_REQUIRED, block_reason[0], block_reason[1], fields, recipients
+        )
+    assert backend is not None
+    if backend.left == 0:
+        return Decision(
+            Status.WAITING,
+            Reason.ALLOWANCE_EXHAUSTED,
+            f"Backend {backend.name} has used its allowance ({backend.limit} messages). "
+            "Raise the limit or reset the count to release the message.",
+            fields,
+            recipients,
+        )
+    return Decision(
+        Status.TO_SEND,
+        Reason.VALIDATED,
+        f"Validated; will be sent to {number}{owner} through {backend.name} "
+        f"({info.segments} segment{'s' if info.segments != 1 else ''}, {info.encoding}).",
+        fields,
+        recipients,
+    )
+
+
 def _lock_due(now: datetime, limit: int) -> list[Message]:
     qs = Message.objects.filter(status=Status.WAITING, next_attempt_at__lte=now).order_by(
         "next_attempt_at", "id"
@@ -222,21 +342,29 @@ def validate_due(*, limit: int = 500, now: datetime | None = None) -> int:
             return 0
         raws = set()
         for m in messages:
+            if m.channel != Channel.EMAIL:
+                continue
             if m.contact is not None and m.contact.email.strip():
                 raws.add(m.contact.email.strip())
             raws.update(m.to, m.cc, m.bcc)
         checked = {raw: check_email(raw) for raw in raws}
         blocks = find_blocks(c.address for c in checked.values() if c.address)
+        raw_numbers = set()
+        for m in messages:
+            if m.channel == Channel.SMS:
+                raw_numbers.update(m.to)
+                if m.contact is not None and m.contact.mobile.strip():
+                    raw_numbers.add(m.contact.mobile.strip())
+        numbers = {raw: check_mobile(raw, region=settings.default_region) for raw in raw_numbers}
+        number_blocks = find_number_blocks(n for n, _ in numbers.values())
 
         changes: list[transitions.Change] = []
         recipients: list[Recipient] = []
         for m in messages:
             backend = m.backend or defaults.get(m.channel)
-            if m.channel != Channel.EMAIL:
-                decision = Decision(
-                    Status.NOT_SENT,
-                    Reason.CHANNEL_DISABLED,
-                    "SMS sending is not available in this installation yet.",
+            if m.channel == Channel.SMS:
+                decision = _decide_sms(
+                    m, backend=backend, settings=settings, numbers=numbers, blocks=number_blocks
                 )
             else:
                 decision = _decide_email(

@@ -4,12 +4,13 @@ console, the API and the CLI; their field errors are put back on the form."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
 
 from outbound.errors import InvalidInput
-from outbound.models import Backend, Security, Suppression
+from outbound.models import Backend, BackendKind, Security, Suppression
 from outbound.selectors import MessageFilters
 from outbound.states import Channel, Status
 
@@ -175,6 +176,177 @@ class BackendForm(ServiceErrorsMixin, forms.Form):
         return changed
 
 
+SMS_KIND_CHOICES = [
+    (BackendKind.TWILIO.value, BackendKind.TWILIO.label),
+    (BackendKind.HTTP.value, BackendKind.HTTP.label),
+    (BackendKind.CONSOLE.value, "Console (prints the SMS in the worker's log; for trials)"),
+    (BackendKind.LOCMEM.value, "In memory (keeps the SMS in the worker; for tests)"),
+]
+
+
+class SmsBackendForm(ServiceErrorsMixin, forms.Form):
+    """An SMS backend's settings. The secrets (auth token or API secret, and the
+    receipt secret) are write-only: never put back into the page."""
+
+    channel = forms.CharField(widget=forms.HiddenInput, initial="sms")
+    name = forms.CharField(max_length=100)
+    kind = forms.ChoiceField(choices=SMS_KIND_CHOICES, label="Provider")
+    from_address = forms.CharField(
+        required=False,
+        max_length=320,
+        label="Sender",
+        help_text="The number SMS come from (E.164, e.g. +14155550100), an alphanumeric "
+        "sender id, or for Twilio a messaging service SID (MG…).",
+    )
+    username = forms.CharField(
+        required=False, max_length=255, label="Account SID", help_text="Twilio only: AC…"
+    )
+    password = forms.CharField(
+        required=False,
+        max_length=1000,
+        strip=False,
+        label="Auth token or API secret",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    clear_password = forms.BooleanField(required=False, label="Clear the stored secret")
+    base_url = forms.CharField(
+        required=False,
+        max_length=255,
+        label="Twilio API address",
+        help_text="Leave empty for https://api.twilio.com.",
+    )
+    url = forms.CharField(
+        required=False, max_length=255, label="Gateway URL", help_text="HTTP gateway only."
+    )
+    method = forms.ChoiceField(
+        choices=[("POST", "POST"), ("PUT", "PUT")], initial="POST", label="Method"
+    )
+    headers = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Headers (JSON)",
+        help_text='e.g. {"Authorization": "Bearer {secret}"}; {secret} is replaced by the '
+        "stored secret, so the secret itself never sits here.",
+    )
+    body_template = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Body template (JSON)",
+        help_text="Placeholders: {to} {from} {body} {message_id} {status_callback} {secret}.",
+    )
+    id_path = forms.CharField(required=False, max_length=200, label="Message id in the answer")
+    error_path = forms.CharField(required=False, max_length=200, label="Error in the answer")
+    error_code_path = forms.CharField(
+        required=False, max_length=200, label="Error code in the answer"
+    )
+    idempotency_header = forms.CharField(required=False, max_length=100, label="Idempotency header")
+    invalid_number_codes = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Error codes meaning a bad number",
+        help_text="Comma-separated; such a refusal makes the message Not sent.",
+    )
+    probe_url = forms.CharField(
+        required=False, max_length=255, label="Test URL", help_text="Asked by the Test."
+    )
+    probe_method = forms.ChoiceField(
+        choices=[("GET", "GET"), ("HEAD", "HEAD"), ("POST", "POST")],
+        initial="GET",
+        label="Test method",
+    )
+    receipt_secret = forms.CharField(
+        required=False,
+        max_length=1000,
+        strip=False,
+        label="Receipt secret",
+        help_text="HTTP gateway only: receipts must carry “Authorization: Bearer <this>”.",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    clear_receipt_secret = forms.BooleanField(required=False, label="Clear the receipt secret")
+    timeout = forms.FloatField(initial=30, help_text="Seconds to wait for the provider.")
+    limit = forms.IntegerField(
+        required=False, help_text="Messages (credits) this backend may send; empty for no limit."
+    )
+    rate_per_minute = forms.IntegerField(required=False, label="Rate per minute")
+    max_connections = forms.IntegerField(required=False, label="Connections at most")
+    is_default = forms.BooleanField(required=False, label="Default SMS backend")
+
+    OPTION_FIELDS = (
+        "base_url",
+        "url",
+        "method",
+        "headers",
+        "body_template",
+        "id_path",
+        "error_path",
+        "error_code_path",
+        "idempotency_header",
+        "invalid_number_codes",
+        "probe_url",
+        "probe_method",
+    )
+    TWILIO_FIELDS = ("username", "base_url")
+    HTTP_FIELDS = (*OPTION_FIELDS[1:], "receipt_secret", "clear_receipt_secret")
+    SECRETS = ("password", "clear_password", "receipt_secret", "clear_receipt_secret")
+
+    def __init__(self, *args: Any, backend: Backend | None = None, **kwargs: Any) -> None:
+        self.backend = backend
+        if backend is not None and "initial" not in kwargs:
+            options = dict(backend.options or {})
+            initial = {
+                key: getattr(backend, key)
+                for key in self.base_fields
+                if key not in self.SECRETS and key not in self.OPTION_FIELDS
+            }
+            for key in self.OPTION_FIELDS:
+                value = options.get(key, "")
+                if key == "headers":
+                    value = json.dumps(value) if value else ""
+                elif key == "invalid_number_codes":
+                    value = ", ".join(value or [])
+                initial[key] = value
+            kwargs["initial"] = initial
+        kwargs.setdefault("prefix", f"b{backend.pk}" if backend is not None else "newsms")
+        super().__init__(*args, **kwargs)
+        if backend is None or not backend.has_secret:
+            del self.fields["clear_password"]
+        if backend is None or not backend.receipt_secret:
+            del self.fields["clear_receipt_secret"]
+
+    def service_data(self) -> dict[str, Any]:
+        data = dict(self.cleaned_data)
+        kind = data.get("kind")
+        for key in ("password", "receipt_secret"):
+            if not data.get(key):
+                data.pop(key, None)
+        # Only the chosen provider's own settings go to the service.
+        keep = set(self.TWILIO_FIELDS if kind == BackendKind.TWILIO else ())
+        keep |= set(self.HTTP_FIELDS if kind == BackendKind.HTTP else ())
+        for key in (*self.TWILIO_FIELDS, *self.HTTP_FIELDS):
+            if key not in keep:
+                data.pop(key, None)
+        if self.backend is not None:
+            data.pop("channel", None)
+        return data
+
+    def unsaved_changes(self) -> list[str]:
+        """Labels of the fields whose typed value differs from the stored one."""
+        if self.backend is None:
+            return ["everything (this backend is not saved yet)"]
+        changed = []
+        for key, value in self.cleaned_data.items():
+            if key in self.SECRETS:
+                if value:
+                    changed.append(str(self.fields[key].label or key).lower())
+                continue
+            stored = self.initial.get(key)
+            if key in ("channel",) or (value in ("", None) and stored in ("", None)):
+                continue
+            if str(value) != str(stored if stored is not None else ""):
+                changed.append(str(self.fields[key].label or key).lower())
+        return changed
+
+
 class GlobalSettingsForm(ServiceErrorsMixin, forms.Form):
     backend_failure_email = forms.CharField(
         required=False,
@@ -203,6 +375,20 @@ class GlobalSettingsForm(ServiceErrorsMixin, forms.Form):
     worker_silence_threshold_minutes = forms.IntegerField(
         label="Worker silent after (minutes)",
         help_text="No worker heartbeat for this long raises an alert.",
+    )
+    sms_enabled = forms.BooleanField(
+        required=False,
+        label="SMS enabled",
+        help_text="Off: SMS messages are Not sent with that reason, and notifications go by email.",
+    )
+    default_region = forms.CharField(
+        max_length=2,
+        label="Default phone region",
+        help_text="Numbers without a country code are read in this region (US, GB, FR, …).",
+    )
+    max_sms_segments = forms.IntegerField(
+        label="Maximum SMS segments",
+        help_text="A longer text is Not sent (160 GSM-7 or 70 UCS-2 characters per segment).",
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -29,13 +29,16 @@ from outbound.services.backends import (
     test_backend,
 )
 from outbound.services.global_settings import global_settings_data, save_global_settings
-from outbound.states import RESENDABLE, Reason, Status
+from outbound.services.sms_backends import status_callback_url
+from outbound.sms import analyse
+from outbound.states import RESENDABLE, Channel, Reason, Status
 from outbound.web.forms import (
     BackendForm,
     BlockForm,
     ContactForm,
     GlobalSettingsForm,
     MessageFilterForm,
+    SmsBackendForm,
 )
 from outbound.web.test_advice import advice_for
 
@@ -169,6 +172,7 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "timeline": selectors.message_timeline(message),
             "recipients": list(message.recipients.order_by("id")),
             "attachments": list(message.attachments.only("id", "filename", "content_type")),
+            "sms_info": analyse(message.text_body) if message.channel == Channel.SMS else None,
             "can_resend": message.status != Status.CANCELLED
             and message.status != Status.BACKEND_TEST_REQUIRED,
             "can_cancel": message.status
@@ -371,7 +375,7 @@ def _last_test(backend: Backend) -> dict[str, Any] | None:
 def _settings_page(
     request: HttpRequest,
     *,
-    bound: BackendForm | None = None,
+    bound: BackendForm | SmsBackendForm | None = None,
     global_form: GlobalSettingsForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
@@ -383,19 +387,31 @@ def _settings_page(
     for row in rows:
         backend = row.backend
         row.test = _last_test(backend)  # type: ignore[attr-defined]
-        form = None
-        if can_edit_backends and backend.kind == BackendKind.SMTP:
+        form: BackendForm | SmsBackendForm | None = None
+        if can_edit_backends:
             if bound is not None and bound.backend is not None and bound.backend.pk == backend.pk:
                 form = bound
+            elif backend.channel == Channel.SMS:
+                form = SmsBackendForm(backend=backend)
             else:
                 form = BackendForm(backend=backend)
         row.form = form  # type: ignore[attr-defined]
-    new_form = None
+        row.receipt_url = status_callback_url(backend)  # type: ignore[attr-defined]
+    new_form: BackendForm | SmsBackendForm | None = None
+    new_sms_form: BackendForm | SmsBackendForm | None = None
+    new_bound = bound if bound is not None and bound.backend is None else None
     if can_edit_backends:
+        has_email = any(r.backend.channel == Channel.EMAIL for r in rows)
+        has_sms = any(r.backend.channel == Channel.SMS for r in rows)
         new_form = (
-            bound
-            if bound is not None and bound.backend is None
-            else BackendForm(initial={"is_default": not rows})
+            new_bound
+            if isinstance(new_bound, BackendForm)
+            else BackendForm(initial={"is_default": not has_email})
+        )
+        new_sms_form = (
+            new_bound
+            if isinstance(new_bound, SmsBackendForm)
+            else SmsBackendForm(initial={"is_default": not has_sms, "channel": "sms"})
         )
     if can_administer and global_form is None:
         global_form = GlobalSettingsForm(initial=global_settings_data(settings))
@@ -407,7 +423,9 @@ def _settings_page(
             "backends": rows,
             "alerts": selectors.recent_alerts(),
             "new_form": new_form,
-            "new_open": bound is not None and bound.backend is None,
+            "new_open": isinstance(new_bound, BackendForm),
+            "new_sms_form": new_sms_form,
+            "new_sms_open": isinstance(new_bound, SmsBackendForm),
             "global_form": global_form if can_administer else None,
             "can_administer": can_administer,
             "can_edit_backends": can_edit_backends,
@@ -429,8 +447,13 @@ def settings_view(request: HttpRequest) -> HttpResponse:
 @require_POST
 @_require(CHANGE_BACKEND)
 def backend_save(request: HttpRequest, pk: int | None = None) -> HttpResponse:
-    backend = get_object_or_404(Backend, pk=pk, kind=BackendKind.SMTP) if pk is not None else None
-    form = BackendForm(request.POST, backend=backend)
+    backend = get_object_or_404(Backend, pk=pk) if pk is not None else None
+    channel = backend.channel if backend is not None else request.POST.get("newsms-channel")
+    form: BackendForm | SmsBackendForm
+    if channel == Channel.SMS:
+        form = SmsBackendForm(request.POST, backend=backend)
+    else:
+        form = BackendForm(request.POST, backend=backend)
     if not form.is_valid():
         return _settings_page(request, bound=form)
     try:
@@ -490,11 +513,15 @@ def backend_test_message(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @_require(CHANGE_BACKEND)
 def backend_test(request: HttpRequest, pk: int) -> HttpResponse:
-    backend = get_object_or_404(Backend, pk=pk, kind=BackendKind.SMTP)
+    backend = get_object_or_404(Backend, pk=pk)
     # The Test button sits in the settings form, so what was typed comes
     # along; testing stored settings while other values show would mislead.
     if any(key.startswith(f"b{pk}-") for key in request.POST):
-        form = BackendForm(request.POST, backend=backend)
+        form: BackendForm | SmsBackendForm
+        if backend.channel == Channel.SMS:
+            form = SmsBackendForm(request.POST, backend=backend)
+        else:
+            form = BackendForm(request.POST, backend=backend)
         changed = form.unsaved_changes() if form.is_valid() else ["some fields"]
         if changed:
             if form.is_valid():

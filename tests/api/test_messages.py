@@ -59,10 +59,62 @@ def test_an_idempotency_key_reused_for_other_content_is_409(api):
     assert Message.objects.count() == 1
 
 
-def test_sms_is_refused_until_it_exists(api):
-    body = assert_error(api.post("/messages", {"channel": "sms", "to": ["+14155550100"]}), 422)
-    assert body["code"] == "sms_unavailable"
+def test_an_sms_is_created_to_a_number(api):
+    r = api.post("/messages", {"channel": "sms", "to": ["+14155550100"], "text": "Code 1234"})
+    assert r.status_code == 201, r.content
+    body = r.json()
+    assert (body["channel"], body["message_to"], body["receipt_status"]) == (
+        "sms",
+        "+14155550100",
+        "",
+    )
+    message = Message.objects.get(pk=body["id"])
+    assert message.text_body == "Code 1234"
+
+
+def test_an_sms_with_email_fields_is_422_naming_each(api):
+    r = api.post(
+        "/messages",
+        {"channel": "sms", "to": ["+14155550100", "+14155550101"], "subject": "x", "cc": ["a@b.c"]},
+    )
+    body = assert_error(r, 422)
+    assert set(body["details"]) == {"to", "subject", "cc"}
+    assert not Message.objects.exists()
+
+
+def test_channel_auto_follows_the_contact_and_the_global_switch(api):
+    from outbound.models import GlobalSettings
+
+    c = Contact.objects.create(
+        name="Tex", email="tex@example.com", mobile="+14155550100", preferred_channel="sms"
+    )
+    payload = {
+        "channel": "auto",
+        "contact_id": c.pk,
+        "subject": "Task",
+        "text": "Do it",
+        "sms_text": "Task: do it",
+    }
+    assert api.post("/messages", payload).json()["channel"] == "email"
+    settings = GlobalSettings.load()
+    settings.sms_enabled = True
+    settings.save()
+    sms = api.post("/messages", payload).json()
+    assert sms["channel"] == "sms"
+    assert Message.objects.get(pk=sms["id"]).text_body == "Task: do it"
+    body = assert_error(api.post("/messages", {"channel": "auto", "to": ["a@b.c"]}), 422)
     assert "channel" in body["details"]
+
+
+def test_a_batch_mixing_email_and_sms_is_all_or_nothing(api):
+    good = {"messages": [EMAIL, {"channel": "sms", "to": ["+14155550100"], "text": "Hi"}]}
+    r = api.post("/messages/batch", good)
+    assert r.status_code == 201, r.content
+    assert [m["channel"] for m in r.json()["messages"]] == ["email", "sms"]
+    bad = {"messages": [EMAIL, {"channel": "sms", "to": ["+1"], "subject": "no"}]}
+    body = assert_error(api.post("/messages/batch", bad), 422)
+    assert "messages.1.subject" in body["details"]
+    assert Message.objects.count() == 2
 
 
 def test_contact_by_id_and_by_external_id(api):

@@ -212,7 +212,17 @@ def test_global_settings_are_validated_saved_and_audited(admin_client: Client) -
         "global-retry_lifetime_hours": "24",
         "global-alert_reminder_interval_hours": "2",
         "global-worker_silence_threshold_minutes": "0",
+        "global-sms_enabled": "on",
+        "global-default_region": "XX",
+        "global-max_sms_segments": "0",
     }
+    response = admin_client.post("/settings/global/", data)
+    html = response.content.decode()
+    assert "is not a region code" in html
+    assert "Must be between 1 and 50." in html
+    assert not GlobalSettings.load().sms_enabled
+    data["global-default_region"] = "gb"
+    data["global-max_sms_segments"] = "4"
     response = admin_client.post("/settings/global/", data)
     html = response.content.decode()
     assert "is not an email address" in html
@@ -229,6 +239,11 @@ def test_global_settings_are_validated_saved_and_audited(admin_client: Client) -
     assert settings.retry_lifetime == timedelta(hours=24)
     assert settings.alert_reminder_interval == timedelta(hours=2)
     assert settings.worker_silence_threshold == timedelta(minutes=10)
+    assert (settings.sms_enabled, settings.default_region, settings.max_sms_segments) == (
+        True,
+        "GB",
+        4,
+    )
     entry = AuditEntry.objects.get(action="update_global_settings")
     assert entry.actor == "ada" and "backend_failure_email" in entry.result
     html = admin_client.get("/settings/").content.decode()

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import Field, Header, Path, Query, Router, Schema, Status
@@ -66,14 +67,70 @@ def _contact_ref(payload: MessageIn) -> int | None:
     return payload.contact_id
 
 
-def _email_kwargs(payload: MessageIn) -> dict[str, Any]:
-    if payload.channel != "email":
+# Fields an SMS has no use for; giving one is a mistake worth saying.
+EMAIL_ONLY = ("cc", "bcc", "reply_to", "subject", "html", "headers", "from_")
+
+
+def _intake(payload: MessageIn) -> tuple[Callable[..., Message], dict[str, Any]]:
+    """The intake service and its arguments for one message of the API."""
+    channel = payload.channel
+    if channel == "auto":
+        if payload.contact_id is None and payload.contact_external_id is None:
+            raise ApiError(
+                422,
+                "The channel auto picks a contact's channel; give contact_id or "
+                "contact_external_id.",
+                details={"channel": ["auto needs a contact."]},
+            )
+        if payload.to or payload.cc or payload.bcc:
+            raise ApiError(
+                422,
+                "The channel auto writes to the contact only; leave to, cc and bcc empty.",
+                details={"to": ["Not used with channel auto."]},
+            )
+        return intake.notify_contact, {
+            "contact": _contact_ref(payload),
+            "subject": payload.subject,
+            "text": payload.text,
+            "html": payload.html,
+            "sms_text": payload.sms_text,
+            "send_at": payload.send_at,
+            "group_key": payload.group_key,
+            "source": Source.API,
+        }
+    if channel == "sms":
+        errors = {
+            ("from" if name == "from_" else name): ["Not used by an SMS."]
+            for name in EMAIL_ONLY
+            if getattr(payload, name)
+        }
+        if len(payload.to) > 1:
+            errors["to"] = ["An SMS goes to one number; send one message per number."]
+        if payload.to and (payload.contact_id or payload.contact_external_id):
+            errors["to"] = ["Give a contact or a number, not both."]
+        if payload.sms_text is not None:
+            errors["sms_text"] = ["Only for channel auto; put the SMS text in text."]
+        if errors:
+            raise ApiError(422, "The SMS has fields it cannot use.", details=errors)
+        return intake.queue_sms, {
+            "to": payload.to[0] if payload.to else None,
+            "contact": _contact_ref(payload),
+            "body": payload.text,
+            "to_user": payload.to_user,
+            "send_at": payload.send_at,
+            "group_key": payload.group_key,
+            "source": Source.API,
+        }
+    if payload.sms_text is not None:
         raise ApiError(
             422,
-            "SMS is not available yet; only email messages can be created.",
-            code="sms_unavailable",
-            details={"channel": ["SMS is not available yet."]},
+            "sms_text is only for channel auto.",
+            details={"sms_text": ["Only for channel auto."]},
         )
+    return intake.queue_email, _email_kwargs(payload)
+
+
+def _email_kwargs(payload: MessageIn) -> dict[str, Any]:
     return {
         "to": payload.to,
         "contact": _contact_ref(payload),
@@ -154,9 +211,8 @@ def create_message(
 
     def produce() -> tuple[int, Any]:
         started = timezone.now()
-        message = intake.queue_email(
-            **_email_kwargs(payload), idempotency_key=idempotency_key, actor=who.actor
-        )
+        queue, kwargs = _intake(payload)
+        message = queue(**kwargs, idempotency_key=idempotency_key, actor=who.actor)
         # The message table knows the key too (any producer may use it): a
         # message made before this request is a replay the store had forgotten.
         replayed = message.created_at < started
@@ -189,14 +245,19 @@ def create_messages(
 
     def produce() -> tuple[int, Any]:
         items: list[tuple[int, dict[str, Any]]] = []
+        calls: list[Callable[..., Message]] = []
         errors: dict[str, list[str]] = {}
         for index, message_in in enumerate(payload.messages):
             try:
-                items.append((index, _email_kwargs(message_in)))
+                queue, kwargs = _intake(message_in)
             except UnknownContact as err:
                 errors[f"messages.{index}.contact"] = [str(err)]
             except ApiError as err:
-                errors[f"messages.{index}.channel"] = [err.message]
+                for field, problems in (err.details or {"channel": [err.message]}).items():
+                    errors[f"messages.{index}.{field}"] = list(problems)
+            else:
+                items.append((index, kwargs))
+                calls.append(queue)
         wanted = {item["contact"] for _, item in items if item.get("contact") is not None}
         known = set(Contact.objects.filter(pk__in=wanted).values_list("pk", flat=True))
         for index, item in items:
@@ -211,7 +272,15 @@ def create_messages(
                 code="invalid_input",
                 details=errors,
             )
-        messages = intake.queue_emails([item for _, item in items], actor=who.actor)
+        if all(call is intake.queue_email for call in calls):
+            messages = intake.queue_emails([item for _, item in items], actor=who.actor)
+        else:
+            # SMS and channel-picking messages go one by one, all or nothing.
+            with transaction.atomic():
+                messages = [
+                    call(**item, actor=who.actor)
+                    for call, (_, item) in zip(calls, items, strict=True)
+                ]
         data = {"count": len(messages), "messages": [message_out(m) for m in messages]}
         return 201, _json(BatchOut, data)
 

@@ -13,6 +13,8 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from outbound.models import Contact
+
 
 def write_json(out: OutputWrapper, data: Any) -> None:
     out.write(json.dumps(data, cls=DjangoJSONEncoder, indent=2, ensure_ascii=False))
@@ -68,3 +70,20 @@ def parse_moment(raw: str | None, option: str) -> datetime | None:
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
     return moment
+
+
+def contact_ref(ref: str | None) -> int | None:
+    """The id of the contact named by ``ref`` (an id, ext:EXTERNAL_ID or an
+    external id); exit code 1 when there is none."""
+    if not ref:
+        return None
+    query = Contact.objects.all()
+    if ref.startswith("ext:"):
+        found = query.filter(external_id=ref[4:]).values_list("pk", flat=True).first()
+    elif ref.isdigit():
+        found = query.filter(pk=int(ref)).values_list("pk", flat=True).first()
+    else:
+        found = query.filter(external_id=ref).values_list("pk", flat=True).first()
+    if found is None:
+        raise CommandError(f"There is no contact {ref!r}.", returncode=1)
+    return found

@@ -44,6 +44,26 @@ class Command(BaseCommand):
             "--password-stdin", action="store_true", help="Read the password from stdin."
         )
         secret.add_argument("--clear-password", action="store_true")
+        sms = put.add_argument_group("SMS backends")
+        sms.add_argument("--channel", choices=["email", "sms"], help="On --create only.")
+        sms.add_argument("--kind", choices=["smtp", "twilio", "http", "console", "locmem"])
+        sms.add_argument("--base-url", help="Twilio API address (default https://api.twilio.com).")
+        sms.add_argument("--url", help="HTTP gateway: the URL SMS are posted to.")
+        sms.add_argument("--method", choices=["POST", "PUT"])
+        sms.add_argument("--headers", help='HTTP gateway: JSON object; use "{secret}".')
+        sms.add_argument("--body-template", help="HTTP gateway: JSON body with placeholders.")
+        sms.add_argument("--id-path", help="HTTP gateway: where the message id is in the answer.")
+        sms.add_argument("--error-path")
+        sms.add_argument("--error-code-path")
+        sms.add_argument("--idempotency-header")
+        sms.add_argument("--invalid-number-codes", help="Comma-separated provider codes.")
+        sms.add_argument("--probe-url", help="HTTP gateway: the URL the test asks.")
+        sms.add_argument("--probe-method", choices=["GET", "HEAD", "POST"])
+        sms.add_argument(
+            "--receipt-secret-stdin",
+            action="store_true",
+            help="Read the receipt secret from stdin (after the password, if both).",
+        )
         put.add_argument("--json", action="store_true")
         test = sub.add_parser("test", help="Test a backend's settings.")
         test.add_argument("name", help="The backend's name.")
@@ -99,6 +119,20 @@ class Command(BaseCommand):
             "rate_per_minute",
             "max_connections",
             "is_default",
+            "channel",
+            "kind",
+            "base_url",
+            "url",
+            "method",
+            "headers",
+            "body_template",
+            "id_path",
+            "error_path",
+            "error_code_path",
+            "idempotency_header",
+            "invalid_number_codes",
+            "probe_url",
+            "probe_method",
         ):
             if options[key] is not None:
                 data[key] = options[key]
@@ -111,6 +145,10 @@ class Command(BaseCommand):
                 raise CommandError("No password on standard input.", returncode=2)
         if options["clear_password"]:
             data["clear_password"] = True
+        if options["receipt_secret_stdin"]:
+            data["receipt_secret"] = sys.stdin.readline().rstrip("\r\n")
+            if not data["receipt_secret"]:
+                raise CommandError("No receipt secret on standard input.", returncode=2)
         try:
             saved = save_backend_settings(backend=backend, data=data, actor="cli")
         except InvalidInput as err:

@@ -8,8 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from outbound.api.render import message_out
 from outbound.errors import IntakeError
-from outbound.management.commands._output import parse_moment, write_json
-from outbound.models import Contact
+from outbound.management.commands._output import contact_ref, parse_moment, write_json
 from outbound.services.intake import queue_email
 from outbound.states import Source
 
@@ -41,20 +40,6 @@ class Command(BaseCommand):
         parser.add_argument("--group", default="", help="Group key (to cancel a series).")
         parser.add_argument("--json", action="store_true")
 
-    def _contact(self, ref: str | None) -> int | None:
-        if not ref:
-            return None
-        query = Contact.objects.all()
-        if ref.startswith("ext:"):
-            found = query.filter(external_id=ref[4:]).values_list("pk", flat=True).first()
-        elif ref.isdigit():
-            found = query.filter(pk=int(ref)).values_list("pk", flat=True).first()
-        else:
-            found = query.filter(external_id=ref).values_list("pk", flat=True).first()
-        if found is None:
-            raise CommandError(f"There is no contact {ref!r}.", returncode=1)
-        return found
-
     def handle(self, *args: Any, **options: Any) -> None:
         if not options["to"] and not options["contact"]:
             raise CommandError("Give --to or --contact.", returncode=2)
@@ -67,7 +52,7 @@ class Command(BaseCommand):
                 to=options["to"],
                 cc=options["cc"],
                 bcc=options["bcc"],
-                contact=self._contact(options["contact"]),
+                contact=contact_ref(options["contact"]),
                 subject=options["subject"],
                 text=text,
                 html=html,

@@ -1,0 +1,148 @@
+"""Delivery receipts: what an SMS provider says happened after it took a message.
+
+Contract: ``record_receipt`` finds the message by the provider's id (the id
+kept on the attempt that sent it, for the backend the receipt came through),
+writes one history line per receipt and, for the message's latest send, the
+receipt status, code and time shown on its page. The status stays Sent: Sent
+means the provider took the message, and a receipt only adds what happened
+next. A receipt for an unknown id changes nothing and is logged. A final
+receipt (delivered, undelivered, failed) is never overwritten by a late
+intermediate one (sent, queued).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from outbound.models import Attempt, Backend, Event, Message
+
+logger = logging.getLogger(__name__)
+
+FINAL = frozenset({"delivered", "undelivered", "failed", "read"})
+INTERMEDIATE = frozenset({"accepted", "queued", "sending", "sent"})
+KNOWN = FINAL | INTERMEDIATE
+
+MEANING = {
+    "accepted": "the provider accepted it",
+    "queued": "the provider queued it",
+    "sending": "the provider is handing it to the carrier",
+    "sent": "the carrier took it; no confirmation from the handset yet",
+    "delivered": "the handset received it",
+    "read": "the recipient read it",
+    "undelivered": "the carrier could not deliver it",
+    "failed": "the provider could not send it",
+}
+
+# Twilio's commonest delivery error codes, from its public error dictionary.
+TWILIO_ERRORS = {
+    "30001": "queue overflow at the provider",
+    "30002": "the provider account is suspended",
+    "30003": "the handset is unreachable (switched off or out of coverage)",
+    "30004": "the message was blocked (the recipient or the carrier blocks it)",
+    "30005": "unknown destination handset (the number does not exist)",
+    "30006": "landline or unreachable carrier",
+    "30007": "filtered by the carrier as spam or policy violation",
+    "30008": "unknown error from the carrier",
+    "30034": "the sender number is not registered for A2P 10DLC",
+    "21610": "the recipient replied STOP and unsubscribed",
+}
+
+
+@dataclass(frozen=True)
+class ReceiptResult:
+    message_id: int | None
+    recorded: bool
+    text: str
+
+
+class MalformedReceipt(ValueError):
+    """A receipt without the fields every receipt has."""
+
+
+def check_receipt(provider_id: object, status: object, error_code: object) -> tuple[str, str, str]:
+    """The receipt's fields as clean text; raises MalformedReceipt."""
+    if not isinstance(provider_id, str) or not provider_id.strip():
+        raise MalformedReceipt("The receipt has no message id.")
+    if len(provider_id) > 200:
+        raise MalformedReceipt("The message id is longer than 200 characters.")
+    if not isinstance(status, str) or status.strip().lower() not in KNOWN:
+        raise MalformedReceipt(f"The status must be one of {', '.join(sorted(KNOWN))}.")
+    if error_code is None:
+        error_code = ""
+    if isinstance(error_code, int) and not isinstance(error_code, bool):
+        error_code = str(error_code)
+    if not isinstance(error_code, str) or len(error_code) > 20:
+        raise MalformedReceipt("The error code must be text of at most 20 characters.")
+    return provider_id.strip(), status.strip().lower(), error_code.strip()
+
+
+def describe(status: str, code: str, *, provider: str) -> str:
+    text = f"{status}: {MEANING.get(status, status)}"
+    if code:
+        known = TWILIO_ERRORS.get(code) if provider == "twilio" else None
+        text += f" (error {code}{': ' + known if known else ''})"
+    return text
+
+
+def record_receipt(
+    backend: Backend,
+    *,
+    provider_id: str,
+    status: str,
+    error_code: str = "",
+    at: datetime | None = None,
+) -> ReceiptResult:
+    """Record one delivery receipt for a message sent through ``backend``."""
+    now = at or timezone.now()
+    attempt = (
+        Attempt.objects.filter(backend=backend, provider_id=provider_id)
+        .order_by("-started_at", "-id")
+        .first()
+    )
+    if attempt is None:
+        logger.info(
+            "receipt for unknown provider id %s on backend %s ignored", provider_id, backend.name
+        )
+        return ReceiptResult(None, False, f"No message was sent with id {provider_id}.")
+    text = (
+        f"Delivery receipt from {backend.get_kind_display()} ({backend.name}) for "
+        f"{provider_id}: {describe(status, error_code, provider=backend.kind)}."
+    )
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=attempt.message_id)
+        latest = (
+            Attempt.objects.filter(message_id=message.pk, outcome=Attempt.Outcome.SENT)
+            .order_by("-started_at", "-id")
+            .values_list("id", flat=True)
+            .first()
+        )
+        current_is_final = message.receipt_status in FINAL
+        shown = latest == attempt.pk and not (current_is_final and status not in FINAL)
+        if latest != attempt.pk:
+            text += " It is about an earlier send of this message; the page keeps the latest."
+        elif not shown:
+            text += f" The earlier final receipt ({message.receipt_status}) stays on the page."
+        Event.objects.create(
+            message=message,
+            created_at=now,
+            kind=Event.Kind.NOTE,
+            reason_code=f"receipt_{status}",
+            text=text,
+            actor=f"{backend.kind}:{backend.name}"[:150],
+            data={
+                "provider_id": provider_id,
+                "status": status,
+                "error_code": error_code,
+                "attempt": attempt.pk,
+            },
+        )
+        if shown:
+            Message.objects.filter(pk=message.pk).update(
+                receipt_status=status, receipt_code=error_code, receipt_at=now
+            )
+    return ReceiptResult(message.pk, True, text)

@@ -1,0 +1,84 @@
+"""send-sms and SMS backends from the command line, run as the installed script,
+with a Twilio backend tested against the local fake Twilio API."""
+
+from __future__ import annotations
+
+from outbound.models import Backend, Contact, Message
+from tests.twilio_server import TwilioTestServer
+
+pytest_plugins = ["tests.twilio_server"]
+
+
+def test_send_sms_queues_to_a_number_and_to_a_contact(cli):
+    r = cli("send-sms", "--to", "+14155550100", "--text", "Code 1234", "--json")
+    assert r.code == 0, r.err
+    message = Message.objects.get(pk=r.json()["id"])
+    assert (message.channel, message.message_to, message.text_body) == (
+        "sms",
+        "+14155550100",
+        "Code 1234",
+    )
+    Contact.objects.create(name="Tex", mobile="+14155550101", external_id="crm-7")
+    r = cli("send-sms", "--contact", "ext:crm-7", "--text", "Hi ✓")
+    assert r.code == 0, r.err
+    assert "1 segment(s), UCS-2" in r.out
+
+
+def test_send_sms_bad_usage_exits_2_and_stores_nothing(cli):
+    assert cli("send-sms", "--text", "Hi").code == 2
+    assert cli("send-sms", "--to", "+14155550100").code == 2
+    r = cli("send-sms", "--contact", "ext:nobody", "--text", "Hi")
+    assert r.code == 1 and "no contact" in r.err
+    assert not Message.objects.exists()
+
+
+def test_backends_set_creates_and_tests_a_twilio_backend(cli, twilio_server: TwilioTestServer):
+    r = cli(
+        "backends",
+        "set",
+        "Twilio",
+        "--create",
+        "--channel",
+        "sms",
+        "--kind",
+        "twilio",
+        "--username",
+        twilio_server.account_sid,
+        "--from",
+        "+14155550100",
+        "--base-url",
+        twilio_server.base_url,
+        "--password-stdin",
+        "--default",
+        stdin=twilio_server.auth_token + "\n",
+    )
+    assert r.code == 0, r.err
+    backend = Backend.objects.get(name="Twilio")
+    assert backend.channel == "sms" and backend.kind == "twilio"
+    assert twilio_server.auth_token not in backend.secret
+    tested = cli("backends", "test", "Twilio", "--json")
+    assert tested.code == 0, tested.err
+    assert tested.json()["ok"] is True
+    assert twilio_server.auth_token not in tested.out
+
+
+def test_backends_set_refuses_bad_sms_settings_with_field_errors(cli):
+    r = cli(
+        "backends",
+        "set",
+        "Gw",
+        "--create",
+        "--channel",
+        "sms",
+        "--kind",
+        "http",
+        "--url",
+        "ftp://gateway",
+        "--from",
+        "not a sender!",
+        "--body-template",
+        "{not json",
+    )
+    assert r.code == 1
+    assert "url" in r.err and "from_address" in r.err and "body_template" in r.err
+    assert not Backend.objects.exists()

@@ -1,0 +1,297 @@
+"""SMS through Twilio's official SDK, pointed at a real local server that
+speaks Twilio's Messages API (tests/twilio_server.py), and the signed delivery
+receipts coming back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from outbound import secrets
+from outbound.explain import explain_message
+from outbound.models import Attempt, Backend, Event, GlobalSettings, Message
+from outbound.services import intake
+from outbound.services.backends import save_backend_settings, test_backend
+from outbound.services.validation import validate_due
+from outbound.states import Channel, Reason, Status
+from tests.twilio_server import TwilioTestServer
+
+pytest_plugins = ["tests.twilio_server"]
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PUBLIC = "http://testserver"
+NUMBER = "+447400123456"
+
+
+@pytest.fixture
+def sms_on(db: None, settings: Any) -> GlobalSettings:
+    settings.OUTBOUND_PUBLIC_URL = PUBLIC
+    gs = GlobalSettings.load()
+    gs.sms_enabled = True
+    gs.default_region = "GB"
+    gs.save()
+    return gs
+
+
+def _twilio(server: TwilioTestServer, *, token: str | None = None, **extra: Any) -> Backend:
+    data = {
+        "channel": "sms",
+        "kind": "twilio",
+        "name": "Twilio",
+        "username": server.account_sid,
+        "password": token or server.auth_token,
+        "from_address": "+14155550100",
+        "base_url": server.base_url,
+        "timeout": 2,
+        "is_default": True,
+        **extra,
+    }
+    return save_backend_settings(data=data, actor="test")
+
+
+@pytest.fixture
+def twilio(sms_on: GlobalSettings, twilio_server: TwilioTestServer) -> Backend:
+    backend = _twilio(twilio_server)
+    assert test_backend(backend, actor="test").ok
+    backend.refresh_from_db()
+    return backend
+
+
+def _send(run_worker: Callable[..., Any], to: str = NUMBER, body: str = "Hello") -> Message:
+    message = intake.queue_sms(to=to, body=body)
+    run_worker()
+    message.refresh_from_db()
+    return message
+
+
+def test_untested_twilio_backend_holds_then_the_test_releases_and_sends(
+    sms_on: GlobalSettings, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
+) -> None:
+    backend = _twilio(twilio_server)
+    assert backend.host == "127.0.0.1"
+    assert backend.secret and twilio_server.auth_token not in backend.secret
+    message = intake.queue_sms(to=NUMBER, body="Your task is due")
+    validate_due()
+    message.refresh_from_db()
+    assert message.status == Status.BACKEND_TEST_REQUIRED
+    assert message.reason_code == Reason.BACKEND_UNTESTED
+    assert twilio_server.requests == 0
+
+    result = test_backend(backend, actor="test")
+    assert result.ok, result
+    assert all(twilio_server.auth_token not in line for line in result.transcript)
+    message.refresh_from_db()
+    assert message.status == Status.WAITING
+    assert message.reason_code == Reason.RELEASED
+
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.SENT, message.reason_text
+    [created] = twilio_server.received
+    assert created["To"] == NUMBER
+    assert created["From"] == "+14155550100"
+    assert created["Body"] == "Your task is due"
+    assert created["StatusCallback"] == f"{PUBLIC}/hooks/sms/{backend.pk}/twilio"
+    attempt = message.attempts.get()
+    assert attempt.provider_id.startswith("SM")
+    assert attempt.provider_id in message.reason_text
+    assert attempt.smtp_code == 201
+
+
+def test_a_wrong_auth_token_fails_the_test_as_an_authentication_error(
+    sms_on: GlobalSettings, twilio_server: TwilioTestServer
+) -> None:
+    backend = _twilio(twilio_server, token="not-the-token")
+    result = test_backend(backend, actor="test")
+    assert not result.ok
+    assert result.reason == "auth_failed"
+    backend.refresh_from_db()
+    assert backend.health == "failing"
+    from outbound.web.test_advice import advice_for
+
+    assert "account or password is wrong" in advice_for(result.reason).headline
+
+
+def test_an_invalid_number_at_twilio_is_not_sent_with_the_code(
+    twilio: Backend, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
+) -> None:
+    twilio_server.invalid_numbers.add(NUMBER)
+    message = _send(run_worker)
+    assert message.status == Status.NOT_SENT
+    assert message.reason_code == Reason.RECIPIENT_INVALID
+    assert "21211" in message.reason_text or "21211" in message.attempts.get().enhanced_code
+    assert message.attempts.get().outcome == Attempt.Outcome.PERMANENT
+
+
+def test_bad_credentials_while_sending_hold_the_message_and_fail_the_backend(
+    twilio: Backend, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
+) -> None:
+    twilio_server.queue_failure(401, 20003, "Authenticate")
+    message = _send(run_worker)
+    assert message.status == Status.BACKEND_TEST_REQUIRED
+    assert message.reason_code == Reason.BACKEND_AUTH_FAILED
+    twilio.refresh_from_db()
+    assert twilio.health == "failing"
+    steps = " ".join(explain_message(message).what_to_do)
+    assert "account SID or auth token" in steps
+
+
+@pytest.mark.parametrize(("status", "code"), [(429, 20429), (500, None), (503, None)])
+def test_rate_limits_and_server_errors_are_retried(
+    twilio: Backend,
+    twilio_server: TwilioTestServer,
+    run_worker: Callable[..., Any],
+    status: int,
+    code: int | None,
+) -> None:
+    twilio_server.queue_failure(status, code, "Try later")
+    message = _send(run_worker)
+    assert message.status == Status.TO_SEND
+    assert message.reason_code == Reason.RETRY_SCHEDULED
+    assert str(status) in message.reason_text
+    assert message.next_attempt_at is not None
+    assert not message.possibly_delivered
+
+
+def test_a_provider_that_never_answers_leaves_the_message_possibly_delivered(
+    twilio: Backend, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
+) -> None:
+    twilio_server.hang = True
+    message = _send(run_worker)
+    assert message.status == Status.TO_SEND
+    assert message.possibly_delivered
+    assert message.attempts.get().phase == "data"
+    assert "may have reached the recipient" in message.reason_text
+
+
+# ------------------------------------------------------------------ receipts
+
+
+def _post(client: Client, receipt: Any) -> Any:
+    path = receipt.url.removeprefix(PUBLIC)
+    return client.post(path, receipt.params, headers=receipt.headers)
+
+
+def test_a_signed_receipt_is_recorded_in_the_history_and_on_the_page(
+    twilio: Backend,
+    twilio_server: TwilioTestServer,
+    run_worker: Callable[..., Any],
+    client: Client,
+) -> None:
+    message = _send(run_worker)
+    sid = message.attempts.get().provider_id
+    assert _post(client, twilio_server.receipt(sid, "sent")).status_code == 200
+    assert _post(client, twilio_server.receipt(sid, "undelivered", error_code=30003)).status_code
+    message.refresh_from_db()
+    assert (message.status, message.receipt_status, message.receipt_code) == (
+        Status.SENT,
+        "undelivered",
+        "30003",
+    )
+    # A late intermediate receipt does not replace the final one.
+    assert _post(client, twilio_server.receipt(sid, "sent")).status_code == 200
+    message.refresh_from_db()
+    assert message.receipt_status == "undelivered"
+    notes = list(
+        Event.objects.filter(message=message, kind="note").values_list("reason_code", flat=True)
+    )
+    assert notes == ["receipt_sent", "receipt_undelivered", "receipt_sent"]
+    explanation = explain_message(message)
+    steps = " ".join(explanation.what_to_do)
+    assert "undelivered" in steps and "30003" in steps and "unreachable" in steps
+
+
+def test_a_receipt_with_a_wrong_signature_is_403_and_changes_nothing(
+    twilio: Backend,
+    twilio_server: TwilioTestServer,
+    run_worker: Callable[..., Any],
+    client: Client,
+) -> None:
+    message = _send(run_worker)
+    sid = message.attempts.get().provider_id
+    receipt = twilio_server.receipt(sid, "delivered")
+    forged = dict(receipt.params, MessageStatus="failed")
+    response = client.post(receipt.url.removeprefix(PUBLIC), forged, headers=receipt.headers)
+    assert response.status_code == 403
+    missing = client.post(receipt.url.removeprefix(PUBLIC), receipt.params)
+    assert missing.status_code == 403
+    message.refresh_from_db()
+    assert message.receipt_status == ""
+    assert not Event.objects.filter(message=message, kind="note").exists()
+
+
+def test_a_receipt_for_an_unknown_id_is_200_and_changes_nothing(
+    twilio: Backend,
+    twilio_server: TwilioTestServer,
+    run_worker: Callable[..., Any],
+    client: Client,
+) -> None:
+    message = _send(run_worker)
+    sid = message.attempts.get().provider_id
+    receipt = twilio_server.receipt(sid, "delivered")
+    params = dict(receipt.params, MessageSid="SM" + "f" * 32, SmsSid="SM" + "f" * 32)
+    from tests.twilio_server import twilio_signature
+
+    signature = twilio_signature(receipt.url, params, twilio_server.auth_token)
+    response = client.post(
+        receipt.url.removeprefix(PUBLIC), params, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 200
+    message.refresh_from_db()
+    assert message.receipt_status == ""
+    assert not Event.objects.filter(kind="note").exists()
+
+
+def test_a_signed_but_malformed_receipt_is_400(
+    twilio: Backend, twilio_server: TwilioTestServer, client: Client
+) -> None:
+    from tests.twilio_server import twilio_signature
+
+    url = f"{PUBLIC}/hooks/sms/{twilio.pk}/twilio"
+    params = {"MessageSid": "SM" + "1" * 32, "MessageStatus": "exploded"}
+    signature = twilio_signature(url, params, twilio_server.auth_token)
+    response = client.post(
+        url.removeprefix(PUBLIC), params, headers={"X-Twilio-Signature": signature}
+    )
+    assert response.status_code == 400
+    assert "status must be one of" in response.json()["message"]
+
+
+def test_gateway_receipts_need_the_shared_secret(
+    sms_on: GlobalSettings, client: Client, stored_backend: Callable[..., Backend]
+) -> None:
+    gateway = stored_backend(
+        name="Gateway",
+        channel=Channel.SMS,
+        kind="http",
+        host="sms.example.com",
+        receipt_secret=secrets.encrypt("shared-s3cret"),
+    )
+    message = intake.queue_sms(to=NUMBER, body="Hi")
+    Attempt.objects.create(
+        message=message,
+        backend=gateway,
+        started_at=message.created_at,
+        outcome=Attempt.Outcome.SENT,
+        provider_id="gw-42",
+    )
+    url = f"/hooks/sms/{gateway.pk}/http"
+    body = {"id": "gw-42", "status": "delivered"}
+    wrong = client.post(
+        url, body, content_type="application/json", headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 403
+    good = {"Authorization": "Bearer shared-s3cret"}
+    broken = client.post(url, "{not json", content_type="application/json", headers=good)
+    assert broken.status_code == 400
+    no_id = client.post(url, {"status": "delivered"}, content_type="application/json", headers=good)
+    assert no_id.status_code == 400
+    message.refresh_from_db()
+    assert message.receipt_status == ""
+    ok = client.post(url, body, content_type="application/json", headers=good)
+    assert ok.status_code == 200
+    message.refresh_from_db()
+    assert message.receipt_status == "delivered"
