@@ -242,7 +242,9 @@ def _facts(f: _Facts) -> list[tuple[str, str]]:
             rows.append(
                 (
                     "Backend allowance",
-                    f"{f.backend.sent_count} of {f.backend.limit} used, {f.backend.left} left",
+                    f"{f.backend.sent_count} of {f.backend.limit} "
+                    f"{'credits (SMS segments)' if f.is_sms else 'messages'} used, "
+                    f"{f.backend.left} left",
                 )
             )
     else:

@@ -190,3 +190,15 @@ def test_a_worker_sends_an_sms_through_the_in_memory_backend(
     assert facts["Provider message id"] == attempt.provider_id
     assert facts["Text"] == "17 GSM-7 characters, 1 segment"
     assert "No delivery receipts are asked for" in " ".join(explanation.what_to_do)
+
+
+def test_sms_credits_count_segments(
+    sms_on: GlobalSettings, sms_backend: Backend, run_worker: Callable[..., Any]
+) -> None:
+    Backend.objects.filter(pk=sms_backend.pk).update(limit=10)
+    intake.queue_sms(to="+447400123456", body="x" * 200)  # two GSM-7 segments
+    intake.queue_sms(to="+447400123457", body="short")
+    run_worker()
+    sms_backend.refresh_from_db()
+    assert sms_backend.sent_count == 3
+    assert sms_backend.left == 7

@@ -127,10 +127,23 @@ def test_an_invalid_number_at_twilio_is_not_sent_with_the_code(
 
 
 def test_bad_credentials_while_sending_hold_the_message_and_fail_the_backend(
-    twilio: Backend, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
+    twilio: Backend,
+    twilio_server: TwilioTestServer,
+    run_worker: Callable[..., Any],
+    make_smtp_server: Any,
+    settings: Any,
 ) -> None:
+    system_mail = make_smtp_server()
+    settings.OUTBOUND_SYSTEM_MAIL_URL = f"smtp://{system_mail.host}:{system_mail.port}"
+    gs = GlobalSettings.load()
+    gs.backend_failure_email = "ops@example.com"
+    gs.save()
     twilio_server.queue_failure(401, 20003, "Authenticate")
     message = _send(run_worker)
+    [alert] = [m for m in system_mail.messages if b"backend Twilio is failing" in m.raw]
+    assert alert.rcpt_tos == ["ops@example.com"]
+    assert b"auth token" in alert.raw
+    assert twilio_server.auth_token.encode() not in alert.raw
     assert message.status == Status.BACKEND_TEST_REQUIRED
     assert message.reason_code == Reason.BACKEND_AUTH_FAILED
     twilio.refresh_from_db()

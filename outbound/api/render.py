@@ -11,6 +11,7 @@ from typing import Any
 from outbound.api.errors import ApiError
 from outbound.explain import Explanation
 from outbound.models import Attempt, Backend, Contact, Event, Message, Recipient, Suppression
+from outbound.services.sms_backends import status_callback_url
 
 
 def message_out(m: Message) -> dict[str, Any]:
@@ -154,6 +155,9 @@ def backend_out(b: Backend) -> dict[str, Any]:
         "left": b.left,
         "rate_per_minute": b.rate_per_minute,
         "max_connections": b.max_connections,
+        "options": b.options or {},
+        "has_receipt_secret": bool(b.receipt_secret),
+        "receipt_url": status_callback_url(b),
     }
 
 

@@ -282,6 +282,14 @@ class BackendOut(Schema):
     left: int | None
     rate_per_minute: int | None
     max_connections: int | None
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="SMS backends: base_url (Twilio); url, method, headers, body_template, "
+        "id_path, error_path, error_code_path, idempotency_header, invalid_number_codes, "
+        "probe_url, probe_method (HTTP gateway). Header values hold {secret}, never a secret.",
+    )
+    has_receipt_secret: bool = False
+    receipt_url: str = Field("", description="Where the provider posts delivery receipts.")
 
 
 class BackendIn(In):
@@ -300,6 +308,24 @@ class BackendIn(In):
     rate_per_minute: int | None = Field(None, ge=1, le=10**6)
     max_connections: int | None = Field(None, ge=1, le=1000)
     is_default: bool | None = None
+    channel: Literal["email", "sms"] | None = Field(None, description="On creation only.")
+    kind: Literal["smtp", "twilio", "http", "console", "locmem"] | None = None
+    base_url: str | None = Field(None, max_length=255, description="Twilio API address.")
+    url: str | None = Field(None, max_length=255, description="HTTP gateway URL.")
+    method: Literal["POST", "PUT"] | None = None
+    headers: dict[str, str] | None = Field(None, max_length=30)
+    body_template: str | None = Field(None, max_length=5000)
+    id_path: str | None = Field(None, max_length=200)
+    error_path: str | None = Field(None, max_length=200)
+    error_code_path: str | None = Field(None, max_length=200)
+    idempotency_header: str | None = Field(None, max_length=100)
+    invalid_number_codes: list[str] | None = Field(None, max_length=100)
+    probe_url: str | None = Field(None, max_length=255)
+    probe_method: Literal["GET", "HEAD", "POST"] | None = None
+    receipt_secret: str | None = Field(
+        None, max_length=1000, description="HTTP gateway receipts' shared secret; write-only."
+    )
+    clear_receipt_secret: bool | None = None
 
 
 class ProbeOut(Schema):
@@ -342,6 +368,9 @@ class SettingsIn(In):
     retry_lifetime_hours: int | None = Field(None, ge=1, le=30 * 24)
     alert_reminder_interval_hours: int | None = Field(None, ge=1, le=30 * 24)
     worker_silence_threshold_minutes: int | None = Field(None, ge=1, le=24 * 60)
+    sms_enabled: bool | None = None
+    default_region: str | None = Field(None, min_length=2, max_length=2)
+    max_sms_segments: int | None = Field(None, ge=1, le=50)
 
 
 # ------------------------------------------------------------------ overview

@@ -133,13 +133,18 @@ def clear_alert(*, key: str, subject: str, body: str) -> Alert | None:
 def backend_failing(backend: Backend) -> Alert | None:
     held = Message.objects.filter(backend=backend, status=Status.BACKEND_TEST_REQUIRED).count()
     subject = f"Outbound: backend {backend.name} is failing; {held} message(s) held"
+    if backend.channel == "sms":
+        where = f"{backend.get_kind_display()}{', ' + backend.host if backend.host else ''}"
+        check = "the provider account (account SID, auth token or API secret) and its address"
+    else:
+        where = f"{backend.host}:{backend.port}"
+        check = "the server, account, password and security"
     body = (
-        f"The notification backend {backend.name} ({backend.host}:{backend.port}) is failing.\n\n"
+        f"The notification backend {backend.name} ({where}) is failing.\n\n"
         f"Server reply: {backend.health_detail or backend.health_reason}\n"
         f"Messages held as Backend test required: {held}\n\n"
-        "What to do: open the global settings, check the server, account, password and "
-        "security of this backend, save, and run the Test. When the test succeeds the held "
-        "messages go out by themselves.\n"
+        f"What to do: open the global settings, check {check} of this backend, save, and "
+        "run the Test. When the test succeeds the held messages go out by themselves.\n"
     )
     return raise_alert(
         kind=Alert.Kind.BACKEND_FAILING, key=f"backend:{backend.pk}", subject=subject, body=body

@@ -43,6 +43,7 @@ from outbound.models import Attempt, Backend, BackendSlot, GlobalSettings, Messa
 from outbound.services import sms_backends, transitions
 from outbound.services.backends import CONFIG_REASONS, mark_backend_failing, smtp_config
 from outbound.services.validation import backend_block
+from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
 from outbound.transports.base import Envelope, SendResult
 from outbound.transports.sms_base import SmsEnvelope, SmsTransport
@@ -77,6 +78,9 @@ class Outcome:
     # No free connection for a capped backend: not tried, handed back.
     busy: bool = False
     channel: str = Channel.EMAIL
+    # What the send costs from the backend's allowance: one per email, one
+    # per segment for an SMS (providers bill SMS credits per segment).
+    units: int = 1
     finished_at: datetime = field(default_factory=timezone.now)
 
 
@@ -358,6 +362,7 @@ class Deliverer:
                     message_id=message.message_id,
                     status_callback=sms_backends.status_callback_url(backend),
                 )
+                outcome.units = max(analyse(message.text_body).segments, 1)
                 sms_transport = self._sms_transport(backend)
                 outcome.phase = "connect"
 
@@ -551,7 +556,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
             )
             recipient_updates.append((job.message_id, att["recipients"]))
             if job.backend_id is not None:
-                sent_per_backend[job.backend_id] = sent_per_backend.get(job.backend_id, 0) + 1
+                sent_per_backend[job.backend_id] = sent_per_backend.get(job.backend_id, 0) + o.units
         else:
             err = o.error
             assert err is not None

@@ -59,7 +59,7 @@ def get_backend(request: HttpRequest, backend_id: int = BackendId) -> dict[str, 
     response={201: BackendOut, **ERRORS},
     auth=ADMIN,
     tags=["backends"],
-    summary="Create an email backend (it must be tested before it sends)",
+    summary="Create a backend, email or SMS (it must be tested before it sends)",
 )
 def create_backend(request: HttpRequest, payload: BackendIn) -> Status[dict[str, Any]]:
     data = payload.model_dump(exclude_unset=True)
