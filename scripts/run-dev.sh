@@ -15,6 +15,7 @@ $BIN/outbound mailsink --host 127.0.0.1 --port 1025 &
 pids+=($!)
 sleep 1
 $BIN/outbound test-backend "Development mail catcher" || true
+$BIN/outbound test-backend "Development SMS console" || true
 $BIN/outbound worker --concurrency 2 &
 pids+=($!)
 echo

@@ -10,6 +10,7 @@ from outbound.models import Backend, GlobalSettings
 from outbound.states import Channel
 
 DEV_BACKEND = "Development mail catcher"
+DEV_SMS_BACKEND = "Development SMS console"
 
 
 class Command(BaseCommand):
@@ -44,3 +45,11 @@ class Command(BaseCommand):
                 },
             )
             self.stdout.write(f"Created the backend {DEV_BACKEND!r} (127.0.0.1:1025).")
+        if not Backend.objects.filter(channel=Channel.SMS, is_default=True).exists():
+            # Prints each SMS in the worker's output; SMS stays off in the
+            # global settings until an administrator turns it on.
+            Backend.objects.get_or_create(
+                name=DEV_SMS_BACKEND,
+                defaults={"channel": Channel.SMS, "kind": "console", "host": "", "is_default": True},
+            )
+            self.stdout.write(f"Created the SMS backend {DEV_SMS_BACKEND!r} (prints SMS).")
