@@ -42,6 +42,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Serves the API docs page's Swagger UI files itself: no CDN needed.
+    "ninja",
     "outbound",
 ]
 

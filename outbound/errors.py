@@ -70,6 +70,9 @@ class InvalidAddress(OutboundError):
 class IntakeError(OutboundError):
     """Input refused at intake: nothing was written."""
 
+    # In bulk intake, the position of the message that was refused.
+    index: int | None = None
+
 
 class HeaderInjection(IntakeError):
     """A header or envelope value carries CR, LF or another control character."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["tests.smtpd"]
+pytest_plugins = ["tests.smtpd", "tests.twilio_server", "tests.http_gateway_server"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -202,3 +202,13 @@ def test_sms_credits_count_segments(
     sms_backend.refresh_from_db()
     assert sms_backend.sent_count == 3
     assert sms_backend.left == 7
+
+
+def test_an_sms_needing_more_credits_than_are_left_waits(
+    sms_on: GlobalSettings, sms_backend: Backend
+) -> None:
+    Backend.objects.filter(pk=sms_backend.pk).update(limit=5, sent_count=4)
+    message = _validated(intake.queue_sms(to="+447400123456", body="x" * 200))
+    assert message.status == Status.WAITING
+    assert message.reason_code == Reason.ALLOWANCE_EXHAUSTED
+    assert "1 of its 5 credits left; this SMS needs 2" in message.reason_text

@@ -19,7 +19,6 @@ from outbound.services.validation import validate_due
 from outbound.states import Channel, Reason, Status
 from tests.twilio_server import TwilioTestServer
 
-pytest_plugins = ["tests.twilio_server"]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PUBLIC = "http://testserver"
@@ -304,7 +303,30 @@ def test_gateway_receipts_need_the_shared_secret(
     assert no_id.status_code == 400
     message.refresh_from_db()
     assert message.receipt_status == ""
+    odd = client.post(
+        url,
+        {"id": "gw-\ud800", "status": "delivered"},
+        content_type="application/json",
+        headers=good,
+    )
+    assert odd.status_code == 400
+    unknown_backend = client.post(
+        "/hooks/sms/999999/http", body, content_type="application/json", headers=good
+    )
+    assert unknown_backend.status_code == 404
+    assert unknown_backend.json()["ok"] is False
     ok = client.post(url, body, content_type="application/json", headers=good)
     assert ok.status_code == 200
     message.refresh_from_db()
     assert message.receipt_status == "delivered"
+    # A gateway whose ids are numbers: the send side kept "42" as text.
+    Attempt.objects.filter(provider_id="gw-42").update(provider_id="42")
+    numeric = client.post(
+        url,
+        {"id": 42, "status": "failed", "error_code": 7},
+        content_type="application/json",
+        headers=good,
+    )
+    assert numeric.status_code == 200
+    message.refresh_from_db()
+    assert (message.receipt_status, message.receipt_code) == ("failed", "7")

@@ -178,11 +178,15 @@ def install_error_handlers(api: NinjaAPI) -> None:
             {"Idempotency-Key": [str(exc)]},
         )
 
+    def _where(exc: IntakeError) -> dict[str, list[str]] | None:
+        # In a batch, say which message was refused.
+        return {f"messages.{exc.index}": [str(exc)]} if exc.index is not None else None
+
     def on_header_injection(request: HttpRequest, exc: HeaderInjection) -> HttpResponse:
-        return _respond(api, request, 422, "header_injection", str(exc))
+        return _respond(api, request, 422, "header_injection", str(exc), _where(exc))
 
     def on_intake(request: HttpRequest, exc: IntakeError) -> HttpResponse:
-        return _respond(api, request, 422, "invalid_input", str(exc))
+        return _respond(api, request, 422, "invalid_input", str(exc), _where(exc))
 
     def on_transition(request: HttpRequest, exc: InvalidTransition) -> HttpResponse:
         return _respond(api, request, 409, "state_conflict", str(exc))

@@ -18,7 +18,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -69,6 +69,34 @@ def check_header_value(name: str, value: str) -> str:
     return value
 
 
+def check_text(name: str, value: str, *, max_length: int | None = None) -> str:
+    """Refuse text the databases cannot store: NUL characters and lone UTF-16
+    surrogates (PostgreSQL refuses both; SQLite would keep garbage)."""
+    if not isinstance(value, str):
+        raise IntakeError(f"{name} must be text.")
+    if "\x00" in value:
+        raise IntakeError(f"{name} contains a NUL character.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise IntakeError(f"{name} contains a character that is not valid Unicode.") from err
+    if max_length is not None and len(value) > max_length:
+        raise IntakeError(f"{name} is {len(value)} characters long; the most is {max_length}.")
+    return value
+
+
+def check_moment(name: str, value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if timezone.is_naive(value):
+        raise IntakeError(f"{name} must carry a time zone.")
+    try:
+        value.astimezone(UTC)
+    except OverflowError as err:
+        raise IntakeError(f"{name} is out of range.") from err
+    return value
+
+
 def _address_list(name: str, value: str | Iterable[str] | None) -> list[str]:
     if value is None:
         return []
@@ -78,6 +106,7 @@ def _address_list(name: str, value: str | Iterable[str] | None) -> list[str]:
         if not isinstance(item, str):
             raise IntakeError(f"{name} must be a list of text addresses, got {type(item).__name__}")
         check_header_value(name, item)
+        check_text(name, item, max_length=998)
         item = item.strip()
         if item:
             result.append(item)
@@ -168,11 +197,20 @@ def _build_email(
     check_header_value("Subject", subject)
     check_header_value("From", from_address)
     check_header_value("To user", to_user)
+    check_text("Subject", subject, max_length=998)
+    check_text("From", from_address, max_length=320)
+    check_text("To user", to_user, max_length=200)
+    check_text("The text body", text)
+    check_text("The HTML body", html)
+    check_text("The group key", group_key, max_length=200)
+    if len(", ".join(to_list)) > 1000:
+        raise IntakeError("The To addresses together are longer than 1000 characters.")
     extra_headers = _headers(headers)
+    for header_name, header_value in extra_headers.items():
+        check_text(f"Header {header_name}", header_value, max_length=998)
     if source not in Source.values:
         raise IntakeError(f"Unknown source {source!r}; use one of {', '.join(Source.values)}.")
-    if send_at is not None and timezone.is_naive(send_at):
-        raise IntakeError("send_at must carry a time zone.")
+    check_moment("send_at", send_at)
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
         raise IntakeError("The idempotency key must be 1 to 255 characters long.")
     for a in attachments:
@@ -348,7 +386,7 @@ def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -
     """
     now = timezone.now()
     messages = []
-    for item in items:
+    for index, item in enumerate(items):
         if item.get("idempotency_key") or item.get("attachments"):
             raise IntakeError("Bulk intake takes no idempotency keys or attachments.")
         kwargs = dict(_EMAIL_DEFAULTS)
@@ -356,7 +394,11 @@ def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -
         if unknown:
             raise IntakeError(f"Unknown field(s): {', '.join(sorted(unknown))}.")
         kwargs.update(item)
-        messages.append(_build_email(now=now, **kwargs))
+        try:
+            messages.append(_build_email(now=now, **kwargs))
+        except IntakeError as err:
+            err.index = index
+            raise
     with transaction.atomic():
         Message.objects.bulk_create(messages, batch_size=500)
         Event.objects.bulk_create([_creation_event(m, actor) for m in messages], batch_size=500)
@@ -389,20 +431,22 @@ def _build_sms(
     resolved_contact = _resolve_contact(contact)
     if to is not None and not isinstance(to, str):
         raise IntakeError(f"The number must be text, got {type(to).__name__}.")
-    number = check_header_value("Number", (to or "").strip())
+    number = check_header_value("Number", check_text("The number", (to or "").strip()))
+    if len(number) > 40:
+        raise IntakeError("The number is longer than 40 characters.")
     if number and resolved_contact is not None:
         # The contact's mobile is looked up at validation (and again on every
         # re-send, after an operator fixes it); a second number would compete.
         raise IntakeError("Give a contact or a number, not both.")
     check_header_value("To user", to_user)
-    if not isinstance(body, str):
-        raise IntakeError("The SMS body must be text.")
+    check_text("To user", to_user, max_length=200)
+    check_text("The SMS text", body)
+    check_text("The group key", group_key, max_length=200)
     if len(body) > MAX_SMS_BODY:
         raise IntakeError(f"The SMS body is {len(body)} characters; the most is {MAX_SMS_BODY}.")
     if source not in Source.values:
         raise IntakeError(f"Unknown source {source!r}; use one of {', '.join(Source.values)}.")
-    if send_at is not None and timezone.is_naive(send_at):
-        raise IntakeError("send_at must carry a time zone.")
+    check_moment("send_at", send_at)
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
         raise IntakeError("The idempotency key must be 1 to 255 characters long.")
     resolved_backend = _resolve_backend(backend, Channel.SMS)

@@ -23,8 +23,10 @@ from outbound.models import Attempt, Backend, Event, Message
 
 logger = logging.getLogger(__name__)
 
-FINAL = frozenset({"delivered", "undelivered", "failed", "read"})
-INTERMEDIATE = frozenset({"accepted", "queued", "sending", "sent"})
+FINAL = frozenset({"delivered", "undelivered", "failed", "read", "canceled"})
+INTERMEDIATE = frozenset(
+    {"accepted", "queued", "sending", "sent", "scheduled", "partially_delivered"}
+)
 KNOWN = FINAL | INTERMEDIATE
 
 MEANING = {
@@ -36,6 +38,9 @@ MEANING = {
     "read": "the recipient read it",
     "undelivered": "the carrier could not deliver it",
     "failed": "the provider could not send it",
+    "canceled": "the provider cancelled it before sending",
+    "scheduled": "the provider holds it for a later time",
+    "partially_delivered": "some segments reached the handset",
 }
 
 # Twilio's commonest delivery error codes, from its public error dictionary.
@@ -64,19 +69,37 @@ class MalformedReceipt(ValueError):
     """A receipt without the fields every receipt has."""
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_receipt(provider_id: object, status: object, error_code: object) -> tuple[str, str, str]:
     """The receipt's fields as clean text; raises MalformedReceipt."""
+    if isinstance(provider_id, int) and not isinstance(provider_id, bool):
+        # Gateways with numeric ids: the send side kept them as text.
+        provider_id = str(provider_id)
     if not isinstance(provider_id, str) or not provider_id.strip():
         raise MalformedReceipt("The receipt has no message id.")
     if len(provider_id) > 200:
         raise MalformedReceipt("The message id is longer than 200 characters.")
+    if not provider_id.isprintable() or not _encodable(provider_id):
+        raise MalformedReceipt("The message id contains control or invalid characters.")
     if not isinstance(status, str) or status.strip().lower() not in KNOWN:
         raise MalformedReceipt(f"The status must be one of {', '.join(sorted(KNOWN))}.")
     if error_code is None:
         error_code = ""
     if isinstance(error_code, int) and not isinstance(error_code, bool):
         error_code = str(error_code)
-    if not isinstance(error_code, str) or len(error_code) > 20:
+    if (
+        not isinstance(error_code, str)
+        or len(error_code) > 20
+        or not error_code.isprintable()
+        or not _encodable(error_code)
+    ):
         raise MalformedReceipt("The error code must be text of at most 20 characters.")
     return provider_id.strip(), status.strip().lower(), error_code.strip()
 

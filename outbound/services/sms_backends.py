@@ -78,7 +78,11 @@ def check_sender(raw: str, *, kind: str) -> str:
 
 
 def _url_error(value: str) -> str:
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a port out of range)
+    except ValueError:
+        return "Enter an http:// or https:// URL with a host name."
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "Enter an http:// or https:// URL with a host name."
     if parts.username or parts.password:
@@ -98,6 +102,11 @@ def clean_sms_settings(
         errors["kind"] = [f"Use one of {', '.join(str(k.value) for k in SMS_KINDS)}."]
         return cleaned
     cleaned["kind"] = kind
+    for key in ("host", "port", "security"):
+        if key in data:
+            errors[key] = ["Not a setting of an SMS backend."]
+    if "username" in data and kind != BackendKind.TWILIO and data["username"]:
+        errors["username"] = ["Only a Twilio backend has an account SID."]
     options: dict[str, Any] = dict(current.options) if current and current.kind == kind else {}
     given = {k: data[k] for k in OPTION_KEYS if k in data}
 
@@ -148,6 +157,9 @@ def clean_sms_settings(
                 value = [c.strip() for c in value.split(",") if c.strip()]
             if isinstance(value, str):
                 value = value.strip()
+            if key == "body_template" and value == "":
+                # Blank means "the standard body", not "no body".
+                value = HTTP_OPTIONS["body_template"]
             merged[key] = value
         for key in ("url", "probe_url"):
             value = merged.get(key)

@@ -299,12 +299,13 @@ def _decide_sms(
             Status.BACKEND_TEST_REQUIRED, block_reason[0], block_reason[1], fields, recipients
         )
     assert backend is not None
-    if backend.left == 0:
+    if backend.left is not None and backend.left < info.segments:
         return Decision(
             Status.WAITING,
             Reason.ALLOWANCE_EXHAUSTED,
-            f"Backend {backend.name} has used its allowance ({backend.limit} messages). "
-            "Raise the limit or reset the count to release the message.",
+            f"Backend {backend.name} has {backend.left} of its {backend.limit} credits left; "
+            f"this SMS needs {info.segments} (one per segment). Raise the limit or reset the "
+            "count to release the message.",
             fields,
             recipients,
         )

@@ -124,6 +124,9 @@ def _string_values(node: Any) -> list[str]:
     return []
 
 
+_CREDENTIAL_HEADER = re.compile(r"(?i)authorization|api[-_]?key|token|secret|password")
+
+
 def validate_http_config(options: Mapping[str, Any]) -> dict[str, list[str]]:
     """Field errors of HTTP gateway settings; an empty dict when they are usable.
 
@@ -161,6 +164,14 @@ def validate_http_config(options: Mapping[str, Any]) -> dict[str, list[str]]:
                 add("headers", f"The value of {name} contains a line break or control character.")
             elif name.lower() in ("host", "content-length", "transfer-encoding"):
                 add("headers", f"{name} is set by the transport.")
+            elif _CREDENTIAL_HEADER.search(name) and "{secret}" not in value:
+                # Header values are shown on the settings page and in the API:
+                # a credential typed here would be stored and shown in clear.
+                add(
+                    "headers",
+                    f"Put the credential of {name} in the secret field and write {{secret}} "
+                    "here, e.g. “Bearer {secret}”.",
+                )
             unknown = {m for m in _PLACEHOLDER.findall(value) if m != "secret"}
             if unknown:
                 add("headers", f"Header values may only use {{secret}}, not {{{min(unknown)}}}.")
@@ -171,6 +182,8 @@ def validate_http_config(options: Mapping[str, Any]) -> dict[str, list[str]]:
     else:
         try:
             parsed = json.loads(template)
+        except RecursionError:
+            add("body_template", "The template nests too deeply.")
         except ValueError as err:
             add("body_template", f"Not valid JSON: {err}.")
         else:

@@ -61,6 +61,8 @@ from outbound.transports.sms_base import (
 )
 
 logger = logging.getLogger(__name__)
+# The SDK logs every request line and header at INFO; only its problems matter here.
+logging.getLogger(f"{__name__}.sdk").setLevel(logging.WARNING)
 
 DEFAULT_BASE_URL = "https://api.twilio.com"
 

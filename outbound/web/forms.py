@@ -12,6 +12,7 @@ from django import forms
 from outbound.errors import InvalidInput
 from outbound.models import Backend, BackendKind, Security, Suppression
 from outbound.selectors import MessageFilters
+from outbound.services.sms_backends import HTTP_OPTIONS
 from outbound.states import Channel, Status
 
 
@@ -306,6 +307,15 @@ class SmsBackendForm(ServiceErrorsMixin, forms.Form):
                     value = ", ".join(value or [])
                 initial[key] = value
             kwargs["initial"] = initial
+        if backend is None:
+            # A new gateway starts from the standard settings, so a blank
+            # field means the administrator cleared it on purpose.
+            defaults = {
+                key: value
+                for key, value in HTTP_OPTIONS.items()
+                if key not in ("headers", "invalid_number_codes", "url", "probe_url")
+            }
+            kwargs["initial"] = {**defaults, **kwargs.get("initial", {})}
         kwargs.setdefault("prefix", f"b{backend.pk}" if backend is not None else "newsms")
         super().__init__(*args, **kwargs)
         if backend is None or not backend.has_secret:

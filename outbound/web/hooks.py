@@ -14,7 +14,6 @@ import json
 import logging
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
@@ -53,7 +52,9 @@ def _record(backend: Backend, provider_id: object, status: object, code: object)
 @csrf_exempt
 @require_POST
 def twilio_receipt(request: HttpRequest, backend_id: int) -> HttpResponse:
-    backend = get_object_or_404(Backend, pk=backend_id, kind=BackendKind.TWILIO)
+    backend = Backend.objects.filter(pk=backend_id, kind=BackendKind.TWILIO).first()
+    if backend is None:
+        return _answer(404, f"There is no Twilio backend {backend_id}.")
     if len(request.body) > MAX_BODY:
         return _answer(400, "The body is too large.")
     try:
@@ -81,7 +82,9 @@ def twilio_receipt(request: HttpRequest, backend_id: int) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def http_receipt(request: HttpRequest, backend_id: int) -> HttpResponse:
-    backend = get_object_or_404(Backend, pk=backend_id, kind=BackendKind.HTTP)
+    backend = Backend.objects.filter(pk=backend_id, kind=BackendKind.HTTP).first()
+    if backend is None:
+        return _answer(404, f"There is no HTTP gateway backend {backend_id}.")
     try:
         expected = secrets.decrypt(backend.receipt_secret, owner=f"backend {backend.name}")
     except secrets.SecretError:

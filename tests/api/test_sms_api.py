@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from outbound.models import Backend, GlobalSettings
+from outbound.models import Backend, Contact, GlobalSettings, Message
 from tests.api.conftest import assert_error
 from tests.twilio_server import TwilioTestServer
 
-pytest_plugins = ["tests.twilio_server"]
 pytestmark = pytest.mark.django_db
 
 
@@ -93,3 +92,81 @@ def test_sms_global_settings_are_read_and_validated(api):
     body = assert_error(api.patch("/settings", {"default_region": "QQ"}), 422)
     assert "default_region" in body["details"]
     assert GlobalSettings.load().default_region == "FR"
+
+
+def _sms_backend(api):
+    body = api.post("/backends", {"name": "Console", "channel": "sms", "kind": "console"}).json()
+    return body["id"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "where"),
+    [
+        ({"url": "http://[::1"}, "url"),
+        ({"probe_url": "https://x:99999/"}, "probe_url"),
+        ({"body_template": "[" * 4000}, "body_template"),
+        ({"headers": {"Authorization": "Bearer abc123"}}, "headers"),
+        ({"port": 25}, "port"),
+    ],
+)
+def test_odd_gateway_settings_are_422_not_500(api, fields, where):
+    data = {
+        "name": "Gateway",
+        "channel": "sms",
+        "kind": "http",
+        "url": "https://sms.example.com/send",
+        "from_address": "Acme",
+        **fields,
+    }
+    body = assert_error(api.post("/backends", data), 422)
+    assert where in body["details"]
+    assert not Backend.objects.exists()
+
+
+def test_smtp_settings_on_an_sms_backend_are_refused_and_nothing_changes(api):
+    pk = _sms_backend(api)
+    body = assert_error(api.patch(f"/backends/{pk}", {"security": "tls", "host": "x"}), 422)
+    assert {"security", "host"} <= set(body["details"])
+    assert Backend.objects.get(pk=pk).settings_version == 1
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"channel": "sms", "to": ["+14155550100"], "text": "\ud800"},
+        {"channel": "sms", "to": ["+14155550100"], "text": "a\u0000b"},
+        {"channel": "sms", "to": ["+14155550100"], "text": "x", "group_key": "g" * 201},
+        {"channel": "sms", "to": ["+1" + "5" * 50], "text": "x"},
+        {"channel": "sms", "to": ["+14155550100"], "send_at": "0001-01-01T00:00:00+14:00"},
+        {"to": ["a@example.com"], "text": "\ud800"},
+    ],
+)
+def test_text_the_database_cannot_store_is_422(api, payload):
+    assert_error(api.post("/messages", payload), 422)
+    assert not Message.objects.exists()
+
+
+def test_an_out_of_range_filter_time_is_422(api):
+    r = api.get("/messages", created_after="0001-01-01T00:00:00+14:00")
+    assert "created_after" in assert_error(r, 422)["details"]
+
+
+def test_channel_auto_refuses_fields_it_would_drop(api):
+    c = Contact.objects.create(name="Tex", email="tex@example.com")
+    r = api.post(
+        "/messages",
+        {"channel": "auto", "contact_id": c.pk, "from": "a@b.c", "headers": {"X-A": "1"}},
+    )
+    assert {"from", "headers"} <= set(assert_error(r, 422)["details"])
+
+
+def test_a_refused_message_in_a_batch_is_named(api):
+    batch = {
+        "messages": [
+            {"channel": "sms", "to": ["+14155550100"], "text": "ok"},
+            {"channel": "sms", "to": ["+14155550101"], "text": "x" * 5001},
+        ]
+    }
+    body = assert_error(api.post("/messages/batch", batch), 422)
+    assert "messages.1" in body["details"]
+    assert not Message.objects.exists()

@@ -6,8 +6,6 @@ from __future__ import annotations
 from outbound.models import Backend, Contact, Message
 from tests.twilio_server import TwilioTestServer
 
-pytest_plugins = ["tests.twilio_server"]
-
 
 def test_send_sms_queues_to_a_number_and_to_a_contact(cli):
     r = cli("send-sms", "--to", "+14155550100", "--text", "Code 1234", "--json")
@@ -82,3 +80,21 @@ def test_backends_set_refuses_bad_sms_settings_with_field_errors(cli):
     assert r.code == 1
     assert "url" in r.err and "from_address" in r.err and "body_template" in r.err
     assert not Backend.objects.exists()
+
+
+def test_send_sms_refuses_times_and_text_it_cannot_store(cli):
+    r = cli(
+        "send-sms", "--to", "+14155550100", "--text", "Hi", "--send-at", "0001-01-01T00:00:00+14:00"
+    )
+    assert r.code == 2 and "out of range" in r.err
+    r = cli("send-sms", "--to", "+14155550100", "--text", "Hi", "--group", "g" * 201)
+    assert r.code == 1 and "group key" in r.err
+    assert not Message.objects.exists()
+
+
+def test_test_backend_send_to_is_for_email_backends(cli):
+    Backend.objects.create(name="Console", channel="sms", kind="console", host="")
+    r = cli("test-backend", "Console", "--send-to", "+14155550100")
+    assert r.code == 2 and "email backends only" in r.err
+    listed = cli("backends", "list")
+    assert "console" in listed.out

@@ -17,7 +17,6 @@ from tests.twilio_server import TwilioTestServer
 from tests.web.conftest import login
 from tests.web.test_browser import _shot
 
-pytest_plugins = ["tests.twilio_server"]
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 

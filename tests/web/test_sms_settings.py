@@ -12,7 +12,6 @@ from django.test import Client
 from outbound.models import Backend
 from tests.twilio_server import TwilioTestServer
 
-pytest_plugins = ["tests.twilio_server"]
 pytestmark = pytest.mark.django_db
 
 
@@ -92,3 +91,28 @@ def test_an_http_gateway_is_refused_with_its_field_errors(admin_client: Client) 
     assert "headers" in html.lower()
     assert "{nope}" in html
     assert not Backend.objects.exists()
+
+
+def test_a_new_gateway_starts_from_the_standard_settings(admin_client: Client) -> None:
+    page = admin_client.get("/settings/").content.decode()
+    assert 'name="newsms-idempotency_header"' in page
+    assert 'value="Idempotency-Key"' in page
+    response = admin_client.post(
+        "/settings/backends/new/",
+        _new(
+            name="Gateway",
+            kind="http",
+            url="https://sms.example.com/send",
+            id_path="data.id",
+            idempotency_header="Idempotency-Key",
+            body_template="",
+            headers='{"X-Api-Key": "{secret}"}',
+            password="gw-secret",
+        ),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    options = Backend.objects.get(name="Gateway").options
+    assert options["id_path"] == "data.id"
+    assert options["idempotency_header"] == "Idempotency-Key"
+    assert "{body}" in options["body_template"]
+    assert "gw-secret" not in admin_client.get("/settings/").content.decode()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from django.db import transaction
@@ -33,7 +33,7 @@ from outbound.api.schemas import (
     MessageOut,
     MessagePageOut,
 )
-from outbound.errors import UnknownContact
+from outbound.errors import IntakeError, UnknownContact
 from outbound.explain import explain_message
 from outbound.models import Backend, Contact, Message
 from outbound.selectors import PAGE_SIZE, Cursor, message_page
@@ -82,11 +82,16 @@ def _intake(payload: MessageIn) -> tuple[Callable[..., Message], dict[str, Any]]
                 "contact_external_id.",
                 details={"channel": ["auto needs a contact."]},
             )
-        if payload.to or payload.cc or payload.bcc:
+        unused = {
+            ("from" if name == "from_" else name): ["Not used with channel auto."]
+            for name in ("to", "cc", "bcc", "reply_to", "headers", "from_", "to_user")
+            if getattr(payload, name)
+        }
+        if unused:
             raise ApiError(
                 422,
-                "The channel auto writes to the contact only; leave to, cc and bcc empty.",
-                details={"to": ["Not used with channel auto."]},
+                "The channel auto writes to the contact, with a subject and text only.",
+                details=unused,
             )
         return intake.notify_contact, {
             "contact": _contact_ref(payload),
@@ -276,11 +281,14 @@ def create_messages(
             messages = intake.queue_emails([item for _, item in items], actor=who.actor)
         else:
             # SMS and channel-picking messages go one by one, all or nothing.
+            messages = []
             with transaction.atomic():
-                messages = [
-                    call(**item, actor=who.actor)
-                    for call, (_, item) in zip(calls, items, strict=True)
-                ]
+                for call, (index, item) in zip(calls, items, strict=True):
+                    try:
+                        messages.append(call(**item, actor=who.actor))
+                    except IntakeError as err:
+                        err.index = index
+                        raise
         data = {"count": len(messages), "messages": [message_out(m) for m in messages]}
         return 201, _json(BatchOut, data)
 
@@ -302,12 +310,15 @@ class MessageQuery(Schema):
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is None or timezone.is_aware(value):
+    if value is None:
         return value
     try:
-        return timezone.make_aware(value)
+        aware = value if timezone.is_aware(value) else timezone.make_aware(value)
+        # A time near year 1 or 9999 can overflow once the database needs UTC.
+        aware.astimezone(UTC)
     except (ValueError, OverflowError) as err:
         raise ApiError(422, f"{name} is not a valid time.", details={name: [str(err)]}) from err
+    return aware
 
 
 def _backend_id(ref: str | None) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.core.management.base import CommandError, OutputWrapper
@@ -67,8 +67,12 @@ def parse_moment(raw: str | None, option: str) -> datetime | None:
             f"{option}: {raw!r} is not a time; use ISO 8601, e.g. 2030-01-31T09:00:00+01:00.",
             returncode=2,
         )
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment)
+    try:
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise CommandError(f"{option}: {raw!r} is out of range.", returncode=2) from None
     return moment
 
 

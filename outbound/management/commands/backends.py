@@ -21,8 +21,8 @@ class Command(BaseCommand):
         listing.add_argument("--json", action="store_true")
         put = sub.add_parser(
             "set",
-            help="Create or change an email backend. The password is read from standard input "
-            "(--password-stdin), never from the command line.",
+            help="Create or change an email or SMS backend. The password (or auth token) is read "
+            "from standard input (--password-stdin), never from the command line.",
         )
         put.add_argument("name", help="The backend's name.")
         put.add_argument("--create", action="store_true", help="Create it if it does not exist.")
@@ -77,14 +77,25 @@ class Command(BaseCommand):
                 return
             write_table(
                 self.stdout,
-                ["name", "channel", "default", "server", "security", "password", "health", "left"],
+                [
+                    "name",
+                    "channel",
+                    "kind",
+                    "default",
+                    "server",
+                    "security",
+                    "password",
+                    "health",
+                    "left",
+                ],
                 [
                     [
                         b.name,
                         b.channel,
+                        b.kind,
                         b.is_default,
-                        f"{b.host}:{b.port}",
-                        b.security,
+                        f"{b.host}:{b.port}" if b.channel == "email" else (b.host or "-"),
+                        b.security if b.channel == "email" else "-",
                         "set" if b.has_secret else "none",
                         b.get_health_display(),
                         "unlimited" if b.left is None else b.left,

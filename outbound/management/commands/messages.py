@@ -16,6 +16,7 @@ from outbound.explain import explain_message
 from outbound.management.commands._output import cell, parse_moment, write_json, write_table
 from outbound.models import Backend, Message
 from outbound.selectors import Cursor, message_page
+from outbound.sms import analyse
 from outbound.states import Channel, Status
 
 
@@ -131,8 +132,19 @@ class Command(BaseCommand):
             ("Channel", m.get_channel_display()),
             ("Message to", m.message_to),
             ("To user", m.to_user),
-            ("From", m.from_address),
-            ("Subject", m.subject),
+            *(
+                [
+                    ("Text", _sms_text(m)),
+                    (
+                        "Delivery receipt",
+                        f"{m.receipt_status} {m.receipt_code} at {m.receipt_at}".replace("  ", " ")
+                        if m.receipt_status
+                        else None,
+                    ),
+                ]
+                if m.channel == "sms"
+                else [("From", m.from_address), ("Subject", m.subject)]
+            ),
             ("Created", m.created_at),
             ("Due", m.send_at),
             ("Sent", m.sent_at),
@@ -204,3 +216,8 @@ class Command(BaseCommand):
             width = max(len(k) for k, _ in e.facts)
             for key, value in e.facts:
                 self.stdout.write(f"  {key.ljust(width)}  {value}")
+
+
+def _sms_text(m: Message) -> str:
+    info = analyse(m.text_body)
+    return f"{m.text_body} ({info.characters} {info.encoding} characters, {info.segments} segments)"

@@ -15,7 +15,12 @@ from outbound.states import Source
 
 def _read(path: str, option: str) -> str:
     if path == "-":
-        return sys.stdin.read()
+        try:
+            return sys.stdin.read()
+        except UnicodeDecodeError as err:
+            raise CommandError(
+                f"{option}: standard input is not UTF-8 text.", returncode=1
+            ) from err
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:

@@ -50,6 +50,11 @@ class Command(BaseCommand):
             # global settings until an administrator turns it on.
             Backend.objects.get_or_create(
                 name=DEV_SMS_BACKEND,
-                defaults={"channel": Channel.SMS, "kind": "console", "host": "", "is_default": True},
+                defaults={
+                    "channel": Channel.SMS,
+                    "kind": "console",
+                    "host": "",
+                    "is_default": True,
+                },
             )
             self.stdout.write(f"Created the SMS backend {DEV_SMS_BACKEND!r} (prints SMS).")

@@ -28,6 +28,10 @@ class Command(BaseCommand):
             raise CommandError(
                 f"There is no backend named {options['name']!r} (backends: {names})."
             ) from err
+        if options["send_to"] and backend.channel != "email":
+            raise CommandError(
+                "--send-to sends a test email; it is for email backends only.", returncode=2
+            )
         result = test_backend(backend, actor="cli")
         for line in result.transcript:
             self.stdout.write(f"  {line}")
