@@ -280,6 +280,33 @@ def renew_slots(*, holder_prefix: str, lease: timedelta) -> int:
 BACKEND_STATE_FIELDS = ("settings_version", "tested_version", "health", "health_detail")
 
 
+def backend_state(backend_id: int) -> tuple[Any, ...] | None:
+    """The backend's ``BACKEND_STATE_FIELDS`` as they are now, or None if it is gone.
+
+    Read before every message, so in plain SQL: the ORM took half a
+    millisecond to build this one-row query.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_backend_state_sql(connection.vendor), [backend_id])
+        return cast("tuple[Any, ...] | None", cursor.fetchone())
+
+
+_STATE_SQL: dict[str, str] = {}
+
+
+def _backend_state_sql(vendor: str) -> str:
+    sql = _STATE_SQL.get(vendor)
+    if sql is None:
+        quote = connection.ops.quote_name
+        columns = ", ".join(
+            quote(cast("Field[Any, Any]", Backend._meta.get_field(n)).column)
+            for n in BACKEND_STATE_FIELDS
+        )
+        table = quote(Backend._meta.db_table)
+        sql = _STATE_SQL[vendor] = f"SELECT {columns} FROM {table} WHERE id = %s"  # noqa: S608
+    return sql
+
+
 class Deliverer:
     """Delivers jobs for one worker thread, keeping one open connection per
     backend and settings version."""
@@ -326,11 +353,10 @@ class Deliverer:
             if backend is None or job.backend_id != backend.pk:
                 raise BackendConfigurationError("The message has no backend.", reason="missing")
             # The backend as it is now: an edit since the claim must be seen.
-            fresh = BACKEND_STATE_FIELDS
-            values = Backend.objects.filter(pk=backend.pk).values_list(*fresh).first()
+            values = backend_state(backend.pk)
             if values is None:
                 raise BackendConfigurationError("The backend was deleted.", reason="missing")
-            for name, value in zip(fresh, values, strict=True):
+            for name, value in zip(BACKEND_STATE_FIELDS, values, strict=True):
                 setattr(backend, name, value)
             outcome.backend_name, outcome.host = backend.name, backend.host
             block = backend_block(backend, message.channel)
