@@ -93,14 +93,14 @@ class Command(BaseCommand):
             return
         write_table(
             self.stdout,
-            ["id", "created", "status", "to", "subject", "reason"],
+            ["id", "created", "status", "to", "subject / sms text", "reason"],
             [
                 [
                     m.pk,
                     m.created_at,
                     m.status_label,
                     m.message_to or m.to_user,
-                    m.subject,
+                    m.subject if m.channel == "email" else f"[SMS] {m.text_body}",
                     m.reason_text,
                 ]
                 for m in page.rows
