@@ -11,12 +11,14 @@ Endpoints:
 - ``POST /2010-04-01/Accounts/{sid}/Messages.json`` (form: To, From or
   MessagingServiceSid, Body, StatusCallback) → 201 and a message resource;
 - ``GET /2010-04-01/Accounts/{sid}/Messages/{SM…}.json`` → the message;
+- ``GET /2010-04-01/Accounts/{sid}/Messages.json?To=…`` → the messages, newest first;
 - ``GET /2010-04-01/Accounts/{sid}.json`` → the account (the backend test).
 
 Knobs: ``invalid_numbers`` (→ 400, 21211), ``not_mobile_numbers`` (→ 400,
 21614), ``queue_failure(status, code, message, times=1)`` (the next requests
 fail), ``hang`` (read the request, never answer), ``drop`` (read the request,
-close the connection without an answer), ``account_status``,
+close the connection without an answer), ``drop_after_create`` (create the
+message, then close without an answer), ``account_status``,
 ``message_status``. Observed: ``received`` (form fields of every created
 message), ``requests`` (requests that arrived), ``log`` (every request).
 
@@ -102,6 +104,9 @@ class TwilioTestServer:
         self.hang = False
         # Read the request, then close the connection without an answer.
         self.drop = False
+        # Create the message, then close the connection without an answer:
+        # Twilio has it, the client never hears so.
+        self.drop_after_create = False
         self.received: list[dict[str, str]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.log: list[RecordedRequest] = []
@@ -291,6 +296,7 @@ def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
 class _Handler(BaseHTTPRequestHandler):
     server_state: TwilioTestServer
     protocol_version = "HTTP/1.1"
+    _query: dict[str, str]
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -306,7 +312,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         form = {k: v[-1] for k, v in parse_qs(raw.decode("utf-8"), keep_blank_values=True).items()}
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
+        self._query = {k: v[-1] for k, v in parse_qs(query).items()}
         with state._lock:
             state.requests += 1
             state.log.append(RecordedRequest(self.command, path, dict(self.headers.items()), form))
@@ -318,6 +325,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         status, answer = self._route(path, form)
+        if state.drop_after_create and self.command == "POST" and status == 201:
+            self.close_connection = True
+            return
         self._answer(status, answer)
 
     def _route(self, path: str, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -332,6 +342,26 @@ class _Handler(BaseHTTPRequestHandler):
             return _error(failure.status, failure.code or failure.status, failure.message)
         if self.command == "POST" and _MESSAGES.match(path):
             return state._create_message(form)
+        if self.command == "GET" and _MESSAGES.match(path):
+            # The list, newest first, filtered by To as Twilio does.
+            to = self._query.get("To")
+            with state._lock:
+                found = [m for m in state.messages.values() if to is None or m["to"] == to]
+            size = int(self._query.get("PageSize", "50"))
+            items = [
+                {k: v for k, v in m.items() if k != "status_callback"} for m in reversed(found)
+            ][:size]
+            return 200, {
+                "messages": items,
+                "page": 0,
+                "page_size": size,
+                "start": 0,
+                "end": max(len(items) - 1, 0),
+                "uri": path,
+                "first_page_uri": path,
+                "next_page_uri": None,
+                "previous_page_uri": None,
+            }
         if self.command == "GET" and (found := _MESSAGE.match(path)):
             message = state.messages.get(found.group(2))
             if message is None:

@@ -32,6 +32,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,6 +62,8 @@ from outbound.transports.sms_base import (
 )
 
 logger = logging.getLogger(__name__)
+# Messages to one number looked at after an interrupted send.
+LOOKUP_LIMIT = 20
 # The SDK logs every request line and header at INFO; only its problems matter here.
 logging.getLogger(f"{__name__}.sdk").setLevel(logging.WARNING)
 
@@ -228,6 +231,63 @@ class TwilioTransport:
                 RecipientOutcome(address=envelope.to, accepted=True, code=code, reply=reply)
             ],
         )
+
+    def find_created(self, envelope: SmsEnvelope, *, since: datetime) -> SendResult | None:
+        """After an interrupted send: the message Twilio created for this
+        envelope since ``since``, or None.
+
+        Twilio's Messages API takes no idempotency key, so a send whose answer
+        was lost is looked up before it is tried again: the newest messages to
+        the same number, matched on sender and text. Raises the transport
+        errors of ``send`` when the lookup itself fails (the caller then sends
+        nothing this round).
+        """
+        check_host(self.config.base_url, self.config.address_allowed)
+        self.open()
+        self._guard.arm(None)
+        try:
+            found = self._client.messages.list(to=envelope.to, limit=LOOKUP_LIMIT)
+        except _TwilioError as err:
+            raise self._rest_error(err, phase="connect") from err
+        except _NetworkError as err:
+            failure = classify_network_error(
+                err, where=self._where(), sent=False, timeout=self.config.timeout
+            )
+            # A lookup is read-only: it never leaves anything half done.
+            failure.phase = "connect"
+            raise failure from err
+        except ValueError as err:
+            raise TransientTransportError(
+                f"{self._where()} answered the lookup with something that is not a message list",
+                phase="connect",
+                reason="unexpected_reply",
+            ) from err
+        by_service = bool(_SERVICE_SID.match(envelope.sender))
+        for message in found:
+            created = message.date_created
+            if created is not None and created < since:
+                continue
+            sender = message.messaging_service_sid if by_service else message.from_
+            if str(message.body or "") != envelope.body or str(sender or "") != envelope.sender:
+                continue
+            sid = str(message.sid or "")
+            status = str(message.status or "")
+            reply = f"found at Twilio after the interrupted send: {status} ({sid})"
+            logger.info(
+                "Message %s was created at Twilio before the interruption: sid=%s",
+                envelope.message_id or "-",
+                sid,
+            )
+            return SendResult(
+                code=200,
+                enhanced_code=status,
+                reply=reply,
+                queue_id=sid,
+                recipients=[
+                    RecipientOutcome(address=envelope.to, accepted=True, code=200, reply=reply)
+                ],
+            )
+        return None
 
     def _log_failure(self, envelope: SmsEnvelope, failure: TransportError) -> None:
         logger.info(

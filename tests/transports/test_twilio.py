@@ -371,3 +371,39 @@ def test_receipt_helper_signs_like_twilio(server: TwilioTestServer) -> None:
     assert receipt.params["MessageStatus"] == "delivered"
     assert receipt.signature == twilio_signature(CALLBACK, receipt.params, server.auth_token)
     assert receipt.signature != twilio_signature(CALLBACK, receipt.params, "another-token")
+
+
+def test_find_created_finds_the_message_a_lost_answer_created(
+    twilio_server: TwilioTestServer,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    transport = TwilioTransport(
+        TwilioConfig(
+            twilio_server.account_sid,
+            twilio_server.auth_token,
+            base_url=twilio_server.base_url,
+            timeout=2,
+        )
+    )
+    envelope = SmsEnvelope(
+        to="+14155550123", sender="+14155550100", body="Code 42", message_id="<m1@x>"
+    )
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    assert transport.find_created(envelope, since=since) is None
+    twilio_server.drop_after_create = True
+    try:
+        transport.send(envelope)
+    except TransientTransportError as err:
+        assert err.phase == "data"
+    else:
+        raise AssertionError("the dropped answer was not reported")
+    twilio_server.drop_after_create = False
+    [sid] = list(twilio_server.messages)
+    found = transport.find_created(envelope, since=since)
+    assert found is not None and found.queue_id == sid
+    other = SmsEnvelope(
+        to="+14155550123", sender="+14155550100", body="Code 43", message_id="<m2@x>"
+    )
+    assert transport.find_created(other, since=since) is None
+    assert len(twilio_server.received) == 1
