@@ -7,6 +7,11 @@ them with a real worker in this process, and prints messages per second next
 to raw smtplib sending the same bytes over one reused connection.
 
     .venv/bin/python bench/throughput.py [-n 10000] [--pg-url URL] [--only sqlite]
+        [--processes 2] [--cases c1,c8,slow]
+
+With ``--processes P`` the concurrency 8 cases run as ``outbound worker
+--once --processes P --concurrency 8/P`` (P processes of 8/P threads); the
+time then includes starting those processes.
 """
 
 from __future__ import annotations
@@ -86,7 +91,21 @@ def raw_smtplib(address: tuple[str, int], n: int, payload: bytes) -> float:
     return n / elapsed
 
 
-def run_case(n: int, concurrency: int, delay: float) -> dict[str, float]:
+def _drain_in_processes(processes: int, concurrency: int) -> None:
+    import subprocess
+
+    from django.db import connection
+
+    # The children read DATABASE_URL, which _setup_django set for this run.
+    connection.close()
+    env = dict(os.environ)
+    outbound = str(Path(sys.executable).with_name("outbound"))
+    command = [outbound, "worker", "--once", "--processes", str(processes)]
+    command += ["--concurrency", str(concurrency // processes), "--name", "bench"]
+    subprocess.run(command, env=env, check=True, stderr=subprocess.DEVNULL)
+
+
+def run_case(n: int, concurrency: int, delay: float, processes: int = 1) -> dict[str, float]:
     from django.core.management import call_command
 
     from outbound.models import Backend, Message
@@ -115,7 +134,10 @@ def run_case(n: int, concurrency: int, delay: float) -> dict[str, float]:
             queue_emails(items[chunk : chunk + 1000])
         intake_rate = n / (time.perf_counter() - start)
         start = time.perf_counter()
-        Worker(concurrency=concurrency, once=True, name="bench").run()
+        if processes > 1:
+            _drain_in_processes(processes, concurrency)
+        else:
+            Worker(concurrency=concurrency, once=True, name="bench").run()
         drain_rate = n / (time.perf_counter() - start)
         sent = Message.objects.filter(status=Status.SENT).count()
         assert sent == n, f"only {sent} of {n} sent"
@@ -129,6 +151,10 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=10000)
     parser.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432/outbound_bench")
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--processes", type=int, default=1, help="worker processes for the concurrency 8 cases"
+    )
+    parser.add_argument("--cases", default="c1,c8,slow", help="any of c1,c8,slow")
     args = parser.parse_args()
     database = args.only or os.environ.get("BENCH_DATABASE")
     if database is None:
@@ -146,12 +172,16 @@ def main() -> None:
                     args.pg_url,
                     "--only",
                     name,
+                    "--processes",
+                    str(args.processes),
+                    "--cases",
+                    args.cases,
                 ],
                 check=False,
             )
         return
     if database == "sqlite":
-        tmp = tempfile.mkdtemp()
+        tmp = tempfile.mkdtemp(dir=os.environ.get("OUTBOUND_VAR_DIR"))
         url = f"sqlite:///{tmp}/bench.sqlite3"
     else:
         ensure_pg_database(args.pg_url)
@@ -162,15 +192,22 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     print(f"\n{database}: {args.n} messages per case")
     print(
-        f"{'relay':<10}{'worker':<18}{'outbound msg/s':>16}{'raw smtplib msg/s':>20}"
+        f"{'relay':<10}{'worker':<26}{'outbound msg/s':>16}{'raw smtplib msg/s':>20}"
         f"{'ratio':>8}{'intake msg/s':>14}"
     )
-    for delay, concurrency in ((0.0, 1), (0.0, 8), (0.02, 8)):
+    cases = {"c1": (0.0, 1), "c8": (0.0, 8), "slow": (0.02, 8)}
+    for case in args.cases.split(","):
+        delay, concurrency = cases[case]
         n = args.n if delay == 0 else min(args.n, 3000)
-        r = run_case(n, concurrency, delay)
+        processes = args.processes if concurrency > 1 else 1
+        r = run_case(n, concurrency, delay, processes)
         relay = "instant" if delay == 0 else "20 ms"
+        if processes > 1:
+            label = f"{processes} proc x {concurrency // processes} threads"
+        else:
+            label = f"concurrency {concurrency}"
         print(
-            f"{relay:<10}{'concurrency ' + str(concurrency):<18}{r['drain']:>16.0f}"
+            f"{relay:<10}{label:<26}{r['drain']:>16.0f}"
             f"{r['raw']:>20.0f}{r['drain'] / r['raw']:>8.0%}{r['intake']:>14.0f}",
             flush=True,
         )

@@ -1,10 +1,13 @@
 """The `outbound worker` process: validate, claim, deliver, record, reap.
 
 One main thread claims batches and keeps leases and the heartbeat fresh; N
-delivery threads each keep their own connections; one recorder thread writes
-results in batches so the delivery threads never wait for the database after
-the body has left. SIGTERM (or SIGINT) stops claiming, lets the messages being
-sent finish, and hands back the claimed messages that were not started.
+delivery threads each keep their own connections; one journal thread commits
+the data phase of the attempts about to send their body (all waiting ones in
+one statement), on a database connection of its own so it never queues
+behind results; one recorder thread writes results in batches so the
+delivery threads never wait for the database after the body has left.
+SIGTERM (or SIGINT) stops claiming, lets the messages being sent finish, and
+hands back the claimed messages that were not started.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import os
 import queue
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -64,7 +69,9 @@ class Worker:
         self.lease = timedelta(seconds=self.tuning.lease_seconds)
         self.stopping = threading.Event()
         self.jobs: queue.Queue[dispatch.Job | object] = queue.Queue()
-        # Journal requests and results, for the single writer thread.
+        # Data-phase journal requests, for the journal thread.
+        self.journals: queue.Queue[object] = queue.Queue()
+        # Results, for the recorder thread.
         self.writes: queue.Queue[object] = queue.Queue()
         self.in_flight: dict[uuid.UUID, int] = {}
         self.in_flight_lock = threading.Lock()
@@ -110,6 +117,9 @@ class Worker:
             t = threading.Thread(target=self._deliver_loop, name=f"deliver-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        journal = threading.Thread(target=self._journal_loop, name="journal", daemon=True)
+        journal.start()
+        self._journal_thread = journal
         recorder = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         recorder.start()
         self._recorder = recorder
@@ -189,6 +199,8 @@ class Worker:
         deadline = time.monotonic() + self.tuning.lease_seconds
         for t in self._threads:
             t.join(timeout=max(deadline - time.monotonic(), 0.1))
+        self.journals.put(_STOP)
+        self._journal_thread.join(timeout=max(deadline - time.monotonic(), 1))
         self.writes.put(_STOP)
         self._recorder.join(timeout=max(deadline - time.monotonic(), 1))
         WorkerHeartbeat.objects.filter(name=self.name).update(
@@ -233,30 +245,47 @@ class Worker:
             connections.close_all()
 
     def _journal(self, attempt_id: int) -> None:
-        """Have the writer commit this attempt's data phase; wait for it."""
+        """Have the journal thread commit this attempt's data phase; wait for it."""
         request = _JournalRequest(attempt_id)
-        self.writes.put(request)
+        self.journals.put(request)
         if not request.done.wait(timeout=self.tuning.lease_seconds):
             raise dispatch.JournalError("the journal did not answer in time")
         if request.error:
             raise dispatch.JournalError(request.error)
 
-    def _write_loop(self) -> None:
-        """The worker's one writer after the claim: journal and results.
+    def _journal_loop(self) -> None:
+        """Commit data-phase journal requests, every waiting one together
+        (group commit): a delivery thread waits on its own before sending a
+        body, and with several threads one short statement serves them all."""
+        try:
+            stop = False
+            while not stop:
+                item = self.journals.get()
+                requests: list[_JournalRequest] = []
+                while True:
+                    if item is _STOP:
+                        stop = True
+                    else:
+                        assert isinstance(item, _JournalRequest)
+                        requests.append(item)
+                    try:
+                        item = self.journals.get_nowait()
+                    except queue.Empty:
+                        break
+                if requests:
+                    self._commit_journal(requests)
+        finally:
+            connections.close_all()
 
-        Journal requests come first and are committed together (group
-        commit): a delivery thread waits on its own before sending a body,
-        and with several threads one short statement serves them all.
-        Results are gathered for a moment and written in small transactions,
-        so no journal request waits long behind them.
-        """
+    def _write_loop(self) -> None:
+        """The worker's recorder: results are gathered for a moment and
+        written in small transactions."""
         settings = GlobalSettings.load()
         pending: list[dispatch.Outcome] = []
         gather_until = 0.0
         stop = False
         try:
             while not stop or pending:
-                journals: list[_JournalRequest] = []
                 item: object | None
                 if stop:
                     item = None
@@ -274,8 +303,6 @@ class Worker:
                 while item is not None:
                     if item is _STOP:
                         stop = True
-                    elif isinstance(item, _JournalRequest):
-                        journals.append(item)
                     else:
                         assert isinstance(item, dispatch.Outcome)
                         if not pending:
@@ -285,9 +312,6 @@ class Worker:
                         item = self.writes.get_nowait()
                     except queue.Empty:
                         item = None
-                if journals:
-                    self._commit_journal(journals)
-                    continue
                 due = stop or len(pending) >= RECORD_BATCH or time.monotonic() >= gather_until
                 if pending and due:
                     batch, pending = pending[:RECORD_BATCH], pending[RECORD_BATCH:]
@@ -355,3 +379,117 @@ class Worker:
                 "last_seen": now,
             },
         )
+
+
+# ------------------------------------------------------------ supervisor
+
+# A child that crashes more often than this within RESTART_WINDOW seconds is
+# not restarted again: the supervisor stops the others and exits 1.
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+
+
+class Supervisor:
+    """``outbound worker --processes N``: N worker processes, each with its own
+    delivery threads and database connection, so they run on separate cores
+    (one interpreter lock per process).
+
+    The parent does no database work. It forwards SIGTERM/SIGINT to the
+    children and waits for them (each finishes what it is sending and hands
+    the rest back); it restarts a child that dies on its own (what the child
+    had claimed is reaped after its lease, like any lost worker's), and gives
+    up with exit status 1 when children keep crashing. With ``once`` it
+    returns when every child has found nothing more to do.
+    """
+
+    def __init__(
+        self, *, processes: int, concurrency: int, once: bool = False, name: str = ""
+    ) -> None:
+        if processes < 1:
+            raise ValueError("processes must be at least 1")
+        self.processes = processes
+        self.concurrency = concurrency
+        self.once = once
+        self.name = name
+        self.stopping = threading.Event()
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.restarts: list[float] = []
+        self.generation = 0
+
+    def _command(self, index: int) -> list[str]:
+        command = [
+            sys.executable,
+            "-c",
+            "import sys; from outbound.cli import main; main(['outbound', *sys.argv[1:]])",
+            "worker",
+            "--concurrency",
+            str(self.concurrency),
+        ]
+        if self.once:
+            command.append("--once")
+        if self.name:
+            # A restarted child gets a name of its own: connection slots and
+            # heartbeats are keyed by name, and the dead one's must expire.
+            suffix = f"r{self.generation}" if self.generation else ""
+            command += ["--name", f"{self.name}-{index}{suffix}"]
+        return command
+
+    def _start(self, index: int) -> None:
+        self.children[index] = subprocess.Popen(self._command(index))
+
+    def request_stop(self, *_: object) -> None:
+        self.stopping.set()
+
+    def run(self) -> int:
+        """Run the children until stopped (or, with ``once``, done); the exit status."""
+        old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+        for s in old:
+            signal.signal(s, self.request_stop)
+        try:
+            for i in range(self.processes):
+                self._start(i)
+            status = self._supervise()
+        finally:
+            self._stop_children()
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        return status
+
+    def _supervise(self) -> int:
+        finished: set[int] = set()
+        while not self.stopping.wait(0.2):
+            for index, child in list(self.children.items()):
+                code = child.poll()
+                if code is None or index in finished:
+                    continue
+                if code == 0 and self.once:
+                    finished.add(index)
+                    continue
+                now = time.monotonic()
+                self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW] + [now]
+                if len(self.restarts) > MAX_RESTARTS:
+                    logger.error(
+                        "worker process %s exited with %s; too many restarts, stopping",
+                        child.pid,
+                        code,
+                    )
+                    return 1
+                logger.warning("worker process %s exited with %s; restarting", child.pid, code)
+                self.generation += 1
+                self._start(index)
+            if self.once and len(finished) == len(self.children):
+                return 0
+        return 0
+
+    def _stop_children(self) -> None:
+        running = [c for c in self.children.values() if c.poll() is None]
+        for child in running:
+            child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + conf.worker_tuning().lease_seconds + 30
+        for child in running:
+            try:
+                child.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                logger.error("worker process %s did not stop in time; killing it", child.pid)
+                child.kill()
+                child.wait()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from outbound.models import Message
+from outbound.models import Message, WorkerHeartbeat
 from outbound.services.intake import queue_emails
 from outbound.states import Status
 
@@ -132,3 +132,56 @@ def test_sigterm_finishes_in_flight_and_releases_the_rest(
     received = collections.Counter(m.message_id for m in server.messages)
     assert set(received) == sent
     assert max(received.values()) == 1
+
+
+def test_processes_once_drain_everything_exactly_once(
+    smtp_server: Any, make_backend: Any, spawn: Any
+) -> None:
+    make_backend(smtp_server)
+    messages = _queue(600)
+    supervisor = spawn("--once", "--processes", "2", "--concurrency", "2")
+    assert supervisor.wait(timeout=120) == 0, supervisor.stderr.read().decode()
+    assert Message.objects.filter(status=Status.SENT).count() == 600
+    received = collections.Counter(m.message_id for m in smtp_server.messages)
+    assert set(received) == {m.message_id for m in messages}
+    assert max(received.values()) == 1
+    # Two worker processes did the work, each under a name of its own.
+    assert WorkerHeartbeat.objects.exclude(pid=supervisor.pid).values("pid").distinct().count() == 2
+
+
+def test_processes_restart_a_killed_child_and_sigterm_stops_them_all(
+    make_smtp_server: Any, make_backend: Any, spawn: Any
+) -> None:
+    server = make_smtp_server(delay=0.004)
+    make_backend(server)
+    messages = _queue(1000)
+    supervisor = spawn("--processes", "2", "--concurrency", "2", lease=3)
+
+    def children() -> set[int]:
+        return set(
+            WorkerHeartbeat.objects.filter(stopped_at__isnull=True)
+            .exclude(pid=supervisor.pid)
+            .values_list("pid", flat=True)
+        )
+
+    assert _wait(lambda: len(server.messages) >= 100 and len(children()) == 2, 60)
+    first = children()
+    os.kill(min(first), signal.SIGKILL)
+    # A new child takes its place and, with the survivor, sends everything.
+    assert _wait(lambda: bool(children() - first), 60)
+    assert _wait(lambda: Message.objects.filter(status=Status.SENT).count() == 1000, 240)
+    assert supervisor.poll() is None
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(timeout=60) == 0
+    assert not Message.objects.filter(claim_token__isnull=False).exists()
+    received = collections.Counter(m.message_id for m in server.messages)
+    assert set(received) == {m.message_id for m in messages}
+    repeated = {mid for mid, n in received.items() if n > 1}
+    possibly = set(
+        Message.objects.filter(possibly_delivered=True).values_list("message_id", flat=True)
+    )
+    assert repeated <= possibly
+
+
+def test_processes_out_of_range_is_bad_usage(spawn: Any) -> None:
+    assert spawn("--processes", "0").wait(timeout=60) == 2

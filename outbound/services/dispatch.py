@@ -19,13 +19,14 @@ No network I/O happens inside a transaction.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F, Field
 from django.utils import timezone
 
@@ -227,8 +228,34 @@ def journal_data_phase(attempt_ids: Sequence[int]) -> None:
         f"UPDATE {quote(Attempt._meta.db_table)} SET {quote('phase')} = %s "  # noqa: S608
         f"WHERE {quote('id')} IN ({marks})"
     )
+    params: list[str | int] = ["data", *attempt_ids]
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+        return
+    # SQLite has one write lock. Waiting for it in SQLite's busy handler
+    # sleeps 1, 2, 5, 10... ms between tries while the delivery threads wait
+    # before DATA; asking again every half millisecond here gets the lock
+    # as soon as the recorder or the claim lets it go.
+    deadline = time.monotonic() + JOURNAL_LOCK_WAIT
     with connection.cursor() as cursor:
-        cursor.execute(sql, ["data", *attempt_ids])
+        cursor.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    cursor.execute(sql, params)
+                    return
+                except OperationalError as err:
+                    if "locked" not in str(err) or time.monotonic() > deadline:
+                        raise
+                time.sleep(0.0005)
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {int(JOURNAL_LOCK_WAIT * 1000)}")
+
+
+# How long the journal waits for SQLite's write lock before giving up (the
+# body is then not sent, and the message is retried).
+JOURNAL_LOCK_WAIT = 30.0
 
 
 class JournalError(OutboundError):
