@@ -179,6 +179,24 @@ def test_a_provider_that_never_answers_leaves_the_message_possibly_delivered(
     assert "may have reached the recipient" in message.reason_text
 
 
+def test_a_lost_answer_is_looked_up_so_the_sms_is_not_sent_twice(
+    twilio: Backend, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
+) -> None:
+    twilio_server.drop_after_create = True
+    message = _send(run_worker)
+    assert message.status == Status.TO_SEND
+    assert message.possibly_delivered
+    [sid] = list(twilio_server.messages)
+    twilio_server.drop_after_create = False
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=message.created_at)
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.SENT, message.reason_text
+    assert len(twilio_server.received) == 1
+    assert message.attempts.order_by("-id").first().provider_id == sid
+    assert "found at Twilio after the interrupted send" in message.reason_text
+
+
 # ------------------------------------------------------------------ receipts
 
 

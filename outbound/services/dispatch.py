@@ -303,6 +303,10 @@ def renew_slots(*, holder_prefix: str, lease: timedelta) -> int:
     )
 
 
+# Clock difference allowed between us and an SMS provider when looking up a
+# message an interrupted send may have created.
+LOOKUP_MARGIN = timedelta(minutes=5)
+
 # What may change on a backend between the claim and the send.
 BACKEND_STATE_FIELDS = ("settings_version", "tested_version", "health", "health_detail")
 
@@ -423,7 +427,14 @@ class Deliverer:
                     self._journal(job.attempt_id)
                     outcome.phase = "data"
 
-                outcome.result = sms_transport.send(sms, before_data=before_request)
+                found = None
+                finder = getattr(sms_transport, "find_created", None)
+                if message.possibly_delivered and finder is not None:
+                    # The provider has no idempotency key: an earlier send
+                    # whose answer was lost is looked up, not repeated.
+                    since = (message.first_attempt_at or message.created_at) - LOOKUP_MARGIN
+                    found = finder(sms, since=since)
+                outcome.result = found or sms_transport.send(sms, before_data=before_request)
                 outcome.phase = "done"
             else:
                 skipped = {Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED}
