@@ -1,12 +1,13 @@
 """Turn a stored message into RFC 5322 bytes. Pure: reads the objects given.
 
 Most messages are plain: ASCII addresses and header values short enough for
-one line, and a text or HTML body in short ASCII lines. For those the bytes
+one line, and a text or HTML body (encoded by the email package's own body
+encoder: 7bit, quoted-printable or base64). For those the bytes
 are written directly (``_plain_email``), byte for byte what the standard
 library's policy-based ``EmailMessage`` makes of them (tests compare the two
 on generated input); building and re-parsing every header through the header
 registry cost about a millisecond per message. Everything else (non-ASCII,
-long lines that need folding or another transfer encoding, alternatives,
+header lines that need folding, 8-bit bodies, alternatives,
 attachments, custom headers, Reply-To) goes through ``EmailMessage``.
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from email import policy
+from email.contentmanager import _encode_text  # type: ignore[attr-defined]
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -36,6 +38,7 @@ _PLAIN_MESSAGE_ID = re.compile(rf"<{_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-
 # Printable ASCII words separated by single spaces, nothing that looks like
 # an encoded word: the folder leaves such a value alone.
 _PLAIN_TEXT = re.compile(r"[!-~]+(?: [!-~]+)*")
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _needs_utf8(addresses: Sequence[str]) -> bool:
@@ -67,15 +70,17 @@ def _plain_mailbox(address: str, name: str) -> str | None:
     return f"{name} <{address}>"
 
 
-def _plain_body(text: str) -> bytes | None:
-    try:
-        data = text.encode("ascii")
-    except UnicodeEncodeError:
+def _plain_body(text: str) -> tuple[str, bytes] | None:
+    """The transfer encoding and wire bytes of a text body, as the email
+    package encodes it (its own choice between 7bit, quoted-printable and
+    base64); None for raw 8-bit, which is left to the email package."""
+    cte, data = _encode_text(text, "utf-8", None, policy.SMTP)
+    if cte not in ("7bit", "quoted-printable", "base64"):
         return None
-    lines = data.splitlines()
-    if any(len(line) > _MAX_LINE for line in lines):
-        return None
-    return b"\r\n".join(lines) + b"\r\n"
+    # The generator writes every line with CRLF.
+    lines = _LINE_END.split(data)
+    body = "\r\n".join(lines)
+    return cte, body.encode("ascii")
 
 
 def _plain_email(message: Message, recipients: Sequence[Recipient]) -> bytes | None:
@@ -119,14 +124,15 @@ def _plain_email(message: Message, recipients: Sequence[Recipient]) -> bytes | N
     if any(len(line) > _MAX_LINE for line in lines):
         return None
     if message.text_body or not message.html_body:
-        subtype, body = "plain", _plain_body(message.text_body or "")
+        subtype, encoded = "plain", _plain_body(message.text_body or "")
     else:
-        subtype, body = "html", _plain_body(message.html_body)
-    if body is None:
+        subtype, encoded = "html", _plain_body(message.html_body)
+    if encoded is None:
         return None
+    cte, body = encoded
     lines += [
         f'Content-Type: text/{subtype}; charset="utf-8"',
-        "Content-Transfer-Encoding: 7bit",
+        f"Content-Transfer-Encoding: {cte}",
         "MIME-Version: 1.0",
         "",
         "",

@@ -45,11 +45,22 @@ def test_a_plain_message_is_written_directly_and_identically() -> None:
     assert parsed.get_content().strip() == "Hello"
 
 
+def test_long_lines_and_non_ascii_bodies_are_encoded_like_the_email_package() -> None:
+    r = [_rcpt("ann@example.com")]
+    for text in ("Hello " * 40, "Grüße " * 40, "é" * 500, "line\n" * 30 + "x" * 100):
+        message = _message(text_body=text)
+        direct = _plain_email(message, r)
+        assert direct is not None
+        assert direct == _email_package(message, r, [])
+        assert direct.isascii()
+        parsed = message_from_bytes(direct, policy=policy.SMTP)
+        assert parsed.get_content().replace("\r\n", "\n").rstrip("\n") == text.rstrip("\n")
+
+
 def test_what_needs_the_email_package_goes_through_it() -> None:
     r = [_rcpt("ann@example.com")]
     assert _plain_email(_message(subject="Grüße"), r) is None
-    assert _plain_email(_message(text_body="Grüße"), r) is None
-    assert _plain_email(_message(text_body="x" * 79), r) is None
+    assert _plain_email(_message(text_body="Grüße"), r) is None  # 8-bit body
     assert _plain_email(_message(subject="x " * 40), r) is None
     assert _plain_email(_message(subject="=?utf-8?q?x?="), r) is None
     assert _plain_email(_message(html_body="<p>x</p>"), r) is None
@@ -65,9 +76,9 @@ _printable = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_siz
 _text = st.text(
     st.one_of(
         st.characters(min_codepoint=32, max_codepoint=126),
-        st.sampled_from(["\n", "\r", "\t", "é", "\x0b", " "]),
+        st.sampled_from(["\n", "\r", "\t", "é", "\x0b", " ", "=", ".", "\x00", "€"]),
     ),
-    max_size=200,
+    max_size=400,
 )
 _local = st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,10}[a-z0-9]", fullmatch=True)
 _word = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=12)
