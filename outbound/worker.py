@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 _STOP = object()
 ALERT_CHECK_INTERVAL = 60.0
+# Leases last minutes (at least seconds): looking for expired ones once a
+# second is soon enough, and every round cost a query per claimed batch.
+REAP_INTERVAL = 1.0
 RECORD_BATCH = 50
 RECORD_GATHER_SECONDS = 0.05
 
@@ -80,6 +83,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._last_beat = 0.0
         self._last_alert_check = 0.0
+        self._last_reap = -REAP_INTERVAL
 
     # ------------------------------------------------------------- lifecycle
 
@@ -152,7 +156,9 @@ class Worker:
         """
         low_water = max(self.concurrency * 2, self.tuning.batch_size // 2)
         close_old_connections()
-        self.stats.reaped += dispatch.reap_expired()
+        if time.monotonic() - self._last_reap >= REAP_INTERVAL:
+            self._last_reap = time.monotonic()
+            self.stats.reaped += dispatch.reap_expired()
         validated = validation.validate_due(limit=self.tuning.batch_size * 5)
         self.stats.validated += validated
         claimed = 0
