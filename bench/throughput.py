@@ -4,7 +4,9 @@ loop measured in the same run.
 For each database (SQLite always; PostgreSQL when reachable) and each relay
 (instant, 20 ms per message) it queues N messages with bulk intake, drains
 them with a real worker in this process, and prints messages per second next
-to raw smtplib sending the same bytes over one reused connection.
+to raw smtplib sending the same bytes over one reused connection (and, for
+the concurrency 8 cases, from 8 threads with a connection each: what the
+sink itself takes at that concurrency).
 
     .venv/bin/python bench/throughput.py [-n 10000] [--pg-url URL] [--only sqlite]
         [--processes 2] [--cases c1,c8,slow]
@@ -105,6 +107,25 @@ def _drain_in_processes(processes: int, concurrency: int) -> None:
     subprocess.run(command, env=env, check=True, stderr=subprocess.DEVNULL)
 
 
+def raw_smtplib_threads(address: tuple[str, int], n: int, payload: bytes, threads: int) -> float:
+    """Raw smtplib from ``threads`` threads, one reused connection each: what
+    the sink itself can take at that concurrency."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    host, port = address
+    per_thread = max(n // threads, 1)
+
+    def loop(t: int) -> None:
+        with smtplib.SMTP(host, port) as client:
+            for i in range(per_thread):
+                client.sendmail("noreply@example.com", [f"user{t}.{i}@example.com"], payload)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(loop, range(threads)))
+    return per_thread * threads / (time.perf_counter() - start)
+
+
 def run_case(n: int, concurrency: int, delay: float, processes: int = 1) -> dict[str, float]:
     from django.core.management import call_command
 
@@ -143,7 +164,17 @@ def run_case(n: int, concurrency: int, delay: float, processes: int = 1) -> dict
         assert sent == n, f"only {sent} of {n} sent"
         raw_n = min(n, 2000) if delay == 0 else min(n, 200)
         raw_rate = raw_smtplib((host, port), raw_n, sample_message())
-    return {"intake": intake_rate, "drain": drain_rate, "raw": raw_rate}
+        raw_threads = 0.0
+        if concurrency > 1:
+            raw_threads = raw_smtplib_threads(
+                (host, port), raw_n * 2, sample_message(), concurrency
+            )
+    return {
+        "intake": intake_rate,
+        "drain": drain_rate,
+        "raw": raw_rate,
+        "raw_threads": raw_threads,
+    }
 
 
 def main() -> None:
@@ -193,7 +224,7 @@ def main() -> None:
     print(f"\n{database}: {args.n} messages per case")
     print(
         f"{'relay':<10}{'worker':<26}{'outbound msg/s':>16}{'raw smtplib msg/s':>20}"
-        f"{'ratio':>8}{'intake msg/s':>14}"
+        f"{'ratio':>8}{'raw, same threads':>19}{'intake msg/s':>14}"
     )
     cases = {"c1": (0.0, 1), "c8": (0.0, 8), "slow": (0.02, 8)}
     for case in args.cases.split(","):
@@ -208,7 +239,9 @@ def main() -> None:
             label = f"concurrency {concurrency}"
         print(
             f"{relay:<10}{label:<26}{r['drain']:>16.0f}"
-            f"{r['raw']:>20.0f}{r['drain'] / r['raw']:>8.0%}{r['intake']:>14.0f}",
+            f"{r['raw']:>20.0f}{r['drain'] / r['raw']:>8.0%}"
+            f"{(str(round(r['raw_threads'])) if r['raw_threads'] else '-'):>19}"
+            f"{r['intake']:>14.0f}",
             flush=True,
         )
 
