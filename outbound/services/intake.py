@@ -47,6 +47,8 @@ RESERVED_HEADERS = frozenset(
         "return-path",
     }
 )
+# Looked up once: TextChoices.values builds a new list on every call.
+SOURCES = frozenset(Source.values)
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")
 # C0 controls (but tab), DEL and the Unicode line separators: any of them in a
 # header or an envelope address could start a new header or SMTP command.
@@ -208,7 +210,7 @@ def _build_email(
     extra_headers = _headers(headers)
     for header_name, header_value in extra_headers.items():
         check_text(f"Header {header_name}", header_value, max_length=998)
-    if source not in Source.values:
+    if source not in SOURCES:
         raise IntakeError(f"Unknown source {source!r}; use one of {', '.join(Source.values)}.")
     check_moment("send_at", send_at)
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
@@ -269,7 +271,7 @@ def _build_email(
 
 
 def _queued_text(source: str, send_at: datetime | None, now: datetime) -> str:
-    label = Source(source).label if source in Source.values else source
+    label = Source(source).label if source in SOURCES else source
     if send_at and send_at > now:
         return f"Queued by {label}; due at {send_at.isoformat(timespec='seconds')}."
     return f"Queued by {label}; waiting for a worker to validate and send it."
@@ -444,7 +446,7 @@ def _build_sms(
     check_text("The group key", group_key, max_length=200)
     if len(body) > MAX_SMS_BODY:
         raise IntakeError(f"The SMS body is {len(body)} characters; the most is {MAX_SMS_BODY}.")
-    if source not in Source.values:
+    if source not in SOURCES:
         raise IntakeError(f"Unknown source {source!r}; use one of {', '.join(Source.values)}.")
     check_moment("send_at", send_at)
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
