@@ -144,3 +144,30 @@ def test_django_email_message_with_html_and_attachment_lands_in_the_outbox() -> 
     assert message.html_body == "<b>html</b>"
     assert message.cc == ["c@example.com"]
     assert Attachment.objects.get(message=message).filename == "r.csv"
+
+
+def test_bulk_intake_ids_follow_on_and_are_never_reused(db: None) -> None:
+    from outbound.services.intake import queue_email, queue_emails
+
+    first = queue_emails([{"to": f"u{i}@example.com", "subject": "s"} for i in range(3)])
+    ids = [m.pk for m in first]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert all(Message.objects.filter(pk=i).exists() for i in ids)
+    assert Event.objects.filter(message_id__in=ids).count() == 3
+    Message.objects.filter(pk=ids[-1]).delete()
+    [again] = queue_emails([{"to": "v@example.com", "subject": "s"}])
+    assert again.pk > ids[-1]
+    single = queue_email(to="w@example.com", subject="s")
+    assert single.pk > again.pk
+    [after] = queue_emails([{"to": "x@example.com", "subject": "s"}])
+    assert after.pk > single.pk
+    assert Message.objects.get(pk=after.pk).message_to == "x@example.com"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_bulk_insert_refuses_to_run_outside_a_transaction() -> None:
+    from outbound.services.bulk import insert_rows
+
+    with pytest.raises(RuntimeError):
+        insert_rows(Message, [Message()])
+    assert not Message.objects.exists()

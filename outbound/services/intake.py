@@ -27,6 +27,7 @@ from django.utils import timezone
 from outbound import conf
 from outbound.errors import HeaderInjection, IdempotencyConflict, IntakeError, UnknownContact
 from outbound.models import Attachment, Backend, Contact, Event, GlobalSettings, Message
+from outbound.services.bulk import insert_rows
 from outbound.states import Channel, Reason, Source, Status
 
 # Headers Outbound writes itself; a caller may not override them.
@@ -402,8 +403,8 @@ def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -
             err.index = index
             raise
     with transaction.atomic():
-        Message.objects.bulk_create(messages, batch_size=500)
-        Event.objects.bulk_create([_creation_event(m, actor) for m in messages], batch_size=500)
+        insert_rows(Message, messages)
+        insert_rows(Event, [_creation_event(m, actor) for m in messages])
     return messages
 
 
