@@ -24,13 +24,14 @@ from django.utils import timezone
 
 from outbound import conf, secrets
 from outbound.errors import InvalidInput, TransportError
-from outbound.models import Backend, Health, Message, Security
+from outbound.models import Backend, GlobalSettings, Health, Message, Security
 from outbound.models.backend import CONNECTION_FIELDS
 from outbound.services import alerts, sms_backends, transitions
-from outbound.services.addresses import check_email
+from outbound.services.addresses import check_email, check_mobile
 from outbound.services.audit import record_audit
 from outbound.states import Channel, Reason, Status
 from outbound.transports.base import Envelope
+from outbound.transports.sms_base import SmsEnvelope
 from outbound.transports.smtp import ProbeResult, SmtpConfig, SmtpTransport
 
 logger = logging.getLogger(__name__)
@@ -471,6 +472,58 @@ class TestMessageResult:
     text: str
     reply: str = ""
     queue_id: str = ""
+
+
+def send_test_sms(backend: Backend, *, to: str, actor: str) -> TestMessageResult:
+    """Send one real SMS through an SMS backend, straight away, to a number the
+    administrator typed: the end-to-end check the credential test cannot make."""
+    region = GlobalSettings.load().default_region
+    number, problem = check_mobile(to or "", region=region)
+    if problem:
+        raise InvalidInput({"to": [problem]})
+    if not backend.is_usable:
+        result = TestMessageResult(
+            False, "Run the test of the current settings first; it must succeed."
+        )
+    else:
+        envelope = SmsEnvelope(
+            to=number,
+            sender=backend.from_address,
+            body=f"Outbound test SMS from backend {backend.name}, sent by {actor}.",
+            message_id=make_msgid(domain="outbound.local"),
+        )
+        try:
+            transport = sms_backends.sms_transport(backend)
+            transport.open()
+            try:
+                sent = transport.send(envelope)
+            finally:
+                transport.close()
+        except (TransportError, secrets.SecretError) as err:
+            reply = f"{err.code} {err.reply}".strip() if isinstance(err, TransportError) else ""
+            result = TestMessageResult(
+                False, f"The test SMS to {number} was not accepted: {err}", reply
+            )
+        else:
+            result = TestMessageResult(
+                True,
+                f"{backend.name} accepted the test SMS to {number}: {sent.reply}.",
+                sent.reply,
+                sent.queue_id,
+            )
+    record_audit(
+        actor=actor,
+        action="send_test_sms",
+        object_type="backend",
+        object_ids=[backend.pk],
+        ok=result.ok,
+        result=result.text,
+        data={"to": number},
+    )
+    return result
+
+
+send_test_sms.__test__ = False  # type: ignore[attr-defined]
 
 
 def send_test_message(backend: Backend, *, to: str, actor: str) -> TestMessageResult:

@@ -20,12 +20,13 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from outbound import selectors
 from outbound.errors import InvalidInput
 from outbound.explain import diagnostic_report, explain_message
-from outbound.models import Backend, BackendKind, Contact, GlobalSettings, Message, Suppression
+from outbound.models import Backend, Contact, GlobalSettings, Message, Suppression
 from outbound.services import blocklist, contacts, operations
 from outbound.services.backends import (
     reset_sent_count,
     save_backend_settings,
     send_test_message,
+    send_test_sms,
     test_backend,
 )
 from outbound.services.global_settings import global_settings_data, save_global_settings
@@ -498,11 +499,10 @@ def backend_reset_count(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @_require(CHANGE_BACKEND)
 def backend_test_message(request: HttpRequest, pk: int) -> HttpResponse:
-    backend = get_object_or_404(Backend, pk=pk, kind=BackendKind.SMTP)
+    backend = get_object_or_404(Backend, pk=pk)
+    send = send_test_sms if backend.channel == Channel.SMS else send_test_message
     try:
-        result = send_test_message(
-            backend, to=request.POST.get("to", "")[:320], actor=_actor(request)
-        )
+        result = send(backend, to=request.POST.get("to", "")[:320], actor=_actor(request))
     except InvalidInput as err:
         flash.error(request, f"Test message: {' '.join(err.errors.get('to', [str(err)]))}")
     else:

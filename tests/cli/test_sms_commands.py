@@ -92,9 +92,31 @@ def test_send_sms_refuses_times_and_text_it_cannot_store(cli):
     assert not Message.objects.exists()
 
 
-def test_test_backend_send_to_is_for_email_backends(cli):
-    Backend.objects.create(name="Console", channel="sms", kind="console", host="")
-    r = cli("test-backend", "Console", "--send-to", "+14155550100")
-    assert r.code == 2 and "email backends only" in r.err
+def test_test_backend_sends_a_real_test_sms(cli, twilio_server: TwilioTestServer):
+    r = cli(
+        "backends",
+        "set",
+        "Twilio",
+        "--create",
+        "--channel",
+        "sms",
+        "--kind",
+        "twilio",
+        "--username",
+        twilio_server.account_sid,
+        "--from",
+        "+14155550100",
+        "--base-url",
+        twilio_server.base_url,
+        "--password-stdin",
+        stdin=twilio_server.auth_token + "\n",
+    )
+    assert r.code == 0, r.err
+    bad = cli("test-backend", "Twilio", "--send-to", "not a number")
+    assert bad.code == 2 and "not a phone number" in bad.err
+    r = cli("test-backend", "Twilio", "--send-to", "+1 415 555 0123")
+    assert r.code == 0, r.err
+    assert "accepted the test SMS to +14155550123" in r.out
+    assert [m["To"] for m in twilio_server.received] == ["+14155550123"]
     listed = cli("backends", "list")
-    assert "console" in listed.out
+    assert "twilio" in listed.out

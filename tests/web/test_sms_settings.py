@@ -74,6 +74,14 @@ def test_a_twilio_backend_is_created_tested_and_its_token_never_shown(
     backend.refresh_from_db()
     assert backend.is_usable
 
+    url = f"/settings/backends/{backend.pk}/test-message/"
+    refused = admin_client.post(url, {"to": "12"}, follow=True).content.decode()
+    assert "is too short" in refused
+    sent = admin_client.post(url, {"to": "+1 415 555 0123"}, follow=True).content.decode()
+    assert "accepted the test SMS to +14155550123" in sent
+    assert [m["To"] for m in twilio_server.received] == ["+14155550123"]
+    assert "Outbound test SMS" in twilio_server.received[0]["Body"]
+
 
 def test_an_http_gateway_is_refused_with_its_field_errors(admin_client: Client) -> None:
     response = admin_client.post(

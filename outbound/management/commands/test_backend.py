@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from outbound.errors import InvalidInput
 from outbound.models import Backend
-from outbound.services.backends import send_test_message, test_backend
+from outbound.services.backends import send_test_message, send_test_sms, test_backend
 
 
 class Command(BaseCommand):
@@ -17,7 +17,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--send-to",
             metavar="ADDRESS",
-            help="After a successful test, send one real test message to this address.",
+            help="After a successful test, send one real test message to this address (an "
+            "email address, or a mobile number for an SMS backend).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -28,10 +29,6 @@ class Command(BaseCommand):
             raise CommandError(
                 f"There is no backend named {options['name']!r} (backends: {names})."
             ) from err
-        if options["send_to"] and backend.channel != "email":
-            raise CommandError(
-                "--send-to sends a test email; it is for email backends only.", returncode=2
-            )
         result = test_backend(backend, actor="cli")
         for line in result.transcript:
             self.stdout.write(f"  {line}")
@@ -40,7 +37,8 @@ class Command(BaseCommand):
             if options["send_to"]:
                 backend.refresh_from_db()
                 try:
-                    sent = send_test_message(backend, to=options["send_to"], actor="cli")
+                    send = send_test_sms if backend.channel == "sms" else send_test_message
+                    sent = send(backend, to=options["send_to"], actor="cli")
                 except InvalidInput as err:
                     raise CommandError(str(err), returncode=2) from err
                 if not sent.ok:
