@@ -18,10 +18,12 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import pytest
+
+from tests.local_http import LocalHttpServer
 
 
 @dataclass
@@ -40,8 +42,11 @@ class GatewayRequest:
         return next((v for k, v in self.headers.items() if k.lower() == wanted), None)
 
 
-class GatewayTestServer:
+class GatewayTestServer(LocalHttpServer):
+    thread_name = "gateway-test-server"
+
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[GatewayRequest] = []
         self.hang = False
         self.drop = False
@@ -49,49 +54,9 @@ class GatewayTestServer:
         self._default: tuple[int, Any] | None = None
         self._routes: dict[str, tuple[int, Any]] = {}
         self._lock = threading.Lock()
-        self._release = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("the server is not started")
-        return int(self._httpd.server_address[1])
 
     def url(self, path: str = "/v1/messages") -> str:
         return f"http://{self.host}:{self.port}{path}"
-
-    def start(self) -> Self:
-        handler = type("Handler", (_Handler,), {"server_state": self})
-        self._release.clear()
-        self._httpd = ThreadingHTTPServer((self.host, 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="gateway-test-server", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._release.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def respond(self, status: int, answer: Any = None, *, times: int | None = None) -> None:
         """Answer the next ``times`` requests (every request when None) so."""
@@ -165,6 +130,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
+
+
+GatewayTestServer.handler = _Handler
 
 
 @pytest.fixture

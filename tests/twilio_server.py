@@ -37,14 +37,15 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 from twilio.request_validator import RequestValidator
 
 from outbound.sms import analyse
+from tests.local_http import LocalHttpServer
 
 DEFAULT_ACCOUNT_SID = "AC" + "0123456789abcdef" * 2
 DEFAULT_AUTH_TOKEN = "test-auth-token-" + "5f" * 8
@@ -87,13 +88,16 @@ class Receipt:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class TwilioTestServer:
+class TwilioTestServer(LocalHttpServer):
+    thread_name = "twilio-test-server"
+
     def __init__(
         self,
         *,
         account_sid: str = DEFAULT_ACCOUNT_SID,
         auth_token: str = DEFAULT_AUTH_TOKEN,
     ) -> None:
+        super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.invalid_numbers: set[str] = set()
@@ -113,52 +117,10 @@ class TwilioTestServer:
         self.requests = 0
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
-        self._release = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- life cycle -----------------------------------------------------------
-
-    @property
-    def host(self) -> str:
-        return "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("the server is not started")
-        return int(self._httpd.server_address[1])
 
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
-
-    def start(self) -> Self:
-        handler = type("Handler", (_Handler,), {"server_state": self})
-        self._release.clear()
-        self._httpd = ThreadingHTTPServer((self.host, 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="twilio-test-server", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._release.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     # -- knobs ----------------------------------------------------------------
 
@@ -378,6 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+
+TwilioTestServer.handler = _Handler
 
 
 @pytest.fixture

@@ -169,6 +169,25 @@ def _resolve_backend(backend: Backend | str | None, channel: str) -> Backend | N
         raise IntakeError(f"There is no {channel} backend named {backend!r}.") from err
 
 
+def _check_common(
+    *,
+    to_user: str,
+    group_key: str,
+    source: str,
+    send_at: datetime | None,
+    idempotency_key: str | None,
+) -> None:
+    """The checks every channel's intake makes of the fields they share."""
+    check_header_value("To user", to_user)
+    check_text("To user", to_user, max_length=200)
+    check_text("The group key", group_key, max_length=200)
+    if source not in SOURCES:
+        raise IntakeError(f"Unknown source {source!r}; use one of {', '.join(Source.values)}.")
+    check_moment("send_at", send_at)
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
+        raise IntakeError("The idempotency key must be 1 to 255 characters long.")
+
+
 def _build_email(
     *,
     to: str | Iterable[str] | None,
@@ -199,23 +218,22 @@ def _build_email(
     reply_list = _address_list("Reply-To", reply_to)
     check_header_value("Subject", subject)
     check_header_value("From", from_address)
-    check_header_value("To user", to_user)
     check_text("Subject", subject, max_length=998)
     check_text("From", from_address, max_length=320)
-    check_text("To user", to_user, max_length=200)
     check_text("The text body", text)
     check_text("The HTML body", html)
-    check_text("The group key", group_key, max_length=200)
     if len(", ".join(to_list)) > 1000:
         raise IntakeError("The To addresses together are longer than 1000 characters.")
     extra_headers = _headers(headers)
     for header_name, header_value in extra_headers.items():
         check_text(f"Header {header_name}", header_value, max_length=998)
-    if source not in SOURCES:
-        raise IntakeError(f"Unknown source {source!r}; use one of {', '.join(Source.values)}.")
-    check_moment("send_at", send_at)
-    if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
-        raise IntakeError("The idempotency key must be 1 to 255 characters long.")
+    _check_common(
+        to_user=to_user,
+        group_key=group_key,
+        source=source,
+        send_at=send_at,
+        idempotency_key=idempotency_key,
+    )
     for a in attachments:
         check_header_value("Attachment file name", a.filename)
         check_header_value("Attachment content type", a.content_type)
@@ -348,29 +366,7 @@ def queue_email(
         context=context,
         now=now,
     )
-    if idempotency_key and Message.objects.filter(idempotency_key=idempotency_key).exists():
-        return _replay(idempotency_key, message.content_hash)
-    try:
-        with transaction.atomic():
-            message.save(force_insert=True)
-            Attachment.objects.bulk_create(
-                [
-                    Attachment(
-                        message=message,
-                        filename=a.filename,
-                        content_type=a.content_type,
-                        content=a.content,
-                    )
-                    for a in attachments
-                ]
-            )
-            _creation_event(message, actor).save(force_insert=True)
-    except IntegrityError:
-        # Two producers raced on the same key: the winner's message stands.
-        if idempotency_key:
-            return _replay(idempotency_key, message.content_hash)
-        raise
-    return message
+    return _store_one(message, idempotency_key, actor, attachments)
 
 
 # queue_email's keyword defaults, which bulk intake fills in the same way.
@@ -441,17 +437,16 @@ def _build_sms(
         # The contact's mobile is looked up at validation (and again on every
         # re-send, after an operator fixes it); a second number would compete.
         raise IntakeError("Give a contact or a number, not both.")
-    check_header_value("To user", to_user)
-    check_text("To user", to_user, max_length=200)
     check_text("The SMS text", body)
-    check_text("The group key", group_key, max_length=200)
     if len(body) > MAX_SMS_BODY:
         raise IntakeError(f"The SMS body is {len(body)} characters; the most is {MAX_SMS_BODY}.")
-    if source not in SOURCES:
-        raise IntakeError(f"Unknown source {source!r}; use one of {', '.join(Source.values)}.")
-    check_moment("send_at", send_at)
-    if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
-        raise IntakeError("The idempotency key must be 1 to 255 characters long.")
+    _check_common(
+        to_user=to_user,
+        group_key=group_key,
+        source=source,
+        send_at=send_at,
+        idempotency_key=idempotency_key,
+    )
     resolved_backend = _resolve_backend(backend, Channel.SMS)
     due = send_at or now
     fields = {
@@ -528,14 +523,33 @@ def queue_sms(
     return _store_one(message, idempotency_key, actor)
 
 
-def _store_one(message: Message, idempotency_key: str | None, actor: str) -> Message:
+def _store_one(
+    message: Message,
+    idempotency_key: str | None,
+    actor: str,
+    attachments: Sequence[AttachmentIn] = (),
+) -> Message:
+    """Store one built message with its attachments and first history line; a
+    replayed idempotency key returns the first message instead."""
     if idempotency_key and Message.objects.filter(idempotency_key=idempotency_key).exists():
         return _replay(idempotency_key, message.content_hash)
     try:
         with transaction.atomic():
             message.save(force_insert=True)
+            Attachment.objects.bulk_create(
+                [
+                    Attachment(
+                        message=message,
+                        filename=a.filename,
+                        content_type=a.content_type,
+                        content=a.content,
+                    )
+                    for a in attachments
+                ]
+            )
             _creation_event(message, actor).save(force_insert=True)
     except IntegrityError:
+        # Two producers raced on the same key: the winner's message stands.
         if idempotency_key:
             return _replay(idempotency_key, message.content_hash)
         raise

@@ -20,21 +20,27 @@ import phonenumbers
 from outbound import conf, secrets
 from outbound.models import Backend, BackendKind
 from outbound.transports.console import ConsoleSmsTransport
-from outbound.transports.http_sms import HttpSmsConfig, HttpSmsTransport, validate_http_config
+from outbound.transports.http_sms import (
+    DEFAULT_BODY_TEMPLATE,
+    HttpSmsConfig,
+    HttpSmsTransport,
+    url_problem,
+    validate_http_config,
+)
 from outbound.transports.locmem import LocmemSmsTransport
 from outbound.transports.sms_base import SmsTransport
-from outbound.transports.twilio import TwilioConfig, TwilioTransport
+from outbound.transports.twilio import DEFAULT_BASE_URL, TwilioConfig, TwilioTransport
 
 SMS_KINDS = (BackendKind.TWILIO, BackendKind.HTTP, BackendKind.CONSOLE, BackendKind.LOCMEM)
 
-TWILIO_API = "https://api.twilio.com"
+TWILIO_API = DEFAULT_BASE_URL
 
 # Option keys stored in Backend.options, per kind, with their defaults.
 HTTP_OPTIONS: dict[str, Any] = {
     "url": "",
     "method": "POST",
     "headers": {},
-    "body_template": '{"to": "{to}", "from": "{from}", "text": "{body}"}',
+    "body_template": DEFAULT_BODY_TEMPLATE,
     "id_path": "id",
     "error_path": "",
     "error_code_path": "",
@@ -77,19 +83,6 @@ def check_sender(raw: str, *, kind: str) -> str:
     )
 
 
-def _url_error(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018  (raises ValueError for a port out of range)
-    except ValueError:
-        return "Enter an http:// or https:// URL with a host name."
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "Enter an http:// or https:// URL with a host name."
-    if parts.username or parts.password:
-        return "Put credentials in the secret, not in the URL."
-    return ""
-
-
 def clean_sms_settings(
     data: dict[str, Any], current: Backend | None, errors: dict[str, list[str]]
 ) -> dict[str, Any]:
@@ -130,8 +123,11 @@ def clean_sms_settings(
         for key in set(given) - set(TWILIO_OPTIONS):
             errors[key] = ["Not a setting of a Twilio backend."]
         base_url = given.get("base_url", options.get("base_url", TWILIO_API)) or TWILIO_API
-        if not isinstance(base_url, str) or _url_error(base_url.strip()):
-            errors["base_url"] = ["Enter an http:// or https:// URL with a host name."]
+        problem = url_problem(
+            base_url.strip() if isinstance(base_url, str) else base_url, required=True
+        )
+        if problem:
+            errors["base_url"] = [problem]
         else:
             options = {"base_url": base_url.strip().rstrip("/")}
             cleaned["host"] = urlsplit(options["base_url"]).hostname or ""
@@ -161,18 +157,8 @@ def clean_sms_settings(
                 # Blank means "the standard body", not "no body".
                 value = HTTP_OPTIONS["body_template"]
             merged[key] = value
-        for key in ("url", "probe_url"):
-            value = merged.get(key)
-            if key in errors:
-                continue
-            if not isinstance(value, str):
-                errors[key] = ["Must be text."]
-            elif value and _url_error(value):
-                errors[key] = [_url_error(value)]
-            elif key == "url" and not value:
-                errors[key] = ["This field is required."]
         for key, problems in validate_http_config(merged).items():
-            errors.setdefault(key, []).extend(p for p in problems if p not in errors.get(key, []))
+            errors.setdefault(key, []).extend(problems)
         if not any(k in errors for k in HTTP_OPTIONS):
             options = merged
             cleaned["host"] = urlsplit(merged["url"]).hostname or ""
@@ -211,24 +197,12 @@ def sms_transport(backend: Backend) -> SmsTransport:
             )
         )
     if backend.kind == BackendKind.HTTP:
-        merged = {**HTTP_OPTIONS, **options}
+        # The option keys are HttpSmsConfig's own field names.
+        merged = {key: options.get(key, default) for key, default in HTTP_OPTIONS.items()}
+        merged["headers"] = dict(merged["headers"])
+        merged["invalid_number_codes"] = list(merged["invalid_number_codes"])
         return HttpSmsTransport(
-            HttpSmsConfig(
-                url=merged["url"],
-                method=merged["method"],
-                headers=dict(merged["headers"]),
-                secret=secret,
-                body_template=merged["body_template"],
-                id_path=merged["id_path"],
-                error_path=merged["error_path"],
-                error_code_path=merged["error_code_path"],
-                idempotency_header=merged["idempotency_header"],
-                invalid_number_codes=list(merged["invalid_number_codes"]),
-                probe_url=merged["probe_url"],
-                probe_method=merged["probe_method"],
-                timeout=backend.timeout,
-                address_allowed=policy,
-            )
+            HttpSmsConfig(**merged, secret=secret, timeout=backend.timeout, address_allowed=policy)
         )
     if backend.kind == BackendKind.CONSOLE:
         return ConsoleSmsTransport()

@@ -341,21 +341,19 @@ def validate_due(*, limit: int = 500, now: datetime | None = None) -> int:
         messages = _lock_due(now, limit)
         if not messages:
             return 0
-        raws = set()
+        raws: set[str] = set()
+        raw_numbers: set[str] = set()
         for m in messages:
-            if m.channel != Channel.EMAIL:
+            if m.channel == Channel.SMS:
+                raw_numbers.update(m.to)
+                if m.contact is not None and m.contact.mobile.strip():
+                    raw_numbers.add(m.contact.mobile.strip())
                 continue
             if m.contact is not None and m.contact.email.strip():
                 raws.add(m.contact.email.strip())
             raws.update(m.to, m.cc, m.bcc)
         checked = {raw: check_email(raw) for raw in raws}
         blocks = find_blocks(c.address for c in checked.values() if c.address)
-        raw_numbers = set()
-        for m in messages:
-            if m.channel == Channel.SMS:
-                raw_numbers.update(m.to)
-                if m.contact is not None and m.contact.mobile.strip():
-                    raw_numbers.add(m.contact.mobile.strip())
         numbers = {raw: check_mobile(raw, region=settings.default_region) for raw in raw_numbers}
         number_blocks = find_number_blocks(n for n, _ in numbers.values())
 

@@ -87,7 +87,8 @@ class HttpSmsConfigError(ValueError):
 # --- settings ----------------------------------------------------------------
 
 
-def _url_problem(value: object, *, required: bool) -> str:
+def url_problem(value: object, *, required: bool) -> str:
+    """Why ``value`` cannot be a provider URL, or ""."""
     if not isinstance(value, str):
         return "Must be text."
     if not value:
@@ -141,8 +142,8 @@ def validate_http_config(options: Mapping[str, Any]) -> dict[str, list[str]]:
         if problem:
             errors.setdefault(key, []).append(problem)
 
-    add("url", _url_problem(options.get("url", ""), required=True))
-    add("probe_url", _url_problem(options.get("probe_url", ""), required=False))
+    add("url", url_problem(options.get("url", ""), required=True))
+    add("probe_url", url_problem(options.get("probe_url", ""), required=False))
 
     method = options.get("method", "POST")
     if method not in METHODS:

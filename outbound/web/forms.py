@@ -318,6 +318,11 @@ class SmsBackendForm(ServiceErrorsMixin, forms.Form):
             kwargs["initial"] = {**defaults, **kwargs.get("initial", {})}
         kwargs.setdefault("prefix", f"b{backend.pk}" if backend is not None else "newsms")
         super().__init__(*args, **kwargs)
+        self.fields["password"].help_text = (
+            "A secret is set; leave blank to keep it."
+            if backend is not None and backend.has_secret
+            else "Twilio: the auth token. HTTP gateway: the API key, used as {secret}."
+        )
         if backend is None or not backend.has_secret:
             del self.fields["clear_password"]
         if backend is None or not backend.receipt_secret:
