@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -43,6 +43,10 @@ ALERT_CHECK_INTERVAL = 60.0
 # second is soon enough, and every round cost a query per claimed batch.
 REAP_INTERVAL = 1.0
 RECORD_BATCH = 50
+# How long a thread may keep the interpreter lock while another waits for
+# it (Python's default is 5 ms): a delivery thread whose reply has arrived
+# must not wait behind the recorder's or the claim's Python work.
+SWITCH_INTERVAL = 0.0002
 RECORD_GATHER_SECONDS = 0.05
 
 
@@ -107,6 +111,14 @@ class Worker:
                 signal.signal(s, handler)
 
     def run(self) -> WorkerStats:
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        try:
+            return self._run()
+        finally:
+            sys.setswitchinterval(switch)
+
+    def _run(self) -> WorkerStats:
         with self._signals():
             self._beat(force=True)
             self._start_threads()
@@ -250,14 +262,21 @@ class Worker:
             deliverer.close()
             connections.close_all()
 
-    def _journal(self, attempt_id: int) -> None:
-        """Have the journal thread commit this attempt's data phase; wait for it."""
+    def _journal(self, attempt_id: int) -> Callable[[], None]:
+        """Have the journal thread commit this attempt's data phase; the
+        returned function waits for that commit (the delivery thread calls it
+        before DATA, after MAIL FROM and RCPT TO went out meanwhile)."""
         request = _JournalRequest(attempt_id)
         self.journals.put(request)
-        if not request.done.wait(timeout=self.tuning.lease_seconds):
-            raise dispatch.JournalError("the journal did not answer in time")
-        if request.error:
-            raise dispatch.JournalError(request.error)
+        timeout = self.tuning.lease_seconds
+
+        def wait() -> None:
+            if not request.done.wait(timeout=timeout):
+                raise dispatch.JournalError("the journal did not answer in time")
+            if request.error:
+                raise dispatch.JournalError(request.error)
+
+        return wait
 
     def _journal_loop(self) -> None:
         """Commit data-phase journal requests, every waiting one together

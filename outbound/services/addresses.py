@@ -3,6 +3,7 @@ up the blocklist. No writes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.errors import HeaderParseError, NonASCIILocalPartDefect
@@ -14,6 +15,10 @@ from email_validator import EmailNotValidError, validate_email
 from outbound.models import Suppression
 
 _REGISTRY = HeaderRegistry()
+# Dot-atom local part @ dot-separated labels, printable ASCII only (RFC 5322
+# atext): nothing a header parser could read as a name, comment, group or list.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
 @dataclass(frozen=True)
@@ -34,11 +39,21 @@ def check_email(raw: str) -> CheckedAddress:
     Exactly one mailbox is accepted: a list or a group would smuggle in
     recipients nobody chose.
     """
+    if _PLAIN_ADDRESS.fullmatch(raw):
+        # A bare ASCII address in dot-atom form: the header parser would
+        # return it unchanged as the only mailbox, with no name.
+        return _validated(raw, "", raw)
+    return _parse_and_check(raw)
+
+
+def _parse_and_check(raw: str) -> CheckedAddress:
+    """``check_email`` through the email package's header parser."""
     try:
         header = _REGISTRY("To", raw)
         mailboxes = header.addresses  # type: ignore[attr-defined]
         defects = [d for d in header.defects if not isinstance(d, NonASCIILocalPartDefect)]
-    except (HeaderParseError, IndexError, ValueError, TypeError):
+    except (HeaderParseError, IndexError, ValueError, TypeError, AttributeError):
+        # AttributeError: the email package trips over some inputs, e.g. "x:;)".
         return CheckedAddress(raw, "", "", f"“{raw}” is not an email address.")
     if len(mailboxes) != 1:
         if not mailboxes:
@@ -46,7 +61,10 @@ def check_email(raw: str) -> CheckedAddress:
         return CheckedAddress(raw, "", "", f"“{raw}” holds several addresses; give one per entry.")
     if defects:
         return CheckedAddress(raw, "", "", f"“{raw}” is not an email address.")
-    name, addr = mailboxes[0].display_name, mailboxes[0].addr_spec
+    return _validated(raw, mailboxes[0].display_name, mailboxes[0].addr_spec)
+
+
+def _validated(raw: str, name: str, addr: str) -> CheckedAddress:
     try:
         result = validate_email(addr, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as err:

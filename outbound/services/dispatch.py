@@ -18,6 +18,7 @@ No network I/O happens inside a transaction.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import uuid
@@ -40,9 +41,19 @@ from outbound.errors import (
     TransientTransportError,
     TransportError,
 )
-from outbound.models import Attempt, Backend, BackendSlot, GlobalSettings, Message, Recipient
+from outbound.models import (
+    Attachment,
+    Attempt,
+    Backend,
+    BackendSlot,
+    GlobalSettings,
+    Message,
+    Recipient,
+)
 from outbound.services import sms_backends, transitions
 from outbound.services.backends import CONFIG_REASONS, mark_backend_failing, smtp_config
+from outbound.services.bulk import insert_rows
+from outbound.services.prepared import prep_value
 from outbound.services.validation import backend_block
 from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
@@ -63,6 +74,8 @@ class Job:
     started_at: datetime
     # Loaded with its recipients and attachments at claim time, in bulk.
     message: Message | None = None
+    recipients: list[Recipient] | None = None
+    attachments: list[Attachment] | None = None
 
 
 @dataclass
@@ -135,29 +148,59 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
             .order_by("backend_id", "next_attempt_at", "id")
             .values_list("id", "backend_id", "backend__settings_version")
         )
-        attempts = Attempt.objects.bulk_create(
-            [
-                Attempt(
-                    message_id=mid,
-                    backend_id=bid,
-                    settings_version=version,
-                    worker=worker,
-                    claim_token=token,
-                    started_at=now,
-                    phase="connect",
-                )
-                for mid, bid, version in rows
-            ]
-        )
-    loaded = (
-        Message.objects.select_related("backend")
-        .prefetch_related("recipients", "attachments")
-        .in_bulk([r[0] for r in rows])
-    )
+        attempts = [
+            Attempt(
+                message_id=mid,
+                backend_id=bid,
+                settings_version=version,
+                worker=worker,
+                claim_token=token,
+                started_at=now,
+                phase="connect",
+            )
+            for mid, bid, version in rows
+        ]
+        insert_rows(Attempt, attempts)
+    loaded, recipients, attachments = load_messages([r[0] for r in rows])
     return [
-        Job(mid, att.pk, bid, version, token, now, loaded.get(mid))
+        Job(
+            mid,
+            att.pk,
+            bid,
+            version,
+            token,
+            now,
+            loaded.get(mid),
+            recipients.get(mid, []),
+            attachments.get(mid, []),
+        )
         for (mid, bid, version), att in zip(rows, attempts, strict=True)
     ]
+
+
+def load_messages(
+    ids: Sequence[int],
+) -> tuple[dict[int, Message], dict[int, list[Recipient]], dict[int, list[Attachment]]]:
+    """The messages of a claimed batch, their recipients and attachments
+    (by message id), in four queries.
+
+    Messages of one backend share one Backend instance (the Deliverer copies
+    it and reads the backend's current state before each message). The
+    related rows are grouped here rather than with prefetch_related, which
+    builds a related manager and queryset per message.
+    """
+    loaded = Message.objects.in_bulk(list(ids))
+    backends = Backend.objects.in_bulk({m.backend_id for m in loaded.values() if m.backend_id})
+    for message in loaded.values():
+        if message.backend_id is not None:
+            message.backend = backends.get(message.backend_id)
+    recipients: dict[int, list[Recipient]] = {}
+    for r in Recipient.objects.filter(message_id__in=list(loaded)).order_by("id"):
+        recipients.setdefault(r.message_id, []).append(r)
+    attachments: dict[int, list[Attachment]] = {}
+    for a in Attachment.objects.filter(message_id__in=list(loaded)).order_by("id"):
+        attachments.setdefault(a.message_id, []).append(a)
+    return loaded, recipients, attachments
 
 
 def _rate_quota(backend_id: int, rate: int, now: datetime) -> int:
@@ -262,9 +305,17 @@ class JournalError(OutboundError):
     """The data phase could not be journalled: the body must not be sent."""
 
 
-# Called with an attempt id just before the body leaves; returns once the
-# phase is committed, raises JournalError otherwise.
-Journal = Callable[[int], None]
+# Called with an attempt id once the connection is ready for the message: it
+# starts committing that the attempt may send its body from now on, and
+# returns a function that waits for that commit (raising JournalError when it
+# failed). The transport calls that function just before the body leaves, so
+# the commit runs while MAIL FROM and RCPT TO are on the wire.
+Journal = Callable[[int], Callable[[], None]]
+
+
+def _journal_now(attempt_id: int) -> Callable[[], None]:
+    """The journal without a worker: one short commit when the body is about to leave."""
+    return lambda: journal_phase(attempt_id, "data")
 
 
 class BackendBusy(OutboundError):
@@ -349,7 +400,7 @@ class Deliverer:
         holder: str = "",
         slot_lease: timedelta = timedelta(minutes=2),
     ) -> None:
-        self._journal: Journal = journal or (lambda attempt_id: journal_phase(attempt_id, "data"))
+        self._journal: Journal = journal or _journal_now
         self._holder = holder or f"deliverer-{uuid.uuid4().hex[:8]}"
         self._slot_lease = slot_lease
         # backend id -> the connection slot held for it (capped backends only)
@@ -380,10 +431,11 @@ class Deliverer:
             message = job.message or Message.objects.select_related("backend").get(
                 pk=job.message_id
             )
-            backend = message.backend
-            if backend is None or job.backend_id != backend.pk:
+            if message.backend is None or job.backend_id != message.backend.pk:
                 raise BackendConfigurationError("The message has no backend.", reason="missing")
             # The backend as it is now: an edit since the claim must be seen.
+            # A copy: the claimed batch shares one instance between threads.
+            backend = copy.copy(message.backend)
             values = backend_state(backend.pk)
             if values is None:
                 raise BackendConfigurationError("The backend was deleted.", reason="missing")
@@ -424,7 +476,7 @@ class Deliverer:
                 outcome.phase = "connect"
 
                 def before_request() -> None:
-                    self._journal(job.attempt_id)
+                    self._journal(job.attempt_id)()
                     outcome.phase = "data"
 
                 found = None
@@ -438,8 +490,11 @@ class Deliverer:
                 outcome.phase = "done"
             else:
                 skipped = {Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED}
-                recipients = [r for r in message.recipients.all() if r.outcome not in skipped]
-                data = build_email(message, recipients, list(message.attachments.all()))
+                if job.message is None or job.recipients is None or job.attachments is None:
+                    job.recipients = list(message.recipients.order_by("id"))
+                    job.attachments = list(message.attachments.order_by("id"))
+                recipients = [r for r in job.recipients if r.outcome not in skipped]
+                data = build_email(message, recipients, job.attachments)
                 envelope = Envelope(
                     mail_from=envelope_sender(message.from_address),
                     recipients=[r.address for r in recipients],
@@ -450,9 +505,8 @@ class Deliverer:
                 # A reused connection reports this message's phases to its outcome.
                 transport.on_phase = lambda p: _set_phase(outcome, p)
                 outcome.phase = "mail"
-                outcome.result = transport.send(
-                    envelope, before_data=lambda: self._journal(job.attempt_id)
-                )
+                journalled = self._journal(job.attempt_id)
+                outcome.result = transport.send(envelope, before_data=journalled)
                 outcome.phase = "done"
         except TransportError as err:
             outcome.error = err
@@ -562,14 +616,22 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
     now = timezone.now()
     started = {o.job.message_id: o.job.started_at for o in outcomes}
     # Plain values rather than F() expressions: the claim token fences every
-    # write below, so nobody else changes these rows meanwhile, and Django
+    # write below, so nobody else changes these rows meanwhile (the values
+    # loaded with the claimed batch are still the stored ones), and Django
     # compiles plain values far faster.
     known = {
-        mid: (first_at, count)
-        for mid, first_at, count in Message.objects.filter(pk__in=list(started)).values_list(
-            "id", "first_attempt_at", "attempt_count"
-        )
+        o.job.message_id: (o.job.message.first_attempt_at, o.job.message.attempt_count)
+        for o in outcomes
+        if o.job.message is not None
     }
+    missing = [mid for mid in started if mid not in known]
+    if missing:
+        known.update(
+            (mid, (first_at, count))
+            for mid, first_at, count in Message.objects.filter(pk__in=missing).values_list(
+                "id", "first_attempt_at", "attempt_count"
+            )
+        )
     for o in outcomes:
         job = o.job
         first_at, previous = known.get(job.message_id, (None, 0))
@@ -727,9 +789,11 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
 
     # One lock order for every writer of these rows.
     changes.sort(key=lambda c: c.message_id)
+    attempts_sql, attempts_params = _attempt_statement(attempt_updates)
     with transaction.atomic():
         changed = set(transitions.apply_changes(changes))
-        _update_attempts(attempt_updates)
+        with connection.cursor() as cursor:
+            cursor.executemany(attempts_sql, attempts_params)
         accepted_all = [m for m, rows in recipient_updates if m in changed]
         Recipient.objects.filter(
             message_id__in=accepted_all, outcome=Recipient.Outcome.PENDING
@@ -830,25 +894,23 @@ ATTEMPT_RESULT_FIELDS = (
 )
 
 
-def _update_attempts(updates: list[tuple[int, dict[str, Any]]]) -> None:
-    """Write the attempts' results with one prepared statement.
+def _attempt_statement(updates: list[tuple[int, dict[str, Any]]]) -> tuple[str, list[list[Any]]]:
+    """One prepared UPDATE and its parameters for the attempts' results.
 
     Django's bulk_update builds a CASE per field and row, which cost more
     than the rest of recording together; every result sets the same fields,
     so one parametrised UPDATE run for each row does the same work.
     """
-    if not updates:
-        return
     fields = [cast("Field[Any, Any]", Attempt._meta.get_field(n)) for n in ATTEMPT_RESULT_FIELDS]
     defaults = {f.name: f.get_default() for f in fields}
+    convert = [(f.name, prep_value(f)) for f in fields]
     table = connection.ops.quote_name(Attempt._meta.db_table)
     sets = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
     rows = []
     for attempt_id, values in updates:
         merged = {**defaults, **values}
-        rows.append([f.get_db_prep_save(merged[f.name], connection) for f in fields] + [attempt_id])
-    with connection.cursor() as cursor:
-        cursor.executemany(f"UPDATE {table} SET {sets} WHERE id = %s", rows)  # noqa: S608
+        rows.append([conv(merged[name]) for name, conv in convert] + [attempt_id])
+    return f"UPDATE {table} SET {sets} WHERE id = %s", rows  # noqa: S608
 
 
 # ---------------------------------------------------------------------- reap

@@ -10,7 +10,7 @@ returned; a change the table forbids raises ``InvalidTransition``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from outbound.errors import InvalidTransition
 from outbound.models import Event, Message
+from outbound.services.prepared import insert_values, prep_value
 from outbound.states import Status, is_allowed, sources_for
 
 # Marker meaning "do not fence on the claim token".
@@ -54,7 +55,8 @@ def _sources(to: Status, expect: Iterable[Status] | None) -> frozenset[Status]:
     return expect
 
 
-def _apply(change: Change, now: datetime) -> Event | None:
+def _apply(change: Change, now: datetime) -> str | None:
+    """Apply one change on its own; the status it came from, or None."""
     sources = _sources(change.to, change.expect)
     qs = Message.objects.filter(pk=change.message_id, status__in=list(sources))
     if isinstance(change.claim_token, uuid.UUID) or change.claim_token is None:
@@ -78,30 +80,20 @@ def _apply(change: Change, now: datetime) -> Event | None:
     )
     if not updated:
         return None
-    return _event(change, current, now)
-
-
-def _event(change: Change, source: str, now: datetime) -> Event:
-    """The history line of an applied change."""
-    return Event(
-        message_id=change.message_id,
-        created_at=now,
-        kind=Event.Kind.TRANSITION,
-        from_status=source,
-        to_status=change.to,
-        reason_code=change.reason,
-        text=change.text,
-        actor=change.actor,
-        data=change.data,
-    )
+    return current
 
 
 def apply_changes(changes: Sequence[Change]) -> list[int]:
-    """Apply several changes in one transaction; return the ids that changed."""
+    """Apply several changes in one transaction; return the ids that changed.
+
+    Everything that does not depend on the rows' current state (statement
+    parameters, history lines) is prepared before the transaction opens: on
+    SQLite the transaction holds the one write lock, which the worker's
+    journal waits for before every message body.
+    """
     if not changes:
         return []
     now = timezone.now()
-    events: list[Event] = []
     counts: dict[int, int] = {}
     for change in changes:
         counts[change.message_id] = counts.get(change.message_id, 0) + 1
@@ -114,30 +106,96 @@ def apply_changes(changes: Sequence[Change]) -> list[int]:
         and not any(hasattr(v, "resolve_expression") for v in c.fields.values())
     ]
     plain_ids = {id(c) for c in plain}
+    prepared = _prepare_plain(plain, now)
     with transaction.atomic():
-        events += _apply_plain(plain, now)
+        events = _apply_plain(prepared)
         for change in changes:
             if id(change) in plain_ids:
                 continue
-            event = _apply(change, now)
-            if event is not None:
-                events.append(event)
-        Event.objects.bulk_create(events, batch_size=500)
-    return [e.message_id for e in events]
+            source = _apply(change, now)
+            if source is not None:
+                events.append((change.message_id, _event_row(change, source, now)))
+        insert_values(Event, EVENT_FIELDS, [row for _, row in events])
+    return [message_id for message_id, _ in events]
 
 
-def _apply_plain(changes: Sequence[Change], now: datetime) -> list[Event]:
+# The columns of a history line, in the order ``_event_row`` gives them.
+EVENT_FIELDS = (
+    "message",
+    "created_at",
+    "kind",
+    "from_status",
+    "to_status",
+    "reason_code",
+    "text",
+    "actor",
+    "data",
+)
+
+
+def _event_row(change: Change, source: str, now: datetime) -> list[Any]:
+    """The history line of an applied change, as ``EVENT_FIELDS`` values."""
+    return [
+        change.message_id,
+        now,
+        Event.Kind.TRANSITION,
+        source,
+        change.to,
+        change.reason,
+        change.text,
+        change.actor,
+        change.data,
+    ]
+
+
+@dataclass
+class _Prepared:
+    """Plain changes grouped by the fields they set, with their parameters."""
+
+    now: datetime
+    sources: dict[int, frozenset[Status]]
+    # statement -> [(change, its parameters)]
+    groups: dict[str, list[tuple[Change, list[Any]]]]
+
+
+def _prepare_plain(changes: Sequence[Change], now: datetime) -> _Prepared:
+    quote = connection.ops.quote_name
+    meta = Message._meta
+    shapes: dict[tuple[str, ...], tuple[str, list[Callable[[Any], Any]]]] = {}
+    groups: dict[str, list[tuple[Change, list[Any]]]] = {}
+    for c in changes:
+        names = tuple(sorted(c.fields))
+        shape = shapes.get(names)
+        if shape is None:
+            fields = [
+                cast("Field[Any, Any]", meta.get_field(n))
+                for n in ("status", "reason_code", "reason_text", "status_changed_at", *names)
+            ]
+            sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+            sql = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote('id')} = %s"  # noqa: S608
+            shape = shapes[names] = (sql, [prep_value(f) for f in fields])
+        sql, convert = shape
+        values = [c.to, c.reason, c.text, now, *(c.fields[n] for n in names)]
+        params = [
+            conv(v.pk if isinstance(v, Model) else v)
+            for conv, v in zip(convert, values, strict=True)
+        ]
+        params.append(c.message_id)
+        groups.setdefault(sql, []).append((c, params))
+    return _Prepared(now, {id(c): _sources(c.to, c.expect) for c in changes}, groups)
+
+
+def _apply_plain(prepared: _Prepared) -> list[tuple[int, list[Any]]]:
     """The same conditional change as ``_apply`` for many rows at once.
 
     Inside the caller's transaction the rows are read (and locked, where the
-    database can) in id order, the ones still in an allowed status and held
-    by the expected claim are updated with one parametrised statement per
-    set of fields, and an event is made for each.
+    database can) in id order; the ones still in an allowed status and held
+    by the expected claim are updated with their group's prepared statement.
+    Returns the applied changes' message ids and history lines.
     """
-    if not changes:
+    if not prepared.groups:
         return []
-    sources = {id(c): _sources(c.to, c.expect) for c in changes}
-    ids = sorted(c.message_id for c in changes)
+    ids = sorted(c.message_id for members in prepared.groups.values() for c, _ in members)
     rows: dict[int, tuple[str, uuid.UUID | None]] = {}
     for start in range(0, len(ids), 500):
         qs = Message.objects.filter(pk__in=ids[start : start + 500]).order_by("id")
@@ -146,38 +204,21 @@ def _apply_plain(changes: Sequence[Change], now: datetime) -> list[Event]:
         rows.update(
             (mid, (st, tok)) for mid, st, tok in qs.values_list("id", "status", "claim_token")
         )
-    groups: dict[tuple[str, ...], list[tuple[Change, str]]] = {}
-    for c in changes:
-        row = rows.get(c.message_id)
-        if row is None or row[0] not in sources[id(c)]:
-            continue
-        fenced = isinstance(c.claim_token, uuid.UUID) or c.claim_token is None
-        if fenced and row[1] != c.claim_token:
-            continue
-        groups.setdefault(tuple(sorted(c.fields)), []).append((c, row[0]))
-    events: list[Event] = []
-    quote = connection.ops.quote_name
-    meta = Message._meta
-    for names, members in groups.items():
-        fields = [
-            cast("Field[Any, Any]", meta.get_field(n))
-            for n in ("status", "reason_code", "reason_text", "status_changed_at", *names)
-        ]
-        sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
-        sql = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote('id')} = %s"  # noqa: S608
+    events: list[tuple[int, list[Any]]] = []
+    for sql, members in prepared.groups.items():
         params = []
-        for c, _ in members:
-            values = [c.to, c.reason, c.text, now, *(c.fields[n] for n in names)]
-            params.append(
-                [
-                    f.get_db_prep_save(v.pk if isinstance(v, Model) else v, connection)
-                    for f, v in zip(fields, values, strict=True)
-                ]
-                + [c.message_id]
-            )
-        with connection.cursor() as cursor:
-            cursor.executemany(sql, params)
-        events += [_event(c, current, now) for c, current in members]
+        for c, row_params in members:
+            row = rows.get(c.message_id)
+            if row is None or row[0] not in prepared.sources[id(c)]:
+                continue
+            fenced = isinstance(c.claim_token, uuid.UUID) or c.claim_token is None
+            if fenced and row[1] != c.claim_token:
+                continue
+            params.append(row_params)
+            events.append((c.message_id, _event_row(c, row[0], prepared.now)))
+        if params:
+            with connection.cursor() as cursor:
+                cursor.executemany(sql, params)
     return events
 
 

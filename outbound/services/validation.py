@@ -27,6 +27,7 @@ from outbound.services.addresses import (
     find_blocks,
     find_number_blocks,
 )
+from outbound.services.prepared import insert_values
 from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
 
@@ -319,91 +320,162 @@ def _decide_sms(
     )
 
 
-def _lock_due(now: datetime, limit: int) -> list[Message]:
+def _due(now: datetime, limit: int) -> list[Message]:
+    """Up to ``limit`` due Waiting messages with their contacts and backends.
+
+    Where the database can (PostgreSQL), the rows are locked with SKIP
+    LOCKED, so workers validating at the same time take different ones; the
+    caller must then be in a transaction. Elsewhere (SQLite) it is a plain
+    read, and the status condition of every write decides.
+    """
     qs = Message.objects.filter(status=Status.WAITING, next_attempt_at__lte=now).order_by(
         "next_attempt_at", "id"
     )
     if connection.features.has_select_for_update_skip_locked:
         qs = qs.select_for_update(skip_locked=True, of=("self",))
     ids = list(qs.values_list("id", flat=True)[:limit])
-    return list(Message.objects.filter(pk__in=ids).select_related("contact", "backend"))
+    messages = list(Message.objects.filter(pk__in=ids).select_related("contact"))
+    # One instance per backend, not one per message.
+    backends = Backend.objects.in_bulk({m.backend_id for m in messages if m.backend_id})
+    for m in messages:
+        if m.backend_id is not None:
+            m.backend = backends.get(m.backend_id)
+    return messages
 
 
 def validate_due(*, limit: int = 500, now: datetime | None = None) -> int:
-    """Validate up to ``limit`` due Waiting messages; return how many were handled."""
+    """Validate up to ``limit`` due Waiting messages; return how many were handled.
+
+    On SQLite the messages are read and decided before the write transaction
+    opens, so the one write lock is held only for the writes themselves.
+    """
     now = now or timezone.now()
     # A read first: on SQLite every transaction takes the write lock at BEGIN.
     if not Message.objects.filter(status=Status.WAITING, next_attempt_at__lte=now).exists():
         return 0
     settings = GlobalSettings.load()
     defaults = _default_backends()
-    with transaction.atomic():
-        messages = _lock_due(now, limit)
-        if not messages:
-            return 0
-        raws: set[str] = set()
-        raw_numbers: set[str] = set()
-        for m in messages:
-            if m.channel == Channel.SMS:
-                raw_numbers.update(m.to)
-                if m.contact is not None and m.contact.mobile.strip():
-                    raw_numbers.add(m.contact.mobile.strip())
-                continue
-            if m.contact is not None and m.contact.email.strip():
-                raws.add(m.contact.email.strip())
-            raws.update(m.to, m.cc, m.bcc)
-        checked = {raw: check_email(raw) for raw in raws}
-        blocks = find_blocks(c.address for c in checked.values() if c.address)
-        numbers = {raw: check_mobile(raw, region=settings.default_region) for raw in raw_numbers}
-        number_blocks = find_number_blocks(n for n, _ in numbers.values())
-
-        changes: list[transitions.Change] = []
-        recipients: list[Recipient] = []
-        for m in messages:
-            backend = m.backend or defaults.get(m.channel)
-            if m.channel == Channel.SMS:
-                decision = _decide_sms(
-                    m, backend=backend, settings=settings, numbers=numbers, blocks=number_blocks
-                )
-            else:
-                decision = _decide_email(
-                    m, backend=backend, settings=settings, blocks=blocks, checked=checked
-                )
-            fields = dict(decision.fields)
-            if decision.to == Status.WAITING:
-                # Still held: check again later, without a new history line
-                # when nothing changed.
-                fields["next_attempt_at"] = now + ALLOWANCE_RECHECK
-                if m.reason_code == decision.reason:
-                    Message.objects.filter(pk=m.pk, status=Status.WAITING).update(**fields)
-                    continue
-            elif decision.to == Status.TO_SEND:
-                fields["next_attempt_at"] = now
-            else:
-                fields["next_attempt_at"] = None
-            changes.append(
-                transitions.Change(
-                    message_id=m.pk,
-                    to=decision.to,
-                    reason=decision.reason,
-                    text=decision.text,
-                    expect=frozenset({Status.WAITING}),
-                    fields=fields,
-                )
-            )
-            recipients += decision.recipients
-        exhausted = {
-            c.fields["backend"].pk: c.fields["backend"]
-            for c in changes
-            if c.reason == Reason.ALLOWANCE_EXHAUSTED
-        }
-        changed = set(transitions.apply_changes(changes))
-        if changed:
-            Recipient.objects.filter(message_id__in=changed).delete()
-            Recipient.objects.bulk_create(
-                [r for r in recipients if r.message_id in changed], batch_size=500
-            )
+    if connection.features.has_select_for_update_skip_locked:
+        with transaction.atomic():
+            messages = _due(now, limit)
+            plan = _plan(messages, settings=settings, defaults=defaults, now=now)
+            _write(plan)
+    else:
+        messages = _due(now, limit)
+        plan = _plan(messages, settings=settings, defaults=defaults, now=now)
+        with transaction.atomic():
+            _write(plan)
     # Told once per incident (raise_alert deduplicates), outside the transaction.
-    for backend in exhausted.values():
+    for backend in plan.exhausted.values():
         alerts.allowance_used(backend)
     return len(messages)
+
+
+@dataclass
+class _Plan:
+    """What validating a batch will write."""
+
+    changes: list[transitions.Change] = field(default_factory=list)
+    recipients: list[Recipient] = field(default_factory=list)
+    # Still held, same reason: (message id, fields), no new history line.
+    rechecks: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    exhausted: dict[int, Backend] = field(default_factory=dict)
+
+
+def _plan(
+    messages: list[Message],
+    *,
+    settings: GlobalSettings,
+    defaults: dict[str, Backend],
+    now: datetime,
+) -> _Plan:
+    plan = _Plan()
+    raws: set[str] = set()
+    raw_numbers: set[str] = set()
+    for m in messages:
+        if m.channel == Channel.SMS:
+            raw_numbers.update(m.to)
+            if m.contact is not None and m.contact.mobile.strip():
+                raw_numbers.add(m.contact.mobile.strip())
+            continue
+        if m.contact is not None and m.contact.email.strip():
+            raws.add(m.contact.email.strip())
+        raws.update(m.to, m.cc, m.bcc)
+    checked = {raw: check_email(raw) for raw in raws}
+    blocks = find_blocks(c.address for c in checked.values() if c.address)
+    numbers = {raw: check_mobile(raw, region=settings.default_region) for raw in raw_numbers}
+    number_blocks = find_number_blocks(n for n, _ in numbers.values())
+
+    for m in messages:
+        backend = m.backend or defaults.get(m.channel)
+        if m.channel == Channel.SMS:
+            decision = _decide_sms(
+                m, backend=backend, settings=settings, numbers=numbers, blocks=number_blocks
+            )
+        else:
+            decision = _decide_email(
+                m, backend=backend, settings=settings, blocks=blocks, checked=checked
+            )
+        fields = _changed_fields(m, decision.fields)
+        if decision.to == Status.WAITING:
+            # Still held: check again later, without a new history line
+            # when nothing changed.
+            fields["next_attempt_at"] = now + ALLOWANCE_RECHECK
+            if m.reason_code == decision.reason:
+                plan.rechecks.append((m.pk, fields))
+                continue
+        elif decision.to == Status.TO_SEND:
+            fields["next_attempt_at"] = now
+        else:
+            fields["next_attempt_at"] = None
+        if decision.reason == Reason.ALLOWANCE_EXHAUSTED and backend is not None:
+            plan.exhausted[backend.pk] = backend
+        plan.changes.append(
+            transitions.Change(
+                message_id=m.pk,
+                to=decision.to,
+                reason=decision.reason,
+                text=decision.text,
+                expect=frozenset({Status.WAITING}),
+                fields=fields,
+            )
+        )
+        plan.recipients += decision.recipients
+    return plan
+
+
+def _changed_fields(message: Message, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` without those the message already holds: an UPDATE that
+    names a column rewrites its index entries (and the search index) even
+    when the value stays the same."""
+    changed = {}
+    for name, value in fields.items():
+        if name == "backend":
+            if message.backend_id != (value.pk if value is not None else None):
+                changed[name] = value
+        elif getattr(message, name) != value:
+            changed[name] = value
+    return changed
+
+
+RECIPIENT_FIELDS = ("message", "kind", "address", "name", "outcome", "code", "reply", "updated_at")
+
+
+def _write(plan: _Plan) -> None:
+    """Apply a batch's decisions: each only if its message is still Waiting."""
+    for message_id, fields in plan.rechecks:
+        Message.objects.filter(pk=message_id, status=Status.WAITING).update(**fields)
+    changed = set(transitions.apply_changes(plan.changes))
+    if not changed:
+        return
+    Recipient.objects.filter(message_id__in=changed).delete()
+    now = timezone.now()
+    insert_values(
+        Recipient,
+        RECIPIENT_FIELDS,
+        [
+            [r.message_id, r.kind, r.address, r.name, r.outcome, r.code, r.reply, now]
+            for r in plan.recipients
+            if r.message_id in changed
+        ],
+    )
