@@ -197,6 +197,28 @@ def test_a_lost_answer_is_looked_up_so_the_sms_is_not_sent_twice(
     assert "found at Twilio after the interrupted send" in message.reason_text
 
 
+def test_a_lookup_refused_by_twilio_sends_nothing_and_is_tried_again(
+    twilio: Backend, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
+) -> None:
+    twilio_server.drop_after_create = True
+    message = _send(run_worker)
+    assert message.possibly_delivered
+    twilio_server.drop_after_create = False
+    twilio_server.queue_failure(500, 20500, "Try later")
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=message.created_at)
+    run_worker()
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (Status.TO_SEND, Reason.RETRY_SCHEDULED)
+    assert "Try later" in message.reason_text
+    assert message.possibly_delivered
+    assert len(twilio_server.received) == 1
+    Message.objects.filter(pk=message.pk).update(next_attempt_at=message.created_at)
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.SENT, message.reason_text
+    assert len(twilio_server.received) == 1
+
+
 # ------------------------------------------------------------------ receipts
 
 

@@ -18,8 +18,9 @@ Knobs: ``invalid_numbers`` (→ 400, 21211), ``not_mobile_numbers`` (→ 400,
 21614), ``queue_failure(status, code, message, times=1)`` (the next requests
 fail), ``hang`` (read the request, never answer), ``drop`` (read the request,
 close the connection without an answer), ``drop_after_create`` (create the
-message, then close without an answer), ``account_status``,
-``message_status``. Observed: ``received`` (form fields of every created
+message, then close without an answer), ``not_json`` (answer every request
+with a 200 HTML page, as a web server in Twilio's place would),
+``account_status``, ``message_status``. Observed: ``received`` (form fields of every created
 message), ``requests`` (requests that arrived), ``log`` (every request).
 
 ``twilio_signature`` and ``TwilioTestServer.receipt`` build the signed status
@@ -111,6 +112,8 @@ class TwilioTestServer(LocalHttpServer):
         # Create the message, then close the connection without an answer:
         # Twilio has it, the client never hears so.
         self.drop_after_create = False
+        # Answer 200 with an HTML page instead of the API's JSON.
+        self.not_json = False
         self.received: list[dict[str, str]] = []
         self.messages: dict[str, dict[str, Any]] = {}
         self.log: list[RecordedRequest] = []
@@ -286,6 +289,9 @@ class _Handler(BaseHTTPRequestHandler):
         if state.drop:
             self.close_connection = True
             return
+        if state.not_json:
+            self._answer_html()
+            return
         status, answer = self._route(path, form)
         if state.drop_after_create and self.command == "POST" and status == 201:
             self.close_connection = True
@@ -332,6 +338,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "GET" and _ACCOUNT.match(path):
             return 200, state._account()
         return _error(405, 20004, "Method not allowed")
+
+    def _answer_html(self) -> None:
+        payload = b"<html><body>It works!</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def _answer(self, status: int, answer: dict[str, Any]) -> None:
         payload = json.dumps(answer).encode()

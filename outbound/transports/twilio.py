@@ -18,7 +18,9 @@ Contract (see ``sms_base`` for what every SMS transport promises):
   ``enhanced_code`` is Twilio's error code as text, ``reply`` its message.
 - Twilio's Messages API takes no idempotency key when creating a message, so
   a retry after "interrupted" can send the SMS twice; the caller's journal
-  (``before_data``) is what makes that case visible.
+  (``before_data``) is what makes that case visible, and ``find_created``
+  looks the message up before that retry (its failures are those of
+  ``send``, all in phase "connect": a lookup leaves nothing half done).
 - ``probe`` fetches the account resource; nothing is sent.
 - The auth token never appears in a repr, a log line, a transcript or an
   error text.
@@ -37,8 +39,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.base.version import Version
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from outbound.errors import (
@@ -77,6 +81,10 @@ _SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 
 _TwilioError = (TwilioRestException, TwilioServiceException)
 _NetworkError = (requests.RequestException, AddressForbidden, OSError)
+# Everything the SDK raises for a request without a usable answer: a bare
+# TwilioException is an error answer to a list (which the SDK's paging leaves
+# unparsed) or a list it cannot read; the ValueError is a 2xx that is not JSON.
+_SdkFailure = (TwilioException, *_NetworkError, ValueError)
 
 
 class _IsolatedEnvironment(dict[str, str]):
@@ -190,23 +198,8 @@ class TwilioTransport:
             response = client.messages.create_with_http_info(**options)
         except HookFailed as failed:
             raise failed.original from None
-        except _TwilioError as err:
-            failure = self._rest_error(err, phase="data")
-            self._log_failure(envelope, failure)
-            raise failure from err
-        except _NetworkError as err:
-            failure = classify_network_error(
-                err, where=self._where(), sent=self._guard.sent, timeout=self.config.timeout
-            )
-            self._log_failure(envelope, failure)
-            raise failure from err
-        except ValueError as err:
-            # A 2xx whose body is not JSON: something else answers at base_url.
-            failure = TransientTransportError(
-                f"{self._where()} answered with something that is not a Twilio message",
-                phase="data",
-                reason="unexpected_reply",
-            )
+        except _SdkFailure as err:
+            failure = self._translate(err, expected="a Twilio message")
             self._log_failure(envelope, failure)
             raise failure from err
         message = response.data
@@ -239,29 +232,16 @@ class TwilioTransport:
         Twilio's Messages API takes no idempotency key, so a send whose answer
         was lost is looked up before it is tried again: the newest messages to
         the same number, matched on sender and text. Raises the transport
-        errors of ``send`` when the lookup itself fails (the caller then sends
-        nothing this round).
+        errors of ``send``, all in phase "connect", when the lookup itself
+        fails (the caller then sends nothing this round).
         """
         check_host(self.config.base_url, self.config.address_allowed)
         self.open()
         self._guard.arm(None)
         try:
             found = self._client.messages.list(to=envelope.to, limit=LOOKUP_LIMIT)
-        except _TwilioError as err:
-            raise self._rest_error(err, phase="connect") from err
-        except _NetworkError as err:
-            failure = classify_network_error(
-                err, where=self._where(), sent=False, timeout=self.config.timeout
-            )
-            # A lookup is read-only: it never leaves anything half done.
-            failure.phase = "connect"
-            raise failure from err
-        except ValueError as err:
-            raise TransientTransportError(
-                f"{self._where()} answered the lookup with something that is not a message list",
-                phase="connect",
-                reason="unexpected_reply",
-            ) from err
+        except _SdkFailure as err:
+            raise self._translate(err, expected="a Twilio message list", lookup=True) from err
         by_service = bool(_SERVICE_SID.match(envelope.sender))
         for message in found:
             created = message.date_created
@@ -303,6 +283,47 @@ class TwilioTransport:
     def _where(self) -> str:
         return f"Twilio ({self.config.host})"
 
+    def _translate(
+        self,
+        err: Exception,
+        *,
+        expected: str,
+        lookup: bool = False,
+        timeout: float | None = None,
+    ) -> TransportError:
+        """Our error for what the SDK raised on a request that wanted ``expected``.
+
+        An error answer is classified by its status and Twilio code, a network
+        failure by ``classify_network_error`` (with ``timeout``, the config's
+        by default), and a 2xx that is not JSON, or a list the SDK cannot
+        read, is "unexpected_reply": something other than Twilio answers at
+        the base URL. The phase is "data" once the request was written
+        (Twilio may have acted on it), "connect" before. A ``lookup`` is
+        read-only and never leaves anything half done, so each of its failures
+        is phase "connect".
+        """
+        phase = "connect" if lookup else "data"
+        if type(err) is TwilioException and len(err.args) > 1 and isinstance(err.args[1], Response):
+            # A list page's error answer: parsed as the SDK parses any other.
+            err = Version.exception("GET", "", err.args[1], str(err.args[0]))
+        if isinstance(err, _TwilioError):
+            return self._rest_error(err, phase=phase)
+        if isinstance(err, _NetworkError):
+            failure = classify_network_error(
+                err,
+                where=self._where(),
+                sent=self._guard.sent and not lookup,
+                timeout=self.config.timeout if timeout is None else timeout,
+            )
+            if lookup:
+                failure.phase = "connect"
+            return failure
+        return TransientTransportError(
+            f"{self._where()} answered with something that is not {expected}",
+            phase=phase,
+            reason="unexpected_reply",
+        )
+
     def _rest_error(self, err: Exception, *, phase: str) -> TransportError:
         """Classify an error answer of the API."""
         status = int(getattr(err, "status", 0) or 0)
@@ -334,7 +355,11 @@ class TwilioTransport:
         else:
             raw = str(getattr(err, "msg", "") or "")
             # The SDK prefixes the API's message with what it was doing.
-            for prefix in ("Unable to create record: ", "Unable to fetch record: "):
+            for prefix in (
+                "Unable to create record: ",
+                "Unable to fetch record: ",
+                "Unable to fetch page: ",
+            ):
                 if raw.startswith(prefix):
                     raw = raw[len(prefix) :]
         return mask(raw, self.config.auth_token)
@@ -378,22 +403,13 @@ class TwilioTransport:
                 )
         except TransportError as err:
             result = self._probe_failure(err, transcript, line)
-        except _TwilioError as err:
-            result = self._probe_failure(self._rest_error(err, phase="data"), transcript, line)
-        except _NetworkError as err:
-            failure = classify_network_error(
-                err, where=self._where(), sent=self._guard.sent, timeout=timeout
-            )
+        except _SdkFailure as err:
+            failure = self._translate(err, expected="a Twilio account", timeout=timeout)
             if failure.reason == "interrupted":
+                # "interrupted" is no test outcome (nothing is created): say
+                # how the connection ended instead.
                 lost = not isinstance(err, requests.Timeout)
                 failure.reason = "connection_lost" if lost else "timeout"
-            result = self._probe_failure(failure, transcript, line)
-        except ValueError:
-            failure = TransientTransportError(
-                f"{self._where()} answered with something that is not a Twilio account",
-                phase="data",
-                reason="unexpected_reply",
-            )
             result = self._probe_failure(failure, transcript, line)
         finally:
             if client is not None:

@@ -407,3 +407,65 @@ def test_find_created_finds_the_message_a_lost_answer_created(
     )
     assert transport.find_created(other, since=since) is None
     assert len(twilio_server.received) == 1
+
+
+# --- one translation of the SDK's errors -----------------------------------------
+
+
+def lookup_failure(transport: TwilioTransport) -> TransportError:
+    from datetime import UTC, datetime, timedelta
+
+    with pytest.raises(TransportError) as caught:
+        transport.find_created(envelope(), since=datetime.now(UTC) - timedelta(minutes=1))
+    return caught.value
+
+
+def test_an_answer_that_is_not_json_is_an_unexpected_reply(server: TwilioTestServer) -> None:
+    server.not_json = True
+    transport = transport_for(server)
+    err = failure_of(transport, envelope())
+    assert isinstance(err, TransientTransportError)
+    assert (err.reason, err.phase) == ("unexpected_reply", "data")
+    assert "is not a Twilio message" in str(err)
+    result = transport.probe()
+    assert (result.ok, result.reason, result.phase) == (False, "unexpected_reply", "data")
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind", "reason"),
+    [
+        (401, 20003, BackendConfigurationError, "auth_failed"),
+        (429, 20429, TransientTransportError, "rate_limited"),
+        (500, 20500, TransientTransportError, "server_error"),
+        (400, 21610, PermanentTransportError, "rejected"),
+    ],
+)
+def test_an_error_answer_to_the_lookup_is_classified_like_one_to_a_send(
+    server: TwilioTestServer, status: int, code: int, kind: type, reason: str
+) -> None:
+    # The SDK raises a bare TwilioException for an error answer to a list.
+    server.queue_failure(status, code, "Lookup refused")
+    err = lookup_failure(transport_for(server))
+    assert isinstance(err, kind)
+    assert (err.reason, err.code, err.enhanced_code, err.reply) == (
+        reason,
+        status,
+        str(code),
+        "Lookup refused",
+    )
+    # Read-only: a failed lookup never says the message may have gone out.
+    assert err.phase == "connect"
+    assert server.received == []
+
+
+def test_a_lookup_without_an_answer_is_never_interrupted(server: TwilioTestServer) -> None:
+    server.drop = True
+    dropped = lookup_failure(transport_for(server))
+    assert isinstance(dropped, TransientTransportError)
+    assert (dropped.reason, dropped.phase) == ("connection_lost", "connect")
+    server.drop = False
+    server.not_json = True
+    garbled = lookup_failure(transport_for(server))
+    assert isinstance(garbled, TransientTransportError)
+    assert (garbled.reason, garbled.phase) == ("unexpected_reply", "connect")
+    assert "is not a Twilio message list" in str(garbled)
