@@ -8,12 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from django.test import Client
 
 from outbound import secrets
 from outbound.explain import explain_message
 from outbound.models import Attempt, Backend, Event, GlobalSettings, Message
-from outbound.services import intake
+from outbound.services import intake, receipts
 from outbound.services.backends import save_backend_settings, test_backend
 from outbound.services.validation import validate_due
 from outbound.states import Channel, Reason, Status
@@ -370,3 +371,88 @@ def test_gateway_receipts_need_the_shared_secret(
     assert numeric.status_code == 200
     message.refresh_from_db()
     assert (message.receipt_status, message.receipt_code) == ("failed", "7")
+
+
+def test_the_receipt_service_checks_the_signature_itself(
+    twilio: Backend, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
+) -> None:
+    message = _send(run_worker)
+    sid = message.attempts.get().provider_id
+    receipt = twilio_server.receipt(sid, "delivered")
+    forged = dict(receipt.params, MessageStatus="failed")
+    with pytest.raises(receipts.ReceiptRefused):
+        receipts.receive_twilio_receipt(
+            twilio, url=receipt.url, params=forged, signature=receipt.signature
+        )
+    with pytest.raises(receipts.ReceiptRefused):
+        # Signed for another address than the one it arrived at.
+        receipts.receive_twilio_receipt(
+            twilio, url=f"{PUBLIC}/elsewhere", params=receipt.params, signature=receipt.signature
+        )
+    message.refresh_from_db()
+    assert message.receipt_status == ""
+    result = receipts.receive_twilio_receipt(
+        twilio, url=receipt.url, params=receipt.params, signature=receipt.signature
+    )
+    assert (result.recorded, result.message_id) == (True, message.pk)
+    message.refresh_from_db()
+    assert message.receipt_status == "delivered"
+
+
+def test_an_unreadable_secret_refuses_receipts_and_no_secret_is_logged_or_answered(
+    twilio: Backend,
+    twilio_server: TwilioTestServer,
+    run_worker: Callable[..., Any],
+    client: Client,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    message = _send(run_worker)
+    receipt = twilio_server.receipt(message.attempts.get().provider_id, "delivered")
+    path = receipt.url.removeprefix(PUBLIC)
+    caplog.set_level("DEBUG")
+    wrong = client.post(path, receipt.params, headers={"X-Twilio-Signature": "bm90IGl0"})
+    assert wrong.status_code == 403
+    # Encrypted under a key this deployment does not have.
+    Backend.objects.filter(pk=twilio.pk).update(secret=Fernet(Fernet.generate_key()).encrypt(b"x"))
+    unreadable = client.post(path, receipt.params, headers=receipt.headers)
+    assert unreadable.status_code == 403
+    assert unreadable.json()["message"] == "The receipt cannot be checked."
+    assert any(
+        r.levelname == "ERROR" and "cannot be read" in r.getMessage() for r in caplog.records
+    )
+    message.refresh_from_db()
+    assert message.receipt_status == ""
+    token = twilio_server.auth_token
+    assert all(token not in r.getMessage() for r in caplog.records)
+    assert token not in wrong.content.decode() + unreadable.content.decode()
+
+
+def test_a_gateway_without_a_receipt_secret_refuses_receipts(
+    sms_on: GlobalSettings,
+    client: Client,
+    stored_backend: Callable[..., Backend],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gateway = stored_backend(name="Gateway", channel=Channel.SMS, kind="http", host="gw.example")
+    url = f"/hooks/sms/{gateway.pk}/http"
+    body = {"id": "gw-1", "status": "delivered"}
+    # Without a secret, no header, even an empty bearer, opens the hook.
+    for header in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer"}):
+        answer = client.post(url, body, content_type="application/json", headers=header)
+        assert answer.status_code == 403, header
+    Backend.objects.filter(pk=gateway.pk).update(receipt_secret=secrets.encrypt("shared-s3cret"))
+    caplog.set_level("DEBUG")
+    wrong = client.post(
+        url, body, content_type="application/json", headers={"Authorization": "Bearer s3cret"}
+    )
+    assert wrong.status_code == 403
+    # Deeper than the JSON parser goes: malformed, not a server error.
+    deep = client.post(
+        url,
+        "[" * 60000,
+        content_type="application/json",
+        headers={"Authorization": "Bearer shared-s3cret"},
+    )
+    assert deep.status_code == 400
+    assert all("shared-s3cret" not in r.getMessage() for r in caplog.records)
+    assert "shared-s3cret" not in wrong.content.decode() + deep.content.decode()

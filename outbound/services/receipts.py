@@ -8,17 +8,31 @@ means the provider took the message, and a receipt only adds what happened
 next. A receipt for an unknown id changes nothing and is logged. A final
 receipt (delivered, undelivered, failed) is never overwritten by a late
 intermediate one (sent, queued).
+
+``receive_twilio_receipt`` and ``receive_gateway_receipt`` take a receipt as
+it arrived at the hooks: they first check that the provider sent it (Twilio's
+X-Twilio-Signature, made with the backend's auth token; a gateway's
+``Authorization: Bearer <receipt secret>``), raising ``ReceiptRefused``
+otherwise, then read its fields (``MalformedReceipt``) and record it. The
+secrets are decrypted only to check and are never logged nor put in an
+error's text.
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
+from twilio.request_validator import RequestValidator
 
+from outbound import secrets
+from outbound.errors import SecretError
 from outbound.models import Attempt, Backend, Event, Message
 
 logger = logging.getLogger(__name__)
@@ -67,6 +81,11 @@ class ReceiptResult:
 
 class MalformedReceipt(ValueError):
     """A receipt without the fields every receipt has."""
+
+
+class ReceiptRefused(Exception):
+    """The receipt's signature or shared secret does not match, or cannot be
+    checked: nothing says the provider sent it."""
 
 
 def _encodable(text: str) -> bool:
@@ -169,3 +188,71 @@ def record_receipt(
                 receipt_status=status, receipt_code=error_code, receipt_at=now
             )
     return ReceiptResult(message.pk, True, text)
+
+
+def _stored_secret(backend: Backend, ciphertext: str) -> str:
+    """A backend's secret in clear, to check a receipt with; "" when none is set."""
+    try:
+        return secrets.decrypt(ciphertext, owner=f"backend {backend.name}")
+    except SecretError as err:
+        logger.error("receipt for backend %s refused: its secret cannot be read", backend.name)
+        raise ReceiptRefused("The receipt cannot be checked.") from err
+
+
+def _check_and_record(
+    backend: Backend, provider_id: object, status: object, error_code: object
+) -> ReceiptResult:
+    sid, state, code = check_receipt(provider_id, status, error_code)
+    return record_receipt(backend, provider_id=sid, status=state, error_code=code)
+
+
+def receive_twilio_receipt(
+    backend: Backend, *, url: str, params: Mapping[str, str], signature: str
+) -> ReceiptResult:
+    """A status callback Twilio posted to ``url`` (the address it signed) with
+    the form ``params``: checked against ``signature``, then recorded.
+
+    Raises ReceiptRefused (the signature is missing or does not match, or the
+    auth token cannot be read) or MalformedReceipt.
+    """
+    token = _stored_secret(backend, backend.secret)
+    if (
+        not token
+        or not signature
+        or not RequestValidator(token).validate(url, dict(params), signature)
+    ):
+        logger.warning("receipt for backend %s refused: bad signature", backend.name)
+        raise ReceiptRefused("The request signature does not match.")
+    return _check_and_record(
+        backend,
+        params.get("MessageSid"),
+        params.get("MessageStatus") or params.get("SmsStatus"),
+        params.get("ErrorCode"),
+    )
+
+
+def receive_gateway_receipt(backend: Backend, *, authorization: str, body: bytes) -> ReceiptResult:
+    """A receipt an HTTP gateway posted: ``authorization`` (the header) must be
+    ``Bearer <receipt secret>``, then ``body`` is read as ``{"id": …,
+    "status": …, "error_code": …}`` and recorded.
+
+    Raises ReceiptRefused (no receipt secret is set, it does not match, or it
+    cannot be read) or MalformedReceipt. The secret is checked before the body
+    is read, so a stranger learns nothing about what a receipt must look like.
+    """
+    expected = _stored_secret(backend, backend.receipt_secret)
+    if not expected or not hmac.compare_digest(
+        authorization.encode(), f"Bearer {expected}".encode()
+    ):
+        logger.warning("receipt for backend %s refused: wrong shared secret", backend.name)
+        raise ReceiptRefused("The shared secret does not match.")
+    try:
+        fields = json.loads(body)
+    except (ValueError, RecursionError) as err:
+        # RecursionError: nesting deeper than the parser goes.
+        raise MalformedReceipt("The body is not JSON.") from err
+    if not isinstance(fields, dict):
+        raise MalformedReceipt('The body must be a JSON object: {"id": ..., "status": ...}.')
+    return _check_and_record(
+        backend, fields.get("id"), fields.get("status"), fields.get("error_code")
+    )
