@@ -89,6 +89,9 @@ class ServerOptions:
     drop_after_data: bool = False
     # Supports STARTTLS but leaves it out of the EHLO answer.
     strip_starttls: bool = False
+    # Offers PIPELINING (RFC 2920), as real relays do. aiosmtpd reads one
+    # command line at a time, so commands sent together are answered in order.
+    pipelining: bool = True
     # {"user": "password"}; when set, MAIL before a successful AUTH gets 530.
     auth: dict[str, str] | None = None
     reply_hook: ReplyHook | None = None
@@ -220,6 +223,8 @@ class _Handler:
             responses = [line for line in responses if "STARTTLS" not in line.upper()]
         if options.auth is None:
             responses = [line for line in responses if not line[4:].upper().startswith("AUTH")]
+        if options.pipelining:
+            responses = [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_MAIL(

@@ -662,19 +662,22 @@ class SmtpTransport:
             options.append("BODY=8BITMIME")
         if needs_utf8:
             options.append("SMTPUTF8")
-        self._mail_from(client, sender, options, utf8=needs_utf8)
-
-        self._enter("rcpt")
-        outcomes = self._rcpt_to(client, recipients)
-
-        self._enter("data")
-        if before_data is not None:
-            try:
-                before_data()
-            except BaseException:
-                self.reset()
-                raise
-        self._data_command(client)
+        if client.has_extn("pipelining"):
+            outcomes = self._pipelined_envelope(
+                client, sender, options, recipients, needs_utf8, before_data
+            )
+        else:
+            self._mail_from(client, sender, options, utf8=needs_utf8)
+            self._enter("rcpt")
+            outcomes = self._rcpt_to(client, recipients)
+            self._enter("data")
+            if before_data is not None:
+                try:
+                    before_data()
+                except BaseException:
+                    self.reset()
+                    raise
+            self._data_command(client)
         client.send_data(payload)
         code, raw = client.getreply()
         text = _decode(raw)
@@ -692,43 +695,128 @@ class SmtpTransport:
             recipients=outcomes,
         )
 
+    def _pipelined_envelope(
+        self,
+        client: _SmtpClient,
+        sender: str,
+        options: list[str],
+        recipients: list[tuple[str, str]],
+        utf8: bool,
+        before_data: Callable[[], None] | None,
+    ) -> list[RecipientOutcome]:
+        """MAIL FROM, every RCPT TO and DATA in one write, their replies read
+        in order (RFC 2920): one round trip instead of two plus one per
+        recipient. Returns with the server waiting for the body; before_data
+        has run by then.
+        """
+        client.command_encoding = "utf-8" if utf8 else "ascii"
+        suffix = "".join(f" {option}" for option in options)
+        lines = [f"MAIL FROM:<{sender}>{suffix}"]
+        lines += [f"RCPT TO:<{wire}>" for _, wire in recipients]
+        lines.append("DATA")
+        client.send("".join(f"{line}\r\n" for line in lines))
+        unread = len(lines)
+        try:
+            code, raw = client.getreply()
+            unread -= 1
+            self._check_mail_reply(code, raw)
+            self._enter("rcpt")
+            replies = []
+            for _ in recipients:
+                replies.append(client.getreply())
+                unread -= 1
+            for code, raw in replies:
+                self._check_421(code, raw, "to RCPT TO")
+            outcomes = self._recipient_outcomes(recipients, replies)
+            self._enter("data")
+            code, raw = client.getreply()
+            unread -= 1
+            self._check_data_reply(code, raw)
+        except TransportError:
+            self._end_pipeline(client, unread)
+            raise
+        # The server now takes every byte as message text: if the journal
+        # fails, hanging up is the only way out that delivers nothing.
+        if before_data is not None:
+            try:
+                before_data()
+            except BaseException:
+                self._discard()
+                raise
+        return outcomes
+
+    def _end_pipeline(self, client: _SmtpClient, unread: int) -> None:
+        """After a refusal in a pipelined envelope: read the replies still on
+        their way, then RSET. A server that answered the DATA 354 anyway is
+        waiting for a body; the connection is dropped (an unfinished
+        transaction is discarded, RFC 5321 section 4.1.1.4)."""
+        if self._client is None:
+            return
+        code = 0
+        try:
+            for _ in range(unread):
+                code, _raw = client.getreply()
+        except (OSError, smtplib.SMTPException):
+            self._discard()
+            return
+        if code == 354:
+            self._discard()
+            return
+        self.reset()
+
     def _mail_from(
         self, client: _SmtpClient, sender: str, options: list[str], *, utf8: bool
     ) -> None:
         client.command_encoding = "utf-8" if utf8 else "ascii"
         suffix = "".join(f" {option}" for option in options)
         code, raw = client.docmd("MAIL", f"FROM:<{sender}>{suffix}")
+        try:
+            self._check_mail_reply(code, raw)
+        except TransportError:
+            self.reset()
+            raise
+
+    def _check_mail_reply(self, code: int, raw: bytes) -> None:
         text = _decode(raw)
         self._check_421(code, raw, "to MAIL FROM")
         if 200 <= code < 300:
             return
         if code == 530:
-            failure = self._reply_error(
+            raise self._reply_error(
                 BackendConfigurationError, "auth_required", code, text, "to MAIL FROM"
             )
-        elif code == 552:
-            failure = self._reply_error(
+        if code == 552:
+            raise self._reply_error(
                 PermanentTransportError, "message_too_large", code, text, "to MAIL FROM"
             )
-        else:
-            failure = self._classify(
-                code, text, "to MAIL FROM", transient="sender_deferred", permanent="sender_refused"
-            )
-        self.reset()
-        raise failure
+        raise self._classify(
+            code, text, "to MAIL FROM", transient="sender_deferred", permanent="sender_refused"
+        )
 
     def _rcpt_to(
         self, client: _SmtpClient, recipients: list[tuple[str, str]]
     ) -> list[RecipientOutcome]:
-        outcomes: list[RecipientOutcome] = []
-        for address, wire in recipients:
+        replies = []
+        for _, wire in recipients:
             code, raw = client.docmd("RCPT", f"TO:<{wire}>")
             self._check_421(code, raw, "to RCPT TO")
-            outcomes.append(
-                RecipientOutcome(
-                    address=address, accepted=200 <= code < 300, code=code, reply=_decode(raw)
-                )
+            replies.append((code, raw))
+        try:
+            return self._recipient_outcomes(recipients, replies)
+        except TransportError:
+            self.reset()
+            raise
+
+    def _recipient_outcomes(
+        self, recipients: list[tuple[str, str]], replies: list[tuple[int, bytes]]
+    ) -> list[RecipientOutcome]:
+        """Each recipient's outcome; raises when not one was accepted."""
+        outcomes = [
+            RecipientOutcome(
+                address=address, accepted=200 <= code < 300, code=code, reply=_decode(raw)
             )
+            for (address, _), (code, raw) in zip(recipients, replies, strict=True)
+        ]
         if any(outcome.accepted for outcome in outcomes):
             return outcomes
         # 552 to RCPT is "mailbox full" in practice: RFC 5321 section 4.5.3.1.10
@@ -737,34 +825,36 @@ class SmtpTransport:
         summary = "; ".join(f"{o.address}: {o.code} {o.reply}" for o in outcomes)
         if deferred:
             first = deferred[0]
-            failure: TransportError = self._reply_error(
+            raise self._reply_error(
                 TransientTransportError,
                 "recipient_deferred",
                 first.code,
                 first.reply,
                 f"to every recipient ({summary})",
             )
-        else:
-            first = outcomes[0]
-            failure = self._reply_error(
-                PermanentTransportError,
-                "recipients_refused",
-                first.code,
-                first.reply,
-                f"to every recipient ({summary})",
-            )
-        self.reset()
-        raise failure
+        first = outcomes[0]
+        raise self._reply_error(
+            PermanentTransportError,
+            "recipients_refused",
+            first.code,
+            first.reply,
+            f"to every recipient ({summary})",
+        )
 
     def _data_command(self, client: _SmtpClient) -> str:
         code, raw = client.docmd("DATA")
+        try:
+            return self._check_data_reply(code, raw)
+        except TransportError:
+            self.reset()
+            raise
+
+    def _check_data_reply(self, code: int, raw: bytes) -> str:
         text = _decode(raw)
         self._check_421(code, raw, "to DATA")
         if code == 354:
             return text
-        failure = self._classify(code, text, "to DATA", transient="deferred", permanent="rejected")
-        self.reset()
-        raise failure
+        raise self._classify(code, text, "to DATA", transient="deferred", permanent="rejected")
 
     def _wire_address(self, address: str, utf8_offered: bool) -> tuple[str, bool]:
         """The address as sent, and whether it needs SMTPUTF8."""

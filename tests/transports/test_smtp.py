@@ -146,8 +146,11 @@ def test_partial_refusal_is_recorded_per_recipient_and_data_still_sent(
     assert received.rcpt_tos == ["a@example.test", "b@example.test"]
 
 
-def test_all_recipients_refused_with_550_is_permanent(make_smtp_server: MakeServer) -> None:
-    server = make_smtp_server(rcpt_reply="550 5.1.1 No such user")
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_all_recipients_refused_with_550_is_permanent(
+    make_smtp_server: MakeServer, pipelining: bool
+) -> None:
+    server = make_smtp_server(rcpt_reply="550 5.1.1 No such user", pipelining=pipelining)
     with transport_for(server) as transport:
         with pytest.raises(PermanentTransportError) as caught:
             transport.send(envelope("a@example.test", "b@example.test"))
@@ -160,7 +163,10 @@ def test_all_recipients_refused_with_550_is_permanent(make_smtp_server: MakeServ
         550,
         "5.1.1",
     )
-    assert "DATA" not in server.commands
+    # Pipelined, DATA went out with the envelope and the server refused it
+    # (no recipient); either way the transaction is reset and nothing arrives.
+    assert ("DATA" in server.commands) is pipelining
+    assert server.commands[-2:] == ["RSET", "QUIT"]
     assert server.messages == []
 
 
@@ -288,17 +294,24 @@ def test_drop_after_the_dot_is_connection_lost_in_data_phase(make_smtp_server: M
     assert [m.message_id for m in server.messages] == ["<m1@example.test>"]
 
 
-def test_before_data_runs_once_before_the_server_sees_data(smtp_server: SmtpTestServer) -> None:
-    data_commands_seen: list[int] = []
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_before_data_runs_once_before_the_server_sees_data(
+    make_smtp_server: MakeServer, pipelining: bool
+) -> None:
+    server = make_smtp_server(pipelining=pipelining)
+    seen: list[tuple[int, int]] = []
 
     def journal() -> None:
-        data_commands_seen.append(smtp_server.commands.count("DATA"))
+        seen.append((server.commands.count("DATA"), len(server.messages)))
 
-    with transport_for(smtp_server) as transport:
+    with transport_for(server) as transport:
         transport.send(envelope(), before_data=journal)
 
-    assert data_commands_seen == [0]
-    assert smtp_server.commands.count("DATA") == 1
+    # Pipelined, the DATA command has had its 354 when the journal runs; the
+    # message text itself has not left.
+    assert seen == [(1 if pipelining else 0, 0)]
+    assert server.commands.count("DATA") == 1
+    assert len(server.messages) == 1
 
 
 def test_before_data_is_not_called_when_every_recipient_is_refused(
@@ -312,17 +325,66 @@ def test_before_data_is_not_called_when_every_recipient_is_refused(
     assert calls == []
 
 
-def test_a_failing_before_data_aborts_the_transaction(smtp_server: SmtpTestServer) -> None:
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_failing_before_data_aborts_the_transaction(
+    make_smtp_server: MakeServer, pipelining: bool
+) -> None:
+    server = make_smtp_server(pipelining=pipelining)
+
     def lost_lease() -> None:
         raise RuntimeError("lease lost")
 
-    with transport_for(smtp_server) as transport:
+    with transport_for(server) as transport:
         with pytest.raises(RuntimeError):
             transport.send(envelope(), before_data=lost_lease)
+        # Pipelined, the server is past 354 and takes any byte as message
+        # text: the only clean way out is to hang up.
+        assert transport.is_open is not pipelining
         assert transport.send(envelope()).code == 250
 
-    assert smtp_server.commands.count("DATA") == 1
-    assert len(smtp_server.messages) == 1
+    assert len(server.messages) == 1
+    assert len(server.sessions) == (2 if pipelining else 1)
+
+
+def test_pipelined_envelope_goes_out_before_the_first_reply(
+    make_smtp_server: MakeServer,
+) -> None:
+    server = make_smtp_server(mail_reply="550 5.7.1 Sender refused")
+    with transport_for(server) as transport:
+        with pytest.raises(PermanentTransportError) as caught:
+            transport.send(envelope("a@example.test", "b@example.test"))
+        # Every reply of the batch was read: the connection is in step and
+        # carries the next message.
+        assert transport.is_open
+        server.options.mail_reply = None
+        assert transport.send(envelope()).code == 250
+
+    assert (caught.value.reason, caught.value.phase, caught.value.code) == (
+        "sender_refused",
+        "mail",
+        550,
+    )
+    # RCPT and DATA were written with MAIL, before its refusal came back.
+    first = server.sessions[0].commands
+    assert first[:6] == ["EHLO", "MAIL", "RCPT", "RCPT", "DATA", "RSET"]
+    assert len(server.sessions) == 1
+    assert len(server.messages) == 1
+
+
+def test_pipelined_354_after_every_recipient_was_refused_hangs_up(
+    make_smtp_server: MakeServer,
+) -> None:
+    # A server that wrongly accepts DATA with no recipient would take the
+    # next bytes as message text: the client hangs up instead.
+    server = make_smtp_server(
+        rcpt_reply="550 5.1.1 No such user", data_command_reply="354 go ahead"
+    )
+    with transport_for(server) as transport:
+        with pytest.raises(PermanentTransportError):
+            transport.send(envelope())
+        assert not transport.is_open
+
+    assert server.messages == []
 
 
 @pytest.mark.parametrize(
