@@ -101,7 +101,38 @@ class BlockForm(ServiceErrorsMixin, forms.Form):
     reason = forms.CharField(required=False, max_length=500)
 
 
-class BackendForm(ServiceErrorsMixin, forms.Form):
+class BackendSettingsForm(ServiceErrorsMixin, forms.Form):
+    """What the email and the SMS backend forms share: the stored settings as
+    initial values, and one comparison of what was typed with them."""
+
+    # Write-only fields (a secret and its Clear box): never put back into the
+    # page; a blank secret keeps the stored one.
+    SECRETS: tuple[str, ...] = ()
+    backend: Backend | None
+
+    def stored_values(self, backend: Backend) -> dict[str, Any]:
+        """The backend's stored settings as this form's values, secrets left out."""
+        return {key: getattr(backend, key) for key in self.base_fields if key not in self.SECRETS}
+
+    def unsaved_changes(self) -> list[str]:
+        """Labels of the fields whose typed value differs from the stored one.
+
+        Compared as each field reads its value (30 and 30.0 seconds are the
+        same timeout, blank and None the same limit). A secret has no stored
+        value to show, so a typed one (or a ticked Clear box) is a change and
+        a blank one is not. Hidden fields are not typed, so not compared.
+        """
+        if self.backend is None:
+            return ["everything (this backend is not saved yet)"]
+        stored = self.stored_values(self.backend)
+        return [
+            str(bound.label).lower()
+            for bound in self.visible_fields()
+            if bound.field.has_changed(stored.get(bound.name), bound.data)
+        ]
+
+
+class BackendForm(BackendSettingsForm):
     """An email backend's settings. The password is write-only: it is never
     put back into the page, and blank keeps the stored one."""
 
@@ -135,14 +166,12 @@ class BackendForm(ServiceErrorsMixin, forms.Form):
     )
     is_default = forms.BooleanField(required=False, label="Default email backend")
 
+    SECRETS = ("password", "clear_password")
+
     def __init__(self, *args: Any, backend: Backend | None = None, **kwargs: Any) -> None:
         self.backend = backend
         if backend is not None and "initial" not in kwargs:
-            kwargs["initial"] = {
-                key: getattr(backend, key)
-                for key in self.base_fields
-                if key not in ("password", "clear_password")
-            }
+            kwargs["initial"] = self.stored_values(backend)
         kwargs.setdefault("prefix", f"b{backend.pk}" if backend is not None else "new")
         super().__init__(*args, **kwargs)
         stored = backend is not None and backend.has_secret
@@ -160,22 +189,6 @@ class BackendForm(ServiceErrorsMixin, forms.Form):
             data.pop("password", None)
         return data
 
-    def unsaved_changes(self) -> list[str]:
-        """Labels of the fields whose typed value differs from the stored one."""
-        if self.backend is None:
-            return ["everything (this backend is not saved yet)"]
-        changed = []
-        for key, value in self.cleaned_data.items():
-            if key == "password":
-                if value:
-                    changed.append("password")
-            elif key == "clear_password":
-                if value:
-                    changed.append("clear password")
-            elif value != getattr(self.backend, key):
-                changed.append(str(self.fields[key].label or key).lower())
-        return changed
-
 
 SMS_KIND_CHOICES = [
     (BackendKind.TWILIO.value, BackendKind.TWILIO.label),
@@ -185,7 +198,7 @@ SMS_KIND_CHOICES = [
 ]
 
 
-class SmsBackendForm(ServiceErrorsMixin, forms.Form):
+class SmsBackendForm(BackendSettingsForm):
     """An SMS backend's settings. The secrets (auth token or API secret, and the
     receipt secret) are write-only: never put back into the page."""
 
@@ -293,20 +306,7 @@ class SmsBackendForm(ServiceErrorsMixin, forms.Form):
     def __init__(self, *args: Any, backend: Backend | None = None, **kwargs: Any) -> None:
         self.backend = backend
         if backend is not None and "initial" not in kwargs:
-            options = dict(backend.options or {})
-            initial = {
-                key: getattr(backend, key)
-                for key in self.base_fields
-                if key not in self.SECRETS and key not in self.OPTION_FIELDS
-            }
-            for key in self.OPTION_FIELDS:
-                value = options.get(key, "")
-                if key == "headers":
-                    value = json.dumps(value) if value else ""
-                elif key == "invalid_number_codes":
-                    value = ", ".join(value or [])
-                initial[key] = value
-            kwargs["initial"] = initial
+            kwargs["initial"] = self.stored_values(backend)
         if backend is None:
             # A new gateway starts from the standard settings, so a blank
             # field means the administrator cleared it on purpose.
@@ -328,6 +328,28 @@ class SmsBackendForm(ServiceErrorsMixin, forms.Form):
         if backend is None or not backend.receipt_secret:
             del self.fields["clear_receipt_secret"]
 
+    def stored_values(self, backend: Backend) -> dict[str, Any]:
+        """The columns as they are, the provider options as they are typed.
+
+        An option the backend does not store (a Twilio backend has no method)
+        is the field's default: the list shows it selected and the browser
+        sends it back, which is no change.
+        """
+        values = {
+            key: getattr(backend, key)
+            for key in self.base_fields
+            if key not in self.SECRETS and key not in self.OPTION_FIELDS
+        }
+        options = dict(backend.options or {})
+        for key in self.OPTION_FIELDS:
+            value = options.get(key, self.base_fields[key].initial or "")
+            if key == "headers":
+                value = json.dumps(value) if value else ""
+            elif key == "invalid_number_codes":
+                value = ", ".join(value or [])
+            values[key] = value
+        return values
+
     def service_data(self) -> dict[str, Any]:
         data = dict(self.cleaned_data)
         kind = data.get("kind")
@@ -343,23 +365,6 @@ class SmsBackendForm(ServiceErrorsMixin, forms.Form):
         if self.backend is not None:
             data.pop("channel", None)
         return data
-
-    def unsaved_changes(self) -> list[str]:
-        """Labels of the fields whose typed value differs from the stored one."""
-        if self.backend is None:
-            return ["everything (this backend is not saved yet)"]
-        changed = []
-        for key, value in self.cleaned_data.items():
-            if key in self.SECRETS:
-                if value:
-                    changed.append(str(self.fields[key].label or key).lower())
-                continue
-            stored = self.initial.get(key)
-            if key in ("channel",) or (value in ("", None) and stored in ("", None)):
-                continue
-            if str(value) != str(stored if stored is not None else ""):
-                changed.append(str(self.fields[key].label or key).lower())
-        return changed
 
 
 class GlobalSettingsForm(ServiceErrorsMixin, forms.Form):

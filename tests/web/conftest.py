@@ -111,3 +111,26 @@ def login(page: Any, base_url: str, username: str) -> None:
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base_url}/")
+
+
+def as_shown(form: Any) -> dict[str, Any]:
+    """What a browser submits for an unbound form as the page shows it: each
+    field's shown value, ticked boxes only, write-only secrets blank, and for
+    a list with no option selected its first option."""
+    from django import forms
+
+    data: dict[str, Any] = {}
+    for bound in form:
+        value = bound.value()
+        widget = bound.field.widget
+        if isinstance(widget, forms.CheckboxInput):
+            if value:
+                data[bound.html_name] = "on"
+        elif isinstance(widget, forms.PasswordInput):
+            data[bound.html_name] = ""
+        elif isinstance(widget, forms.Select):
+            options = [str(key) for key, _label in bound.field.choices]
+            data[bound.html_name] = str(value) if str(value) in options else options[0]
+        else:
+            data[bound.html_name] = "" if value is None else value
+    return data

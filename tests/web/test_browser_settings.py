@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 
 from outbound.models import Backend, Message
+from outbound.services.backends import save_backend_settings
 from outbound.services.global_settings import save_global_settings
 from outbound.services.intake import queue_email
 from outbound.states import Status
+from tests.twilio_server import TwilioTestServer
 from tests.web.conftest import login
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -86,4 +88,41 @@ def test_wrong_password_is_fixed_on_the_settings_page_and_held_messages_are_sent
     assert sorted(r for m in relay.messages for r in m.rcpt_tos) == [
         f"user{i}@example.com" for i in range(3)
     ]
+    assert Backend.objects.get(pk=backend.pk).is_usable
+
+
+def test_the_test_button_of_a_twilio_backend_tests_what_is_saved(
+    live_server: Any, page: Any, make_user: Callable[..., Any], twilio_server: TwilioTestServer
+) -> None:
+    make_user("ada", "Administrator")
+    backend = save_backend_settings(
+        data={
+            "channel": "sms",
+            "kind": "twilio",
+            "name": "Twilio",
+            "username": twilio_server.account_sid,
+            "password": twilio_server.auth_token,
+            "from_address": "+14155550100",
+            "base_url": twilio_server.base_url,
+            "timeout": 5,
+        },
+        actor="setup",
+    )
+    base = live_server.url
+    login(page, base, "ada")
+    page.goto(f"{base}/settings/")
+    card = page.locator(f"#backend-{backend.pk}")
+    # A token typed but not saved: the test would not check it, so it is refused.
+    page.fill(f"#id_b{backend.pk}-password", "a-token-not-saved")
+    with page.expect_navigation():
+        card.get_by_role("button", name="Test", exact=True).click()
+    errors = page.locator(f"#backend-{backend.pk} .errors").inner_text()
+    assert "Unsaved changes (auth token or api secret)" in errors
+    assert twilio_server.requests == 0
+    # The form as the page shows it, secret left blank: the saved settings are tested.
+    page.goto(f"{base}/settings/")
+    with page.expect_navigation():
+        card.get_by_role("button", name="Test", exact=True).click()
+    assert "Success" in card.locator(".test-result .test-headline").inner_text()
+    assert twilio_server.requests == 1
     assert Backend.objects.get(pk=backend.pk).is_usable

@@ -14,6 +14,8 @@ from django.test import Client
 from outbound import secrets
 from outbound.models import AuditEntry, Backend, GlobalSettings
 from outbound.services.backends import save_backend_settings
+from outbound.web.forms import BackendForm
+from tests.web.conftest import as_shown
 
 pytestmark = pytest.mark.django_db
 
@@ -315,3 +317,40 @@ def test_rate_and_connection_cap_are_set_from_the_form(admin_client: Client) -> 
     )
     backend.refresh_from_db()
     assert (backend.rate_per_minute, backend.max_connections) == (120, 3)
+
+
+def test_unsaved_changes_compare_what_was_typed_with_the_stored_settings() -> None:
+    backend = _backend()
+    assert BackendForm(_form("new")).unsaved_changes() == [
+        "everything (this backend is not saved yet)"
+    ]
+    shown = as_shown(BackendForm(backend=backend))
+    assert shown[f"b{backend.pk}-password"] == ""
+    unchanged = BackendForm(shown, backend=backend)
+    assert unchanged.is_valid(), unchanged.errors
+    assert unchanged.unsaved_changes() == []
+    # The same values written another way are no change.
+    same = {**shown, f"b{backend.pk}-timeout": "10", f"b{backend.pk}-host": " smtp.example.com "}
+    assert BackendForm(same, backend=backend).unsaved_changes() == []
+    typed = {
+        **shown,
+        f"b{backend.pk}-port": "2525",
+        f"b{backend.pk}-password": "new-password",
+        f"b{backend.pk}-clear_password": "on",
+    }
+    form = BackendForm(typed, backend=backend)
+    assert form.is_valid(), form.errors
+    assert form.unsaved_changes() == ["port", "password", "clear the stored password"]
+
+
+def test_the_test_button_with_the_form_as_shown_tests_the_saved_settings(
+    admin_client: Client, smtp_server: Any
+) -> None:
+    backend = _backend(
+        host=smtp_server.host, port=smtp_server.port, security="none", username="", password=""
+    )
+    shown = as_shown(BackendForm(backend=backend))
+    response = admin_client.post(f"/settings/backends/{backend.pk}/test/", shown, follow=True)
+    html = response.content.decode()
+    assert "Unsaved changes" not in html
+    assert "Test of backend Relay: Success" in html

@@ -10,7 +10,10 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from outbound.models import Backend
+from outbound.services.backends import save_backend_settings
+from outbound.web.forms import SmsBackendForm
 from tests.twilio_server import TwilioTestServer
+from tests.web.conftest import as_shown
 
 pytestmark = pytest.mark.django_db
 
@@ -124,3 +127,76 @@ def test_a_new_gateway_starts_from_the_standard_settings(admin_client: Client) -
     assert options["idempotency_header"] == "Idempotency-Key"
     assert "{body}" in options["body_template"]
     assert "gw-secret" not in admin_client.get("/settings/").content.decode()
+
+
+def _gateway() -> Backend:
+    return save_backend_settings(
+        data={
+            "channel": "sms",
+            "kind": "http",
+            "name": "Gateway",
+            "from_address": "+14155550100",
+            "url": "https://sms.example.com/send",
+            "headers": {"X-Api-Key": "{secret}"},
+            "invalid_number_codes": ["21211", "21614"],
+            "password": "gw-secret",
+            "receipt_secret": "receipt-secret",
+            "timeout": 5,
+        },
+        actor="setup",
+    )
+
+
+def test_an_sms_form_as_shown_has_no_unsaved_changes_and_a_secret_typed_in_has() -> None:
+    backend = _gateway()
+    p = f"b{backend.pk}-"
+    shown = as_shown(SmsBackendForm(backend=backend))
+    assert shown[f"{p}password"] == shown[f"{p}receipt_secret"] == ""
+    assert shown[f"{p}invalid_number_codes"] == "21211, 21614"
+    unchanged = SmsBackendForm(shown, backend=backend)
+    assert unchanged.is_valid(), unchanged.errors
+    assert unchanged.unsaved_changes() == []
+    same = {**shown, f"{p}timeout": "5.0", f"{p}limit": "", f"{p}channel": "email"}
+    assert SmsBackendForm(same, backend=backend).unsaved_changes() == []
+    typed = {
+        **shown,
+        f"{p}headers": '{"X-Api-Key": "{secret}", "X-Other": "1"}',
+        f"{p}receipt_secret": "new-receipt-secret",
+        f"{p}clear_password": "on",
+    }
+    form = SmsBackendForm(typed, backend=backend)
+    assert form.is_valid(), form.errors
+    assert form.unsaved_changes() == [
+        "clear the stored secret",
+        "headers (json)",
+        "receipt secret",
+    ]
+
+
+def test_the_test_button_of_an_sms_backend_refuses_a_typed_token_until_saved(
+    admin_client: Client, twilio_server: TwilioTestServer
+) -> None:
+    backend = save_backend_settings(
+        data={
+            "channel": "sms",
+            "kind": "twilio",
+            "name": "Twilio",
+            "username": twilio_server.account_sid,
+            "password": twilio_server.auth_token,
+            "from_address": "+14155550100",
+            "base_url": twilio_server.base_url,
+            "timeout": 5,
+        },
+        actor="setup",
+    )
+    url = f"/settings/backends/{backend.pk}/test/"
+    shown = as_shown(SmsBackendForm(backend=backend))
+    typed = {**shown, f"b{backend.pk}-password": "another-token"}
+    refused = admin_client.post(url, typed).content.decode()
+    assert "Unsaved changes (auth token or api secret)" in refused
+    assert "another-token" not in refused
+    assert twilio_server.requests == 0
+    tested = admin_client.post(url, shown, follow=True).content.decode()
+    assert "Unsaved changes" not in tested
+    assert "Test of backend Twilio: Success" in tested
+    assert twilio_server.requests == 1
