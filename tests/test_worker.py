@@ -399,3 +399,33 @@ def test_the_connection_cap_holds_across_threads_and_workers(
     # Deferred messages were handed back without counting an attempt.
     assert set(Message.objects.values_list("attempt_count", flat=True)) == {1}
     assert not BackendSlot.objects.exists()
+
+
+def test_an_unexpected_error_while_sending_is_retried_not_left_claimed(
+    smtp_server: Any, make_backend: Any, run_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A library failing in a way nobody classified (here the email package's
+    # date formatting) must not strand the message until its lease ends.
+    make_backend(smtp_server)
+    message = queue_email(to="a@example.com", subject="Hi", text="Hello")
+
+    def broken(*_: object) -> str:
+        raise RuntimeError("formatting failed")
+
+    monkeypatch.setattr("outbound.compose.format_datetime", broken)
+    started = time.monotonic()
+    run_worker()
+    assert time.monotonic() - started < 10
+    m = _m(message)
+    assert m.status == Status.TO_SEND and m.claim_token is None
+    assert m.reason_code == Reason.RETRY_SCHEDULED
+    assert "Internal error while sending: RuntimeError: formatting failed" in m.reason_text
+    assert not m.possibly_delivered
+    attempt = Attempt.objects.get(message=m)
+    assert (attempt.outcome, attempt.error_reason) == ("transient", "internal_error")
+    assert smtp_server.messages == []
+
+    monkeypatch.undo()
+    Message.objects.filter(pk=m.pk).update(next_attempt_at=timezone.now())
+    run_worker()
+    assert _m(message).status == Status.SENT

@@ -530,6 +530,17 @@ class Deliverer:
             self.close()
         except OutboundError as err:
             outcome.error = PermanentTransportError(str(err), phase="mail", reason="rejected")
+        except Exception as err:
+            # A fault of ours or of a library: the message is retried like
+            # after a lost connection (marked possibly delivered if its body
+            # may have left) instead of staying claimed until its lease ends.
+            logger.exception("unexpected error delivering message %s", job.message_id)
+            outcome.error = TransientTransportError(
+                f"Internal error while sending: {err.__class__.__name__}: {err}"[:500],
+                phase=outcome.phase,
+                reason="internal_error",
+            )
+            self.close()
         outcome.finished_at = timezone.now()
         return outcome
 
