@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -15,6 +17,9 @@ from outbound.services.intake import AttachmentIn, queue_email, queue_emails
 from outbound.states import Reason, Source, Status
 
 pytestmark = pytest.mark.django_db
+
+# RFC 5322 dot-atom-text: the id-left and id-right of a msg-id.
+DOT_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 
 
 def test_a_queued_email_is_waiting_with_a_message_id_and_a_first_history_line() -> None:
@@ -171,3 +176,107 @@ def test_bulk_insert_refuses_to_run_outside_a_transaction() -> None:
     with pytest.raises(RuntimeError):
         insert_rows(Message, [Message()])
     assert not Message.objects.exists()
+
+
+def test_message_ids_are_valid_msg_ids_that_sort_in_the_order_they_were_made() -> None:
+    from email import policy
+
+    from outbound.services.intake import make_message_id
+
+    first = make_message_id("noreply@platform.example")
+    time.sleep(0.002)
+    later = [make_message_id("Platform <noreply@platform.example>") for _ in range(200)]
+    for message_id in [first, *later]:
+        assert re.fullmatch(rf"<{DOT_ATOM}@platform\.example>", message_id)
+        assert not policy.default.header_factory("Message-ID", message_id).defects
+    assert all(first < m for m in later)
+    assert len(set(later)) == 200
+
+
+def test_a_sender_domain_that_is_no_domain_name_gives_the_default_one() -> None:
+    message = queue_email(to="a@example.com", from_address="x@" + "ä" * 70)
+    assert message.message_id.endswith("@outbound.local>")
+    unicode = queue_email(to="a@example.com", from_address="x@bücher.example")
+    assert unicode.message_id.endswith("@xn--bcher-kva.example>")
+
+
+def test_bulk_intake_of_more_rows_than_one_statement_holds() -> None:
+    from outbound.selectors import MessageFilters
+    from outbound.services.bulk import ROWS_PER_STATEMENT
+
+    count = 2 * ROWS_PER_STATEMENT + 50
+    messages = queue_emails(
+        [{"to": f"u{i}@example.com", "subject": f"Number {i:04d}"} for i in range(count)]
+    )
+    ids = [m.pk for m in messages]
+    assert ids == list(range(ids[0], ids[0] + count))
+    stored = dict(Message.objects.values_list("pk", "subject"))
+    assert [stored[pk] for pk in ids] == [f"Number {i:04d}" for i in range(count)]
+    assert Event.objects.filter(message_id__in=ids).count() == count
+    # Every statement's rows reach the text search (a trigger on SQLite).
+    for i in (0, ROWS_PER_STATEMENT, count - 1):
+        found = MessageFilters(q=f"Number {i:04d}").apply(Message.objects.all())
+        assert list(found.values_list("pk", flat=True)) == [ids[i]]
+
+
+def _raw_rows(table: str, ids: list[int]) -> list[dict[str, object]]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(f"SELECT * FROM {table} WHERE id IN ({marks}) ORDER BY id", ids)  # noqa: S608
+        columns = [c[0] for c in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def test_bulk_intake_writes_the_rows_djangos_own_insert_writes() -> None:
+    from outbound.models import Backend
+
+    contact = Contact.objects.create(name="Ann Lee", email="ann@example.com")
+    backend = Backend.objects.create(name="Relay", host="smtp.example.com")
+    later = timezone.now() + timedelta(hours=1)
+    items = [
+        {
+            "to": ["a@example.com", "b@example.com"],
+            "cc": "c@example.com",
+            "contact": contact,
+            "backend": backend,
+            "headers": {"X-Workflow": "42"},
+            "context": {"task": 7, "flags": [True, None]},
+            "subject": "Grüße",
+            "text": "Hello",
+            "html": "<p>Hello</p>",
+            "from_address": "Platform <noreply@platform.example>",
+            "group_key": "g-1",
+            "send_at": later,
+        },
+        {"to": "d@example.com", "send_at": later},
+        # Equal values of other types (True == 1) must not share a conversion.
+        {"to": "e@example.com", "send_at": later, "context": True},
+        {"to": "e@example.com", "send_at": later, "context": 1},
+    ]
+    bulk = queue_emails(items, actor="ann")
+    single = [queue_email(**item, actor="ann") for item in items]
+    own = {"id", "message_id", "created_at", "status_changed_at"}
+    bulk_rows = _raw_rows("outbound_message", [m.pk for m in bulk])
+    single_rows = _raw_rows("outbound_message", [m.pk for m in single])
+    for b, s in zip(bulk_rows, single_rows, strict=True):
+        assert {k: v for k, v in b.items() if k not in own} == {
+            k: v for k, v in s.items() if k not in own
+        }
+    assert [m.context for m in Message.objects.filter(pk__in=[bulk[2].pk, bulk[3].pk])] == [
+        True,
+        1,
+    ]
+    assert type(Message.objects.get(pk=bulk[3].pk).context) is int
+    events = {"id", "message_id", "created_at"}
+    bulk_events = Event.objects.filter(message_id__in=[m.pk for m in bulk]).order_by("id")
+    single_events = Event.objects.filter(message_id__in=[m.pk for m in single]).order_by("id")
+    for b, s in zip(
+        _raw_rows("outbound_event", [e.pk for e in bulk_events]),
+        _raw_rows("outbound_event", [e.pk for e in single_events]),
+        strict=True,
+    ):
+        assert {k: v for k, v in b.items() if k not in events} == {
+            k: v for k, v in s.items() if k not in events
+        }

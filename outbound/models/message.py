@@ -29,8 +29,15 @@ class Message(models.Model):
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
     template = models.CharField(max_length=200, blank=True)
     context = models.JSONField(default=dict, blank=True)
+    # No index of its own: msg_backend_status and msg_backend_created begin
+    # with it, and each index costs bulk intake.
     backend = models.ForeignKey(
-        "outbound.Backend", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "outbound.Backend",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
 
     status = models.CharField(

