@@ -171,7 +171,7 @@ class Worker:
         if time.monotonic() - self._last_reap >= REAP_INTERVAL:
             self._last_reap = time.monotonic()
             self.stats.reaped += dispatch.reap_expired()
-        validated = validation.validate_due(limit=self.tuning.batch_size * 5)
+        validated = validation.validate_due(limit=self.tuning.batch_size)
         self.stats.validated += validated
         claimed = 0
         if self.jobs.qsize() < low_water:

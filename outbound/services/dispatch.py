@@ -53,8 +53,9 @@ from outbound.models import (
 from outbound.services import sms_backends, transitions
 from outbound.services.backends import CONFIG_REASONS, mark_backend_failing, smtp_config
 from outbound.services.bulk import insert_rows
-from outbound.services.prepared import prep_value
+from outbound.services.prepared import convert_rows, update_converted
 from outbound.services.validation import backend_block
+from outbound.services.writegate import GATE
 from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
 from outbound.transports.base import Envelope, SendResult
@@ -119,7 +120,7 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
         )
         if rate is not None
     }
-    with transaction.atomic():
+    with GATE.writing(), transaction.atomic():
         qs = Message.objects.filter(
             status=Status.TO_SEND, next_attempt_at__lte=now, claim_token__isnull=True
         ).order_by("next_attempt_at", "id")
@@ -227,7 +228,7 @@ def extend_leases(tokens: Sequence[uuid.UUID], *, lease: timedelta) -> int:
     """
     if not tokens:
         return 0
-    with transaction.atomic():
+    with GATE.writing(), transaction.atomic():
         qs = Message.objects.filter(claim_token__in=list(tokens), status=Status.TO_SEND)
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True).order_by("id")
@@ -243,7 +244,7 @@ def release_jobs(jobs: Sequence[Job], *, delay: timedelta | None = None) -> int:
     if delay is not None:
         fields["next_attempt_at"] = timezone.now() + delay
     released = 0
-    with transaction.atomic():
+    with GATE.writing(), transaction.atomic():
         for job in jobs:
             released += Message.objects.filter(
                 pk=job.message_id, claim_token=job.claim_token, status=Status.TO_SEND
@@ -276,12 +277,13 @@ def journal_data_phase(attempt_ids: Sequence[int]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
         return
-    # SQLite has one write lock. Waiting for it in SQLite's busy handler
-    # sleeps 1, 2, 5, 10... ms between tries while the delivery threads wait
-    # before DATA; asking again every half millisecond here gets the lock
-    # as soon as the recorder or the claim lets it go.
+    # SQLite has one write lock. This process's writers let the journal go
+    # first (services/writegate.py); against other processes, waiting in
+    # SQLite's busy handler would sleep 1, 2, 5, 10... ms between tries while
+    # the delivery threads wait before the body, so it asks again every
+    # half millisecond instead.
     deadline = time.monotonic() + JOURNAL_LOCK_WAIT
-    with connection.cursor() as cursor:
+    with GATE.writing(urgent=True), connection.cursor() as cursor:
         cursor.execute("PRAGMA busy_timeout = 0")
         try:
             while True:
@@ -800,15 +802,11 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
 
     # One lock order for every writer of these rows.
     changes.sort(key=lambda c: c.message_id)
-    attempts_sql, attempts_params = _attempt_statement(attempt_updates)
-    with transaction.atomic():
+    attempt_rows = _attempt_rows(attempt_updates)
+    with GATE.writing(), transaction.atomic():
         changed = set(transitions.apply_changes(changes))
-        with connection.cursor() as cursor:
-            cursor.executemany(attempts_sql, attempts_params)
-        accepted_all = [m for m, rows in recipient_updates if m in changed]
-        Recipient.objects.filter(
-            message_id__in=accepted_all, outcome=Recipient.Outcome.PENDING
-        ).update(outcome=Recipient.Outcome.ACCEPTED, code=250)
+        update_converted(Attempt, ATTEMPT_RESULT_FIELDS, attempt_rows)
+        _accept_recipients([m for m, rows in recipient_updates if m in changed])
         for message_id, rows in recipient_updates:
             if message_id not in changed:
                 continue
@@ -822,8 +820,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     code=row["code"],
                     reply=row["reply"][:2000],
                 )
-        for backend_id, n in sent_per_backend.items():
-            Backend.objects.filter(pk=backend_id).update(sent_count=F("sent_count") + n)
+        _count_sent(sent_per_backend)
     _pause_throttled_backends(outcomes, settings=settings, now=now)
     lost = [o.job.message_id for o in outcomes if o.job.message_id not in changed]
     if lost:
@@ -835,6 +832,35 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 settings_version=o.job.settings_version,
                 reason=err.reason,
                 detail=f"{_server(o)} at the {o.phase} step: {_reply_text(err)}",
+            )
+
+
+def _accept_recipients(message_ids: list[int]) -> None:
+    """Mark the still pending recipients of these sent messages accepted (250).
+
+    Plain SQL: it runs inside the recorder's write transaction, which the
+    journal waits for.
+    """
+    if not message_ids:
+        return
+    quote = connection.ops.quote_name
+    marks = ", ".join(["%s"] * len(message_ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(Recipient._meta.db_table)} SET outcome = %s, code = 250 "  # noqa: S608
+            f"WHERE outcome = %s AND message_id IN ({marks})",
+            [Recipient.Outcome.ACCEPTED, Recipient.Outcome.PENDING, *message_ids],
+        )
+
+
+def _count_sent(sent_per_backend: dict[int, int]) -> None:
+    """Add what was sent to each backend's count (its allowance)."""
+    table = connection.ops.quote_name(Backend._meta.db_table)
+    with connection.cursor() as cursor:
+        for backend_id, n in sent_per_backend.items():
+            cursor.execute(
+                f"UPDATE {table} SET sent_count = sent_count + %s WHERE id = %s",  # noqa: S608
+                [n, backend_id],
             )
 
 
@@ -905,23 +931,18 @@ ATTEMPT_RESULT_FIELDS = (
 )
 
 
-def _attempt_statement(updates: list[tuple[int, dict[str, Any]]]) -> tuple[str, list[list[Any]]]:
-    """One prepared UPDATE and its parameters for the attempts' results.
-
-    Django's bulk_update builds a CASE per field and row, which cost more
-    than the rest of recording together; every result sets the same fields,
-    so one parametrised UPDATE run for each row does the same work.
-    """
-    fields = [cast("Field[Any, Any]", Attempt._meta.get_field(n)) for n in ATTEMPT_RESULT_FIELDS]
-    defaults = {f.name: f.get_default() for f in fields}
-    convert = [(f.name, prep_value(f)) for f in fields]
-    table = connection.ops.quote_name(Attempt._meta.db_table)
-    sets = ", ".join(f"{connection.ops.quote_name(f.column)} = %s" for f in fields)
+def _attempt_rows(updates: list[tuple[int, dict[str, Any]]]) -> list[list[Any]]:
+    """The attempts' results as ``ATTEMPT_RESULT_FIELDS`` rows (then the id),
+    converted for the database: every result sets the same fields."""
+    defaults = {
+        n: cast("Field[Any, Any]", Attempt._meta.get_field(n)).get_default()
+        for n in ATTEMPT_RESULT_FIELDS
+    }
     rows = []
     for attempt_id, values in updates:
         merged = {**defaults, **values}
-        rows.append([conv(merged[name]) for name, conv in convert] + [attempt_id])
-    return f"UPDATE {table} SET {sets} WHERE id = %s", rows  # noqa: S608
+        rows.append([merged[n] for n in ATTEMPT_RESULT_FIELDS] + [attempt_id])
+    return convert_rows(Attempt, ATTEMPT_RESULT_FIELDS, rows)
 
 
 # ---------------------------------------------------------------------- reap
@@ -977,7 +998,7 @@ def reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
                 fields=fields,
             )
         )
-    with transaction.atomic():
+    with GATE.writing(), transaction.atomic():
         changed = transitions.apply_changes(changes)
         Attempt.objects.filter(pk__in=attempt_ids, message_id__in=changed).update(
             outcome=Attempt.Outcome.INTERRUPTED, finished_at=now

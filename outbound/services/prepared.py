@@ -1,14 +1,27 @@
-"""Values for hand-written prepared statements on the hot paths.
+"""Hand-written statements for the worker's hot paths.
 
-The worker and bulk intake write many rows with one parametrised statement
-and ``executemany``. Django's ``get_db_prep_save`` is correct for every field
-but costs a few microseconds per value; for text, numbers and booleans it
-returns the value unchanged, so ``prep_value`` skips it for those and keeps
-it for the rest (dates, UUIDs, JSON...).
+The worker writes many rows per transaction: status changes, history lines,
+attempts, recipients. Two things make Django's own ``bulk_create`` and
+``bulk_update`` slow there:
+
+- ``get_db_prep_save`` is correct for every field but costs microseconds per
+  value; for text, numbers and booleans it returns the value unchanged, so
+  ``prep_value`` skips it for those and keeps it for the rest (dates, UUIDs,
+  JSON...).
+- On SQLite one statement per row means one ``sqlite3_step`` per row, and
+  Python's sqlite3 module lets go of the interpreter lock around each step:
+  with the delivery threads busy, taking it back can cost more than the row.
+  Rows are therefore sent several per statement (a multi-row INSERT, an
+  ``UPDATE ... FROM (VALUES ...)``). PostgreSQL gets ``executemany``, which
+  psycopg pipelines.
+
+Values are converted with ``convert_rows`` (outside the transaction, where
+possible) and written with ``insert_converted`` / ``update_converted``.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -21,6 +34,9 @@ _PLAIN = (
     models.BooleanField,
     models.FloatField,
 )
+
+# Rows per statement on SQLite (fewer if its variable limit is lower).
+ROWS_PER_STATEMENT = 200
 
 
 def _same(value: Any) -> Any:
@@ -40,20 +56,81 @@ def prep_value(field: models.Field[Any, Any]) -> Callable[[Any], Any]:
     return lambda value: field.get_db_prep_save(value, conn)
 
 
+def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field[Any, Any]]:
+    meta = model._meta
+    return [cast("models.Field[Any, Any]", meta.get_field(n)) for n in names]
+
+
+def convert_rows(
+    model: type[models.Model], names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[list[Any]]:
+    """``rows`` (values of the fields ``names``, in that order; a row may end
+    with one more value, the primary key, which is passed as it is) as the
+    database driver takes them."""
+    convert = [prep_value(f) for f in _fields(model, names)]
+    n = len(convert)
+    return [
+        [conv(v) for conv, v in zip(convert, row[:n], strict=True)] + list(row[n:]) for row in rows
+    ]
+
+
+def _per_statement(cursor: Any, width: int) -> int:
+    limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return max(1, min(ROWS_PER_STATEMENT, limit // width))
+
+
+def insert_converted(
+    model: type[models.Model], names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Insert converted ``rows``; the database gives the ids."""
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in _fields(model, names))
+    marks = "(" + ", ".join(["%s"] * len(names)) + ")"
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES "  # noqa: S608
+    with connection.cursor() as cursor:
+        if connection.vendor != "sqlite":
+            cursor.executemany(sql + marks, rows)
+            return
+        per = _per_statement(cursor, len(names))
+        for start in range(0, len(rows), per):
+            part = rows[start : start + per]
+            cursor.execute(sql + ", ".join([marks] * len(part)), [v for row in part for v in row])
+
+
 def insert_values(
     model: type[models.Model], names: Sequence[str], rows: Sequence[Sequence[Any]]
 ) -> None:
-    """Insert ``rows`` (values of the fields ``names``, in that order) with
-    one prepared statement; the database gives the ids."""
+    """Insert ``rows`` (Python values of the fields ``names``)."""
+    insert_converted(model, names, convert_rows(model, names, rows))
+
+
+def update_converted(
+    model: type[models.Model], names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Set the fields ``names`` of each row's record: every row holds the
+    converted values, then the primary key."""
     if not rows:
         return
-    meta = model._meta
-    fields = [cast("models.Field[Any, Any]", meta.get_field(n)) for n in names]
-    convert = [prep_value(f) for f in fields]
     quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
-    sql = f"INSERT INTO {quote(meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
-    params = [[conv(v) for conv, v in zip(convert, row, strict=True)] for row in rows]
+    table = quote(model._meta.db_table)
+    columns = [quote(f.column) for f in _fields(model, names)]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        if connection.vendor != "sqlite":
+            sets = ", ".join(f"{c} = %s" for c in columns)
+            cursor.executemany(f"UPDATE {table} SET {sets} WHERE id = %s", rows)  # noqa: S608
+            return
+        # VALUES rows name their columns column1, column2...; the key is last.
+        sets = ", ".join(f"{c} = v.column{i}" for i, c in enumerate(columns, start=1))
+        key = f"v.column{len(columns) + 1}"
+        marks = "(" + ", ".join(["%s"] * (len(columns) + 1)) + ")"
+        per = _per_statement(cursor, len(columns) + 1)
+        for start in range(0, len(rows), per):
+            part = rows[start : start + per]
+            values = ", ".join([marks] * len(part))
+            cursor.execute(
+                f"UPDATE {table} SET {sets} FROM (VALUES {values}) AS v "  # noqa: S608
+                f"WHERE {table}.id = {key}",
+                [v for row in part for v in row],
+            )

@@ -10,18 +10,18 @@ returned; a change the table forbids raises ``InvalidTransition``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Field, Model
+from django.db.models import Model
 from django.utils import timezone
 
 from outbound.errors import InvalidTransition
 from outbound.models import Event, Message
-from outbound.services.prepared import insert_values, prep_value
+from outbound.services.prepared import convert_rows, insert_converted, update_converted
 from outbound.states import Status, is_allowed, sources_for
 
 # Marker meaning "do not fence on the claim token".
@@ -107,15 +107,18 @@ def apply_changes(changes: Sequence[Change]) -> list[int]:
     ]
     plain_ids = {id(c) for c in plain}
     prepared = _prepare_plain(plain, now)
-    with transaction.atomic():
+    # No savepoint when the caller already holds a transaction: nothing here
+    # is retried on its own.
+    with transaction.atomic(savepoint=False):
         events = _apply_plain(prepared)
         for change in changes:
             if id(change) in plain_ids:
                 continue
             source = _apply(change, now)
             if source is not None:
-                events.append((change.message_id, _event_row(change, source, now)))
-        insert_values(Event, EVENT_FIELDS, [row for _, row in events])
+                row = convert_rows(Event, EVENT_FIELDS, [_event_row(change, source, now)])[0]
+                events.append((change.message_id, row))
+        insert_converted(Event, EVENT_FIELDS, [row for _, row in events])
     return [message_id for message_id, _ in events]
 
 
@@ -131,6 +134,9 @@ EVENT_FIELDS = (
     "actor",
     "data",
 )
+_SOURCE = EVENT_FIELDS.index("from_status")
+# What every status change sets, before the change's own fields.
+CHANGE_FIELDS = ("status", "reason_code", "reason_text", "status_changed_at")
 
 
 def _event_row(change: Change, source: str, now: datetime) -> list[Any]:
@@ -149,77 +155,110 @@ def _event_row(change: Change, source: str, now: datetime) -> list[Any]:
 
 
 @dataclass
-class _Prepared:
-    """Plain changes grouped by the fields they set, with their parameters."""
+class _Planned:
+    """One plain change, its UPDATE row and history line, converted for the
+    database (the history line's source status is filled in once known)."""
 
-    now: datetime
-    sources: dict[int, frozenset[Status]]
-    # statement -> [(change, its parameters)]
-    groups: dict[str, list[tuple[Change, list[Any]]]]
+    change: Change
+    sources: frozenset[Status]
+    update: list[Any]
+    event: list[Any]
 
 
-def _prepare_plain(changes: Sequence[Change], now: datetime) -> _Prepared:
-    quote = connection.ops.quote_name
-    meta = Message._meta
-    shapes: dict[tuple[str, ...], tuple[str, list[Callable[[Any], Any]]]] = {}
-    groups: dict[str, list[tuple[Change, list[Any]]]] = {}
+def _prepare_plain(
+    changes: Sequence[Change], now: datetime
+) -> dict[tuple[str, ...], list[_Planned]]:
+    """The plain changes grouped by the fields they set, converted."""
+    groups: dict[tuple[str, ...], list[Change]] = {}
     for c in changes:
-        names = tuple(sorted(c.fields))
-        shape = shapes.get(names)
-        if shape is None:
-            fields = [
-                cast("Field[Any, Any]", meta.get_field(n))
-                for n in ("status", "reason_code", "reason_text", "status_changed_at", *names)
-            ]
-            sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
-            sql = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote('id')} = %s"  # noqa: S608
-            shape = shapes[names] = (sql, [prep_value(f) for f in fields])
-        sql, convert = shape
-        values = [c.to, c.reason, c.text, now, *(c.fields[n] for n in names)]
-        params = [
-            conv(v.pk if isinstance(v, Model) else v)
-            for conv, v in zip(convert, values, strict=True)
+        groups.setdefault(tuple(sorted(c.fields)), []).append(c)
+    planned: dict[tuple[str, ...], list[_Planned]] = {}
+    for names, members in groups.items():
+        updates = convert_rows(
+            Message,
+            (*CHANGE_FIELDS, *names),
+            [
+                [
+                    c.to,
+                    c.reason,
+                    c.text,
+                    now,
+                    *(v.pk if isinstance(v, Model) else v for v in (c.fields[n] for n in names)),
+                    c.message_id,
+                ]
+                for c in members
+            ],
+        )
+        events = convert_rows(Event, EVENT_FIELDS, [_event_row(c, "", now) for c in members])
+        planned[names] = [
+            _Planned(c, _sources(c.to, c.expect), u, e)
+            for c, u, e in zip(members, updates, events, strict=True)
         ]
-        params.append(c.message_id)
-        groups.setdefault(sql, []).append((c, params))
-    return _Prepared(now, {id(c): _sources(c.to, c.expect) for c in changes}, groups)
+    return planned
 
 
-def _apply_plain(prepared: _Prepared) -> list[tuple[int, list[Any]]]:
+def _apply_plain(
+    prepared: dict[tuple[str, ...], list[_Planned]],
+) -> list[tuple[int, list[Any]]]:
     """The same conditional change as ``_apply`` for many rows at once.
 
     Inside the caller's transaction the rows are read (and locked, where the
     database can) in id order; the ones still in an allowed status and held
-    by the expected claim are updated with their group's prepared statement.
+    by the expected claim are updated, a few statements per set of fields.
     Returns the applied changes' message ids and history lines.
     """
-    if not prepared.groups:
+    if not prepared:
         return []
-    ids = sorted(c.message_id for members in prepared.groups.values() for c, _ in members)
-    rows: dict[int, tuple[str, uuid.UUID | None]] = {}
-    for start in range(0, len(ids), 500):
-        qs = Message.objects.filter(pk__in=ids[start : start + 500]).order_by("id")
-        if connection.features.has_select_for_update:
-            qs = qs.select_for_update()
-        rows.update(
-            (mid, (st, tok)) for mid, st, tok in qs.values_list("id", "status", "claim_token")
-        )
+    ids = sorted(p.change.message_id for members in prepared.values() for p in members)
+    rows = _current(ids)
     events: list[tuple[int, list[Any]]] = []
-    for sql, members in prepared.groups.items():
-        params = []
-        for c, row_params in members:
+    for names, members in prepared.items():
+        updates = []
+        for p in members:
+            c = p.change
             row = rows.get(c.message_id)
-            if row is None or row[0] not in prepared.sources[id(c)]:
+            if row is None or row[0] not in p.sources:
                 continue
             fenced = isinstance(c.claim_token, uuid.UUID) or c.claim_token is None
-            if fenced and row[1] != c.claim_token:
+            if fenced and row[1] != _token(c.claim_token):
                 continue
-            params.append(row_params)
-            events.append((c.message_id, _event_row(c, row[0], prepared.now)))
-        if params:
-            with connection.cursor() as cursor:
-                cursor.executemany(sql, params)
+            updates.append(p.update)
+            p.event[_SOURCE] = row[0]
+            events.append((c.message_id, p.event))
+        update_converted(Message, (*CHANGE_FIELDS, *names), updates)
     return events
+
+
+def _current(ids: list[int]) -> dict[int, tuple[str, Any]]:
+    """Status and claim token (as the database stores it) of these messages,
+    read in id order and, where the database can, locked. Plain SQL: this
+    runs inside the worker's write transactions, which the journal waits for.
+    """
+    quote = connection.ops.quote_name
+    table = quote(Message._meta.db_table)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    rows: dict[int, tuple[str, Any]] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), 500):
+            part = ids[start : start + 500]
+            marks = ", ".join(["%s"] * len(part))
+            cursor.execute(
+                f"SELECT id, status, claim_token FROM {table} "  # noqa: S608
+                f"WHERE id IN ({marks}) ORDER BY id{lock}",
+                part,
+            )
+            rows.update((mid, (st, tok)) for mid, st, tok in cursor.fetchall())
+    return rows
+
+
+def _token(token: object) -> Any:
+    """A claim token as the database stores it (None stays None)."""
+    if token is None:
+        return None
+    return _TOKEN_FIELD.get_db_prep_value(token, connection)
+
+
+_TOKEN_FIELD = Message._meta.get_field("claim_token")
 
 
 def transition(

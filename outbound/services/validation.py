@@ -28,6 +28,7 @@ from outbound.services.addresses import (
     find_number_blocks,
 )
 from outbound.services.prepared import insert_values
+from outbound.services.writegate import GATE
 from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
 
@@ -356,14 +357,14 @@ def validate_due(*, limit: int = 500, now: datetime | None = None) -> int:
     settings = GlobalSettings.load()
     defaults = _default_backends()
     if connection.features.has_select_for_update_skip_locked:
-        with transaction.atomic():
+        with GATE.writing(), transaction.atomic():
             messages = _due(now, limit)
             plan = _plan(messages, settings=settings, defaults=defaults, now=now)
             _write(plan)
     else:
         messages = _due(now, limit)
         plan = _plan(messages, settings=settings, defaults=defaults, now=now)
-        with transaction.atomic():
+        with GATE.writing(), transaction.atomic():
             _write(plan)
     # Told once per incident (raise_alert deduplicates), outside the transaction.
     for backend in plan.exhausted.values():
