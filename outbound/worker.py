@@ -55,6 +55,8 @@ class _JournalRequest:
     attempt_id: int
     done: threading.Event = field(default_factory=threading.Event)
     error: str = ""
+    # The backend changed or failed since the claim: the body must not leave.
+    refused: bool = False
 
 
 @dataclass
@@ -275,6 +277,8 @@ class Worker:
                 raise dispatch.JournalError("the journal did not answer in time")
             if request.error:
                 raise dispatch.JournalError(request.error)
+            if request.refused:
+                raise dispatch.BackendChanged()
 
         return wait
 
@@ -347,7 +351,9 @@ class Worker:
 
     def _commit_journal(self, requests: list[_JournalRequest]) -> None:
         try:
-            dispatch.journal_data_phase([r.attempt_id for r in requests])
+            journalled = dispatch.journal_data_phase([r.attempt_id for r in requests])
+            for r in requests:
+                r.refused = r.attempt_id not in journalled
         except Exception as err:  # the bodies are not sent; the messages are retried
             logger.exception("could not journal %s attempts", len(requests))
             for r in requests:

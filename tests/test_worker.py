@@ -285,6 +285,39 @@ def test_settings_changed_after_the_claim_never_connect(
     assert _m(message).status == Status.BACKEND_TEST_REQUIRED
 
 
+@pytest.mark.parametrize("change", ["settings", "failing"])
+def test_a_backend_change_on_an_open_connection_holds_the_next_message_before_its_text(
+    smtp_server: Any, make_backend: Any, change: str
+) -> None:
+    # The connection was opened and checked for the first message; the
+    # backend changes before the second one: the journal refuses it before
+    # its text leaves, on the connection already open.
+    from outbound.services.validation import validate_due
+
+    backend = make_backend(smtp_server)
+    first = queue_email(to="a@example.com")
+    second = queue_email(to="b@example.com")
+    validate_due()
+    jobs = _claimed()
+    deliverer = dispatch.Deliverer()
+    outcomes = [deliverer.deliver(jobs[0])]
+    sessions = len(smtp_server.sessions)
+    if change == "settings":
+        Backend.objects.filter(pk=backend.pk).update(settings_version=backend.settings_version + 1)
+    else:
+        Backend.objects.filter(pk=backend.pk).update(health="failing")
+    outcomes.append(deliverer.deliver(jobs[1]))
+    deliverer.close()
+    dispatch.record_outcomes(outcomes)
+    assert _m(first).status == Status.SENT
+    held = _m(second)
+    assert held.status == Status.BACKEND_TEST_REQUIRED, held.reason_text
+    assert "it was held before its text was sent" in held.reason_text
+    assert [m.message_id for m in smtp_server.messages] == [first.message_id]
+    assert len(smtp_server.sessions) == sessions
+    assert Attempt.objects.get(message=held).phase != "data"
+
+
 def test_claims_never_overlap() -> None:
     from outbound.models import Backend as B
 

@@ -47,6 +47,7 @@ from outbound.models import (
     Backend,
     BackendSlot,
     GlobalSettings,
+    Health,
     Message,
     Recipient,
 )
@@ -261,22 +262,34 @@ def journal_phase(attempt_id: int, phase: str) -> None:
     Attempt.objects.filter(pk=attempt_id).update(phase=phase)
 
 
-def journal_data_phase(attempt_ids: Sequence[int]) -> None:
-    """Commit, in one statement, that these attempts are about to send their body."""
+def journal_data_phase(attempt_ids: Sequence[int]) -> set[int]:
+    """Commit, in one statement, that these attempts are about to send their
+    body; returns the ids journalled.
+
+    Only an attempt whose backend is still on the settings version it was
+    claimed with, tested on that version and not failing is journalled: the
+    others must not send (an operator changed the backend, or it failed,
+    since the claim). Checking here, in the statement the delivery thread
+    waits for anyway, spares it reading the backend before every message.
+    """
     if not attempt_ids:
-        return
-    # Plain SQL: this statement stands between RCPT and DATA of every message.
+        return set()
+    # Plain SQL: this statement stands before the body of every message.
     quote = connection.ops.quote_name
+    attempt = quote(Attempt._meta.db_table)
+    backend = quote(Backend._meta.db_table)
     marks = ", ".join(["%s"] * len(attempt_ids))
     sql = (
-        f"UPDATE {quote(Attempt._meta.db_table)} SET {quote('phase')} = %s "  # noqa: S608
-        f"WHERE {quote('id')} IN ({marks})"
+        f"UPDATE {attempt} SET phase = %s WHERE id IN ({marks}) AND EXISTS ("  # noqa: S608
+        f"SELECT 1 FROM {backend} b WHERE b.id = {attempt}.backend_id "
+        f"AND b.settings_version = {attempt}.settings_version "
+        "AND b.tested_version = b.settings_version AND b.health = %s) RETURNING id"
     )
-    params: list[str | int] = ["data", *attempt_ids]
+    params: list[str | int] = ["data", *attempt_ids, Health.OK]
     if connection.vendor != "sqlite" or connection.in_atomic_block:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-        return
+            return {row[0] for row in cursor.fetchall()}
     # SQLite has one write lock. This process's writers let the journal go
     # first (services/writegate.py); against other processes, waiting in
     # SQLite's busy handler would sleep 1, 2, 5, 10... ms between tries while
@@ -289,13 +302,26 @@ def journal_data_phase(attempt_ids: Sequence[int]) -> None:
             while True:
                 try:
                     cursor.execute(sql, params)
-                    return
+                    return {row[0] for row in cursor.fetchall()}
                 except OperationalError as err:
                     if "locked" not in str(err) or time.monotonic() > deadline:
                         raise
                 time.sleep(0.0005)
         finally:
             cursor.execute(f"PRAGMA busy_timeout = {int(JOURNAL_LOCK_WAIT * 1000)}")
+
+
+class BackendChanged(BackendConfigurationError):
+    """The journal found the backend changed or failing since the claim."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The backend's settings changed, or it started failing, after this message was "
+            "claimed; it was held before its text was sent. Run the backend test; held "
+            "messages go out when it succeeds.",
+            phase="rcpt",
+            reason="untested",
+        )
 
 
 # How long the journal waits for SQLite's write lock before giving up (the
@@ -317,7 +343,12 @@ Journal = Callable[[int], Callable[[], None]]
 
 def _journal_now(attempt_id: int) -> Callable[[], None]:
     """The journal without a worker: one short commit when the body is about to leave."""
-    return lambda: journal_phase(attempt_id, "data")
+
+    def commit() -> None:
+        if attempt_id not in journal_data_phase([attempt_id]):
+            raise BackendChanged()
+
+    return commit
 
 
 class BackendBusy(OutboundError):
@@ -435,23 +466,26 @@ class Deliverer:
             )
             if message.backend is None or job.backend_id != message.backend.pk:
                 raise BackendConfigurationError("The message has no backend.", reason="missing")
-            # The backend as it is now: an edit since the claim must be seen.
             # A copy: the claimed batch shares one instance between threads.
             backend = copy.copy(message.backend)
-            values = backend_state(backend.pk)
-            if values is None:
-                raise BackendConfigurationError("The backend was deleted.", reason="missing")
-            for name, value in zip(BACKEND_STATE_FIELDS, values, strict=True):
-                setattr(backend, name, value)
             outcome.backend_name, outcome.host = backend.name, backend.host
-            block = backend_block(backend, message.channel)
-            if block is not None or backend.settings_version != job.settings_version:
-                # Settings changed (or failed) after the claim: never connect
-                # with settings nobody tested.
-                raise BackendConfigurationError(
-                    block[1] if block else f"The settings of backend {backend.name} changed.",
-                    reason="untested",
-                )
+            if not self._connected(backend.pk, job.settings_version):
+                # The backend as it is now: an edit since the claim must be
+                # seen before connecting. On a connection already open, the
+                # journal checks it again before every message body.
+                values = backend_state(backend.pk)
+                if values is None:
+                    raise BackendConfigurationError("The backend was deleted.", reason="missing")
+                for name, value in zip(BACKEND_STATE_FIELDS, values, strict=True):
+                    setattr(backend, name, value)
+                block = backend_block(backend, message.channel)
+                if block is not None or backend.settings_version != job.settings_version:
+                    # Settings changed (or failed) after the claim: never
+                    # connect with settings nobody tested.
+                    raise BackendConfigurationError(
+                        block[1] if block else f"The settings of backend {backend.name} changed.",
+                        reason="untested",
+                    )
             failed = (failed_backends or {}).get(backend.pk)
             if failed is not None and failed[0] == backend.settings_version:
                 outcome.held_only = True
@@ -545,6 +579,13 @@ class Deliverer:
             self.close()
         outcome.finished_at = timezone.now()
         return outcome
+
+    def _connected(self, backend_id: int, settings_version: int | None) -> bool:
+        """Whether this thread holds an open connection (or SMS client) for
+        the backend on that settings version."""
+        key = (backend_id, settings_version or 0)
+        transport = self._connections.get(key)
+        return (transport is not None and transport.is_open) or key in self._sms
 
     def _transport(self, backend: Backend, outcome: Outcome) -> SmtpTransport:
         key = (backend.pk, backend.settings_version)
