@@ -22,7 +22,8 @@ from django.db import connection
 
 
 class WriteGate:
-    def __init__(self) -> None:
+    def __init__(self, *, only_sqlite: bool = True) -> None:
+        self._only_sqlite = only_sqlite
         self._cond = threading.Condition()
         self._owner: int | None = None
         self._depth = 0
@@ -31,7 +32,7 @@ class WriteGate:
     @contextmanager
     def writing(self, *, urgent: bool = False) -> Iterator[None]:
         """Hold the gate around one write transaction; ``urgent`` goes first."""
-        if connection.vendor != "sqlite":
+        if self._only_sqlite and connection.vendor != "sqlite":
             yield
             return
         me = threading.get_ident()
