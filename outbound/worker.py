@@ -5,8 +5,9 @@ delivery threads each keep their own connections; one journal thread commits
 the data phase of the attempts about to send their body (all waiting ones in
 one statement), on a database connection of its own so it never queues
 behind results; one recorder thread writes results in batches so the
-delivery threads never wait for the database after the body has left.
-SIGTERM (or SIGINT) stops claiming, lets the messages being sent finish, and
+delivery threads never wait for the database after the body has left. On
+SQLite these threads take turns at one write lock, the journal first
+(services/writegate.py). SIGTERM (or SIGINT) stops claiming, lets the messages being sent finish, and
 hands back the claimed messages that were not started.
 """
 

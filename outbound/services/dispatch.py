@@ -6,9 +6,11 @@ Contract:
   claim token and a lease, and journals one Attempt per message before any
   connection is used.
 - ``Deliverer`` sends claimed jobs over one reused connection per backend
-  (one Deliverer per worker thread). Just before the body leaves, the attempt
+  (one Deliverer per worker thread). Before the body leaves, the attempt
   moves to phase ``data`` (committed), so a crash after that point is known to
-  be "possibly delivered".
+  be "possibly delivered". That commit is started with the message's SMTP
+  transaction and awaited before the body, and it only goes through while the
+  backend is still on the settings version claimed, tested and not failing.
 - ``record_outcomes`` writes results; every write is fenced by the claim
   token, so a worker that froze and lost its lease changes nothing.
 - ``reap_expired`` takes back expired leases.
