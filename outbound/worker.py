@@ -7,8 +7,9 @@ one statement), on a database connection of its own so it never queues
 behind results; one recorder thread writes results in batches so the
 delivery threads never wait for the database after the body has left. On
 SQLite these threads take turns at one write lock, the journal first
-(services/writegate.py). SIGTERM (or SIGINT) stops claiming, lets the messages being sent finish, and
-hands back the claimed messages that were not started.
+(services/writegate.py). SIGTERM (or SIGINT) stops claiming, lets the
+messages being sent finish, and hands back the claimed messages that were
+not started.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 
 from outbound import conf
@@ -136,9 +137,16 @@ class Worker:
             t = threading.Thread(target=self._deliver_loop, name=f"deliver-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        journal = threading.Thread(target=self._journal_loop, name="journal", daemon=True)
-        journal.start()
-        self._journal_thread = journal
+        # PostgreSQL commits from several connections at once (its WAL flush
+        # serves them together): a second journal thread takes a request
+        # that would otherwise wait for the commit in flight. SQLite has one
+        # write lock, so one thread.
+        count = 1 if connection.vendor == "sqlite" or self.concurrency == 1 else 2
+        self._journal_threads = []
+        for i in range(count):
+            journal = threading.Thread(target=self._journal_loop, name=f"journal-{i}", daemon=True)
+            journal.start()
+            self._journal_threads.append(journal)
         recorder = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         recorder.start()
         self._recorder = recorder
@@ -220,8 +228,10 @@ class Worker:
         deadline = time.monotonic() + self.tuning.lease_seconds
         for t in self._threads:
             t.join(timeout=max(deadline - time.monotonic(), 0.1))
-        self.journals.put(_STOP)
-        self._journal_thread.join(timeout=max(deadline - time.monotonic(), 1))
+        for _ in self._journal_threads:
+            self.journals.put(_STOP)
+        for journal in self._journal_threads:
+            journal.join(timeout=max(deadline - time.monotonic(), 1))
         self.writes.put(_STOP)
         self._recorder.join(timeout=max(deadline - time.monotonic(), 1))
         WorkerHeartbeat.objects.filter(name=self.name).update(
@@ -295,9 +305,9 @@ class Worker:
                 while True:
                     if item is _STOP:
                         stop = True
-                    else:
-                        assert isinstance(item, _JournalRequest)
-                        requests.append(item)
+                        break
+                    assert isinstance(item, _JournalRequest)
+                    requests.append(item)
                     try:
                         item = self.journals.get_nowait()
                     except queue.Empty:
