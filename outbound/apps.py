@@ -5,3 +5,6 @@ class OutboundConfig(AppConfig):
     name = "outbound"
     verbose_name = "Outbound"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from outbound import checks  # noqa: F401  (registers the system checks)
