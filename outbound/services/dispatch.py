@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from django.db import OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Field
 from django.utils import timezone
 
@@ -288,29 +287,12 @@ def journal_data_phase(attempt_ids: Sequence[int]) -> set[int]:
         "AND b.tested_version = b.settings_version AND b.health = %s) RETURNING id"
     )
     params: list[str | int] = ["data", *attempt_ids, Health.OK]
-    if connection.vendor != "sqlite" or connection.in_atomic_block:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return {row[0] for row in cursor.fetchall()}
-    # SQLite has one write lock. This process's writers let the journal go
-    # first (services/writegate.py); against other processes, waiting in
-    # SQLite's busy handler would sleep 1, 2, 5, 10... ms between tries while
-    # the delivery threads wait before the body, so it asks again every
-    # half millisecond instead.
-    deadline = time.monotonic() + JOURNAL_LOCK_WAIT
+    # SQLite has one write lock: this process's writers let the journal go
+    # first (services/writegate.py); other processes are waited for by
+    # SQLite's busy handler.
     with GATE.writing(urgent=True), connection.cursor() as cursor:
-        cursor.execute("PRAGMA busy_timeout = 0")
-        try:
-            while True:
-                try:
-                    cursor.execute(sql, params)
-                    return {row[0] for row in cursor.fetchall()}
-                except OperationalError as err:
-                    if "locked" not in str(err) or time.monotonic() > deadline:
-                        raise
-                time.sleep(0.0005)
-        finally:
-            cursor.execute(f"PRAGMA busy_timeout = {int(JOURNAL_LOCK_WAIT * 1000)}")
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 class BackendChanged(BackendConfigurationError):
@@ -324,11 +306,6 @@ class BackendChanged(BackendConfigurationError):
             phase="rcpt",
             reason="untested",
         )
-
-
-# How long the journal waits for SQLite's write lock before giving up (the
-# body is then not sent, and the message is retried).
-JOURNAL_LOCK_WAIT = 30.0
 
 
 class JournalError(OutboundError):
