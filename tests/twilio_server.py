@@ -121,6 +121,20 @@ class TwilioTestServer(LocalHttpServer):
         self._failures: deque[_Failure] = deque()
         self._lock = threading.Lock()
 
+    def backend_settings(self, **extra: Any) -> dict[str, Any]:
+        """The settings of a Twilio backend pointing at this server."""
+        return {
+            "channel": "sms",
+            "kind": "twilio",
+            "name": "Twilio",
+            "username": self.account_sid,
+            "password": self.auth_token,
+            "from_address": "+14155550100",
+            "base_url": self.base_url,
+            "timeout": 5,
+            **extra,
+        }
+
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"

@@ -34,19 +34,11 @@ from typing import Any, cast
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-_PLAIN = (
-    models.CharField,
-    models.TextField,
-    models.IntegerField,
-    models.BooleanField,
-    models.FloatField,
-)
+from outbound.services.prepared import PLAIN_FIELDS, ROWS_PER_STATEMENT
+
 # Values of these exact types cannot change, and two equal ones of the same
 # type convert alike (True == 1, but JSON writes them apart).
 _IMMUTABLE = frozenset({type(None), bool, int, str, datetime, uuid.UUID})
-# Rows per INSERT on SQLite (fewer when its limit on bound values is lower):
-# past a few hundred, longer statements gain nothing.
-ROWS_PER_STATEMENT = 200
 
 
 def _converter(
@@ -54,7 +46,7 @@ def _converter(
 ) -> Callable[[Any], Any] | None:
     """How a value of ``field`` is converted for the database; None when it
     goes as it is."""
-    if isinstance(field, _PLAIN) and not field.is_relation:
+    if isinstance(field, PLAIN_FIELDS) and not field.is_relation:
         return None
     prep = field.get_db_prep_save
     memo: dict[tuple[type, Any], Any] = {}

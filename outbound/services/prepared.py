@@ -27,7 +27,8 @@ from typing import Any, cast
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
-_PLAIN = (
+# Fields whose Python values the drivers take as they are.
+PLAIN_FIELDS = (
     models.CharField,
     models.TextField,
     models.IntegerField,
@@ -35,7 +36,8 @@ _PLAIN = (
     models.FloatField,
 )
 
-# Rows per statement on SQLite (fewer if its variable limit is lower).
+# Rows per statement on SQLite (fewer when its limit on bound values is
+# lower): past a few hundred, longer statements gain nothing.
 ROWS_PER_STATEMENT = 200
 
 
@@ -48,7 +50,7 @@ def prep_value(field: models.Field[Any, Any]) -> Callable[[Any], Any]:
     driver of this thread's connection takes."""
     if isinstance(field, models.ForeignKey):
         return prep_value(field.target_field)
-    if isinstance(field, _PLAIN):
+    if isinstance(field, PLAIN_FIELDS):
         return _same
     # The connection object itself, not the thread-local proxy: looked up per
     # value, the proxy costs more than the conversion.

@@ -96,16 +96,7 @@ def test_the_test_button_of_a_twilio_backend_tests_what_is_saved(
 ) -> None:
     make_user("ada", "Administrator")
     backend = save_backend_settings(
-        data={
-            "channel": "sms",
-            "kind": "twilio",
-            "name": "Twilio",
-            "username": twilio_server.account_sid,
-            "password": twilio_server.auth_token,
-            "from_address": "+14155550100",
-            "base_url": twilio_server.base_url,
-            "timeout": 5,
-        },
+        data=twilio_server.backend_settings(),
         actor="setup",
     )
     base = live_server.url

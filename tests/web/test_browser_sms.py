@@ -34,17 +34,7 @@ def test_invalid_number_fixed_resent_sent_and_delivered(
     gs.default_region = "US"
     gs.save()
     backend = save_backend_settings(
-        data={
-            "channel": "sms",
-            "kind": "twilio",
-            "name": "Twilio",
-            "username": twilio_server.account_sid,
-            "password": twilio_server.auth_token,
-            "from_address": "+14155550100",
-            "base_url": twilio_server.base_url,
-            "timeout": 5,
-            "is_default": True,
-        },
+        data=twilio_server.backend_settings(is_default=True),
         actor="test",
     )
     assert test_backend(backend, actor="test").ok

@@ -177,16 +177,7 @@ def test_the_test_button_of_an_sms_backend_refuses_a_typed_token_until_saved(
     admin_client: Client, twilio_server: TwilioTestServer
 ) -> None:
     backend = save_backend_settings(
-        data={
-            "channel": "sms",
-            "kind": "twilio",
-            "name": "Twilio",
-            "username": twilio_server.account_sid,
-            "password": twilio_server.auth_token,
-            "from_address": "+14155550100",
-            "base_url": twilio_server.base_url,
-            "timeout": 5,
-        },
+        data=twilio_server.backend_settings(),
         actor="setup",
     )
     url = f"/settings/backends/{backend.pk}/test/"
