@@ -6,7 +6,9 @@ For each database (SQLite always; PostgreSQL when reachable) and each relay
 them with a real worker in this process, and prints messages per second next
 to raw smtplib sending the same bytes over one reused connection (and, for
 the concurrency 8 cases, from 8 threads with a connection each: what the
-sink itself takes at that concurrency).
+sink itself takes at that concurrency). The last columns are the CPU time
+per message of this process: the worker's threads while draining, and the
+raw smtplib loop's (the sink runs in a process of its own).
 
     .venv/bin/python bench/throughput.py [-n 10000] [--pg-url URL] [--only sqlite]
         [--processes 2] [--cases c1,c8,slow]
@@ -155,15 +157,20 @@ def run_case(n: int, concurrency: int, delay: float, processes: int = 1) -> dict
             queue_emails(items[chunk : chunk + 1000])
         intake_rate = n / (time.perf_counter() - start)
         start = time.perf_counter()
+        cpu = time.process_time()
         if processes > 1:
             _drain_in_processes(processes, concurrency)
         else:
             Worker(concurrency=concurrency, once=True, name="bench").run()
         drain_rate = n / (time.perf_counter() - start)
+        # The worker's threads run in this process (the sink in its own).
+        drain_cpu = (time.process_time() - cpu) / n if processes == 1 else 0.0
         sent = Message.objects.filter(status=Status.SENT).count()
         assert sent == n, f"only {sent} of {n} sent"
         raw_n = min(n, 2000) if delay == 0 else min(n, 200)
+        cpu = time.process_time()
         raw_rate = raw_smtplib((host, port), raw_n, sample_message())
+        raw_cpu = (time.process_time() - cpu) / raw_n
         raw_threads = 0.0
         if concurrency > 1:
             raw_threads = raw_smtplib_threads(
@@ -174,6 +181,8 @@ def run_case(n: int, concurrency: int, delay: float, processes: int = 1) -> dict
         "drain": drain_rate,
         "raw": raw_rate,
         "raw_threads": raw_threads,
+        "drain_cpu": drain_cpu,
+        "raw_cpu": raw_cpu,
     }
 
 
@@ -225,6 +234,7 @@ def main() -> None:
     print(
         f"{'relay':<10}{'worker':<26}{'outbound msg/s':>16}{'raw smtplib msg/s':>20}"
         f"{'ratio':>8}{'raw, same threads':>19}{'intake msg/s':>14}"
+        f"{'CPU ms/msg: worker':>20}{'raw':>6}"
     )
     cases = {"c1": (0.0, 1), "c8": (0.0, 8), "slow": (0.02, 8)}
     for case in args.cases.split(","):
@@ -233,6 +243,7 @@ def main() -> None:
         processes = args.processes if concurrency > 1 else 1
         r = run_case(n, concurrency, delay, processes)
         relay = "instant" if delay == 0 else "20 ms"
+        worker_cpu = f"{r['drain_cpu'] * 1000:.2f}" if r["drain_cpu"] else "-"
         if processes > 1:
             label = f"{processes} proc x {concurrency // processes} threads"
         else:
@@ -241,7 +252,9 @@ def main() -> None:
             f"{relay:<10}{label:<26}{r['drain']:>16.0f}"
             f"{r['raw']:>20.0f}{r['drain'] / r['raw']:>8.0%}"
             f"{(str(round(r['raw_threads'])) if r['raw_threads'] else '-'):>19}"
-            f"{r['intake']:>14.0f}",
+            f"{r['intake']:>14.0f}"
+            f"{worker_cpu:>20}"
+            f"{r['raw_cpu'] * 1000:>6.2f}",
             flush=True,
         )
 
