@@ -431,6 +431,19 @@ MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
 
 
+def worker_command(concurrency: int) -> list[str]:
+    """The command line of one ``outbound worker`` child process, run by this
+    Python whether or not the ``outbound`` script is on the PATH."""
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from outbound.cli import main; main(['outbound', *sys.argv[1:]])",
+        "worker",
+        "--concurrency",
+        str(concurrency),
+    ]
+
+
 class Supervisor:
     """``outbound worker --processes N``: N worker processes, each with its own
     delivery threads and database connection, so they run on separate cores
@@ -459,14 +472,7 @@ class Supervisor:
         self.generation = 0
 
     def _command(self, index: int) -> list[str]:
-        command = [
-            sys.executable,
-            "-c",
-            "import sys; from outbound.cli import main; main(['outbound', *sys.argv[1:]])",
-            "worker",
-            "--concurrency",
-            str(self.concurrency),
-        ]
+        command = worker_command(self.concurrency)
         if self.once:
             command.append("--once")
         if self.name:

@@ -202,7 +202,7 @@ def test_a_sender_domain_that_is_no_domain_name_gives_the_default_one() -> None:
 
 def test_bulk_intake_of_more_rows_than_one_statement_holds() -> None:
     from outbound.selectors import MessageFilters
-    from outbound.services.bulk import ROWS_PER_STATEMENT
+    from outbound.services.prepared import ROWS_PER_STATEMENT
 
     count = 2 * ROWS_PER_STATEMENT + 50
     messages = queue_emails(

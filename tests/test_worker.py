@@ -222,7 +222,7 @@ def test_an_expired_lease_after_data_is_retried_as_possibly_delivered(
     message = queue_email(to="a@example.com")
     validate_due()
     [job] = _claimed()
-    dispatch.journal_phase(job.attempt_id, "data")
+    assert dispatch.journal_data_phase([job.attempt_id]) == {job.attempt_id}
     # The worker dies here; time passes beyond its lease.
     later = timezone.now() + timedelta(seconds=31)
     assert dispatch.reap_expired(now=later) == 1

@@ -11,7 +11,7 @@ used, under the write lock an IMMEDIATE transaction holds from its start),
 so the caller gets its objects back with their primary keys, as from
 ``bulk_create``.
 
-On SQLite one INSERT carries up to ``ROWS_PER_STATEMENT`` rows. A table with
+On SQLite one INSERT carries several rows (``prepared.insert_converted``). A table with
 a trigger (the message table's search index, migration 0010) makes SQLite
 keep a statement journal, a copy of every page a statement changes; with
 one row per statement that copied a page of each of the table's indexes for
@@ -24,7 +24,6 @@ Other databases fall back to ``bulk_create``.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -34,7 +33,7 @@ from typing import Any, cast
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from outbound.services.prepared import PLAIN_FIELDS, ROWS_PER_STATEMENT
+from outbound.services.prepared import PLAIN_FIELDS, insert_converted
 
 # Values of these exact types cannot change, and two equal ones of the same
 # type convert alike (True == 1, but JSON writes them apart).
@@ -122,20 +121,7 @@ def insert_rows(model: type[models.Model], objs: Sequence[models.Model]) -> None
         for i, convert in converters:
             row[i] = convert(row[i])
         rows.append(row)
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(f.column) for f in fields)
-    marks = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = f"INSERT INTO {quote(table)} ({columns}) VALUES "  # noqa: S608
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-            per = max(1, min(ROWS_PER_STATEMENT, limit // len(fields)))
-            for start in range(0, len(rows), per):
-                part = rows[start : start + per]
-                params = [value for row in part for value in row]
-                cursor.execute(sql + ", ".join([marks] * len(part)), params)
-        else:
-            cursor.executemany(sql + marks, rows)
+    insert_converted(model, [f.name for f in fields], rows)
     for obj in objs:
         obj._state.adding = False
         obj._state.db = connection.alias

@@ -258,11 +258,6 @@ def release_jobs(jobs: Sequence[Job], *, delay: timedelta | None = None) -> int:
 # ------------------------------------------------------------------- deliver
 
 
-def journal_phase(attempt_id: int, phase: str) -> None:
-    """Commit the phase an attempt reached (autocommit: one short statement)."""
-    Attempt.objects.filter(pk=attempt_id).update(phase=phase)
-
-
 def journal_data_phase(attempt_ids: Sequence[int]) -> set[int]:
     """Commit, in one statement, that these attempts are about to send their
     body; returns the ids journalled.

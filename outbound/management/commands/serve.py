@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
+
+from outbound.worker import worker_command
 
 # How long the worker may take to finish its messages in flight after SIGTERM.
 WORKER_STOP_TIMEOUT = 60.0
@@ -98,15 +99,7 @@ class Command(BaseCommand):
         self.stderr.write("Database schema up to date.")
 
     def _start_worker(self, concurrency: int) -> subprocess.Popen[bytes]:
-        command = [
-            sys.executable,
-            "-c",
-            "import sys; from outbound.cli import main; main(['outbound', *sys.argv[1:]])",
-            "worker",
-            "--concurrency",
-            str(concurrency),
-        ]
-        return subprocess.Popen(command)
+        return subprocess.Popen(worker_command(concurrency))
 
     def _stop_worker(self, worker: subprocess.Popen[bytes]) -> None:
         if worker.poll() is None:
