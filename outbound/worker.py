@@ -178,8 +178,11 @@ class Worker:
         Returns how many messages it validated or claimed.
         """
         low_water = max(self.concurrency * 2, self.tuning.batch_size // 2)
-        close_old_connections()
         if time.monotonic() - self._last_reap >= REAP_INTERVAL:
+            # Broken or expired connections are dropped on the reaper's beat:
+            # on SQLite (no persistent connections) every round reopened the
+            # database file and ran its PRAGMAs again.
+            close_old_connections()
             self._last_reap = time.monotonic()
             self.stats.reaped += dispatch.reap_expired()
         validated = validation.validate_due(limit=self.tuning.batch_size)
