@@ -1,15 +1,14 @@
 """The `outbound worker` process: validate, claim, deliver, record, reap.
 
-One main thread claims batches and keeps leases and the heartbeat fresh; N
-delivery threads each keep their own connections; one journal thread commits
-the data phase of the attempts about to send their body (all waiting ones in
-one statement), on a database connection of its own so it never queues
-behind results; one recorder thread writes results in batches so the
-delivery threads never wait for the database after the body has left. On
-SQLite these threads take turns at one write lock, the journal first
-(services/writegate.py). SIGTERM (or SIGINT) stops claiming, lets the
-messages being sent finish, and hands back the claimed messages that were
-not started.
+One main thread validates, claims batches and keeps leases and the
+heartbeat fresh; N delivery threads each keep their own connections and
+commit the data-phase journal of the attempts about to send their body
+(group commit: one thread writes every request waiting at that moment); one
+recorder thread writes results in batches so the delivery threads never
+wait for the database after the body has left. On SQLite these threads take
+turns at one write lock, the journal first (services/writegate.py).
+SIGTERM (or SIGINT) stops claiming, lets the messages being sent finish,
+and hands back the claimed messages that were not started.
 """
 
 from __future__ import annotations
@@ -55,7 +54,10 @@ RECORD_GATHER_SECONDS = 0.05
 @dataclass
 class _JournalRequest:
     attempt_id: int
-    done: threading.Event = field(default_factory=threading.Event)
+    # Set when the request is committed (``done``) or its thread is to
+    # commit the next group.
+    wake: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
     error: str = ""
     # The backend changed or failed since the claim: the body must not leave.
     refused: bool = False
@@ -80,8 +82,14 @@ class Worker:
         self.lease = timedelta(seconds=self.tuning.lease_seconds)
         self.stopping = threading.Event()
         self.jobs: queue.Queue[dispatch.Job | object] = queue.Queue()
-        # Data-phase journal requests, for the journal thread.
-        self.journals: queue.Queue[object] = queue.Queue()
+        # Data-phase journal requests not yet committed, and how many
+        # delivery threads are committing a group now. PostgreSQL commits
+        # from several connections at once (one WAL flush serves them), so
+        # two groups may be in flight; SQLite has one write lock.
+        self._journal_lock = threading.Lock()
+        self._journal_pending: list[_JournalRequest] = []
+        self._journal_leaders = 0
+        self._journal_max_leaders = 1 if connection.vendor == "sqlite" else 2
         # Results, for the recorder thread.
         self.writes: queue.Queue[object] = queue.Queue()
         self.in_flight: dict[uuid.UUID, int] = {}
@@ -137,16 +145,6 @@ class Worker:
             t = threading.Thread(target=self._deliver_loop, name=f"deliver-{i}", daemon=True)
             t.start()
             self._threads.append(t)
-        # PostgreSQL commits from several connections at once (its WAL flush
-        # serves them together): a second journal thread takes a request
-        # that would otherwise wait for the commit in flight. SQLite has one
-        # write lock, so one thread.
-        count = 1 if connection.vendor == "sqlite" or self.concurrency == 1 else 2
-        self._journal_threads = []
-        for i in range(count):
-            journal = threading.Thread(target=self._journal_loop, name=f"journal-{i}", daemon=True)
-            journal.start()
-            self._journal_threads.append(journal)
         recorder = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         recorder.start()
         self._recorder = recorder
@@ -231,10 +229,6 @@ class Worker:
         deadline = time.monotonic() + self.tuning.lease_seconds
         for t in self._threads:
             t.join(timeout=max(deadline - time.monotonic(), 0.1))
-        for _ in self._journal_threads:
-            self.journals.put(_STOP)
-        for journal in self._journal_threads:
-            journal.join(timeout=max(deadline - time.monotonic(), 1))
         self.writes.put(_STOP)
         self._recorder.join(timeout=max(deadline - time.monotonic(), 1))
         WorkerHeartbeat.objects.filter(name=self.name).update(
@@ -279,16 +273,23 @@ class Worker:
             connections.close_all()
 
     def _journal(self, attempt_id: int) -> Callable[[], None]:
-        """Have the journal thread commit this attempt's data phase; the
-        returned function waits for that commit (the delivery thread calls it
-        before DATA, after MAIL FROM and RCPT TO went out meanwhile)."""
+        """The data-phase journal of one attempt, as a function the transport
+        calls before the message body leaves (with PIPELINING, right after
+        the envelope was written, so the commit runs while the server reads
+        it). It returns once the attempt's journal is committed, raising
+        ``JournalError`` or ``BackendChanged`` when the body must not leave.
+
+        Group commit without a thread of its own: the first delivery thread
+        to ask commits every request waiting at that moment (its own
+        included), on its own database connection; those that ask meanwhile
+        wait, and the first of them commits the next group. With one
+        delivery thread every journal is written where it is needed, with no
+        hand-over between threads."""
         request = _JournalRequest(attempt_id)
-        self.journals.put(request)
         timeout = self.tuning.lease_seconds
 
         def wait() -> None:
-            if not request.done.wait(timeout=timeout):
-                raise dispatch.JournalError("the journal did not answer in time")
+            self._journal_group(request, timeout)
             if request.error:
                 raise dispatch.JournalError(request.error)
             if request.refused:
@@ -296,29 +297,32 @@ class Worker:
 
         return wait
 
-    def _journal_loop(self) -> None:
-        """Commit data-phase journal requests, every waiting one together
-        (group commit): a delivery thread waits on its own before sending a
-        body, and with several threads one short statement serves them all."""
+    def _journal_group(self, request: _JournalRequest, timeout: float) -> None:
+        with self._journal_lock:
+            self._journal_pending.append(request)
+            lead = self._journal_leaders < self._journal_max_leaders
+            if lead:
+                self._journal_leaders += 1
+        if not lead:
+            if not request.wake.wait(timeout=timeout):
+                with self._journal_lock:
+                    if not request.wake.is_set():
+                        self._journal_pending.remove(request)
+                        raise dispatch.JournalError("the journal did not answer in time")
+            if request.done:
+                return
+            # Promoted: the previous group's committer handed over to us.
+        with self._journal_lock:
+            group, self._journal_pending = self._journal_pending, []
         try:
-            stop = False
-            while not stop:
-                item = self.journals.get()
-                requests: list[_JournalRequest] = []
-                while True:
-                    if item is _STOP:
-                        stop = True
-                        break
-                    assert isinstance(item, _JournalRequest)
-                    requests.append(item)
-                    try:
-                        item = self.journals.get_nowait()
-                    except queue.Empty:
-                        break
-                if requests:
-                    self._commit_journal(requests)
+            self._commit_journal(group)
         finally:
-            connections.close_all()
+            with self._journal_lock:
+                if self._journal_pending:
+                    # The first waiter commits the next group.
+                    self._journal_pending[0].wake.set()
+                else:
+                    self._journal_leaders -= 1
 
     def _write_loop(self) -> None:
         """The worker's recorder: results are gathered for a moment and
@@ -373,7 +377,8 @@ class Worker:
             for r in requests:
                 r.error = f"the journal could not be written: {err.__class__.__name__}"
         for r in requests:
-            r.done.set()
+            r.done = True
+            r.wake.set()
 
     def _record(self, batch: list[dispatch.Outcome], settings: GlobalSettings) -> None:
         try:

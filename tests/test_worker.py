@@ -462,3 +462,58 @@ def test_an_unexpected_error_while_sending_is_retried_not_left_claimed(
     Message.objects.filter(pk=m.pk).update(next_attempt_at=timezone.now())
     run_worker()
     assert _m(message).status == Status.SENT
+
+
+def test_journal_requests_from_many_threads_are_each_answered(
+    smtp_server: Any, make_backend: Any
+) -> None:
+    # Eight delivery threads ask at once: some commit a group for the others
+    # (group commit without a thread of its own). Every request is answered
+    # for itself: those of a backend changed since the claim are refused,
+    # the rest are journalled, and no thread is left waiting.
+    import threading
+
+    from django.db import connections
+
+    from outbound.services.validation import validate_due
+    from outbound.worker import Worker
+
+    good = make_backend(smtp_server)
+    changed = make_backend(smtp_server, name="Changed", is_default=False)
+    for i in range(16):
+        queue_email(to=f"u{i}@example.com", backend=changed if i % 4 == 0 else good)
+    validate_due()
+    jobs = dispatch.claim_batch(worker="w", limit=20, lease=timedelta(seconds=30))
+    assert len(jobs) == 16
+    Backend.objects.filter(pk=changed.pk).update(settings_version=2)
+    worker = Worker(concurrency=8, once=True, name="w")
+    start = threading.Barrier(8)
+    answers: dict[int, str] = {}
+
+    def deliver(share: list[dispatch.Job]) -> None:
+        try:
+            start.wait()
+            for job in share:
+                try:
+                    worker._journal(job.attempt_id)()
+                    answers[job.attempt_id] = "journalled"
+                except dispatch.BackendChanged:
+                    answers[job.attempt_id] = "refused"
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=deliver, args=(jobs[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not any(t.is_alive() for t in threads)
+    expected = {
+        j.attempt_id: "refused" if j.backend_id == changed.pk else "journalled" for j in jobs
+    }
+    assert answers == expected
+    phases = dict(Attempt.objects.values_list("id", "phase"))
+    assert {a for a, p in phases.items() if p == "data"} == {
+        a for a, v in expected.items() if v == "journalled"
+    }
+    assert worker._journal_pending == [] and worker._journal_leaders == 0

@@ -706,8 +706,8 @@ class SmtpTransport:
     ) -> list[RecipientOutcome]:
         """MAIL FROM, every RCPT TO and DATA in one write, their replies read
         in order (RFC 2920): one round trip instead of two plus one per
-        recipient. Returns with the server waiting for the body; before_data
-        has run by then.
+        recipient. ``before_data`` runs once the envelope is written, before
+        its replies are read. Returns with the server waiting for the body.
         """
         client.command_encoding = "utf-8" if utf8 else "ascii"
         suffix = "".join(f" {option}" for option in options)
@@ -715,6 +715,15 @@ class SmtpTransport:
         lines += [f"RCPT TO:<{wire}>" for _, wire in recipients]
         lines.append("DATA")
         client.send("".join(f"{line}\r\n" for line in lines))
+        # The journal is committed while the server reads the envelope. The
+        # server will take every byte after its 354 as message text: if the
+        # journal fails, hanging up is the only way out that delivers nothing.
+        if before_data is not None:
+            try:
+                before_data()
+            except BaseException:
+                self._discard()
+                raise
         unread = len(lines)
         try:
             code, raw = client.getreply()
@@ -735,14 +744,6 @@ class SmtpTransport:
         except TransportError:
             self._end_pipeline(client, unread)
             raise
-        # The server now takes every byte as message text: if the journal
-        # fails, hanging up is the only way out that delivers nothing.
-        if before_data is not None:
-            try:
-                before_data()
-            except BaseException:
-                self._discard()
-                raise
         return outcomes
 
     def _end_pipeline(self, client: _SmtpClient, unread: int) -> None:
