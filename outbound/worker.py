@@ -34,7 +34,7 @@ from django.utils import timezone
 from outbound import conf
 from outbound.errors import BackendConfigurationError
 from outbound.models import GlobalSettings, WorkerHeartbeat
-from outbound.services import alerts, dispatch, replays, validation
+from outbound.services import alerts, dispatch, replays
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,10 @@ class Worker:
         self.tuning = conf.worker_tuning()
         self.lease = timedelta(seconds=self.tuning.lease_seconds)
         self.stopping = threading.Event()
+        # Set when the main loop should look for work before its next poll:
+        # the delivery queue ran low, or the worker is stopping.
+        self._wake = threading.Event()
+        self._low_water = max(concurrency * 2, self.tuning.batch_size // 2)
         self.jobs: queue.Queue[dispatch.Job | object] = queue.Queue()
         # Data-phase journal requests not yet committed, and how many
         # delivery threads are committing a group now. PostgreSQL commits
@@ -107,6 +111,7 @@ class Worker:
         if not self.stopping.is_set():
             logger.info("worker %s stopping: finishing messages in flight", self.name)
         self.stopping.set()
+        self._wake.set()
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
@@ -151,6 +156,7 @@ class Worker:
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
+            self._wake.clear()
             try:
                 busy = self._step()
                 if busy:
@@ -168,14 +174,21 @@ class Worker:
                 connections.close_all()
                 self.stopping.wait(1.0)
                 continue
-            self.stopping.wait(self.tuning.poll_interval if not self.once else 0.05)
+            # Until the next poll, or until the delivery queue runs low.
+            self._wake.wait(self.tuning.poll_interval if not self.once else 0.05)
 
     def _step(self) -> int:
-        """One round: reap, validate, claim if the queue runs low, heartbeat.
+        """One round: reap, and when the delivery queue runs low, claim what is
+        To send and validate (and claim at once) what is Waiting; heartbeat.
+
+        Validation keeps pace with delivery rather than running ahead: a
+        message validated when a delivery thread is ready for it goes
+        straight to that thread, with nothing read twice. Meanwhile a
+        backlog stays Waiting.
 
         Returns how many messages it validated or claimed.
         """
-        low_water = max(self.concurrency * 2, self.tuning.batch_size // 2)
+        low_water = self._low_water
         if time.monotonic() - self._last_reap >= REAP_INTERVAL:
             # Broken or expired connections are dropped on the reaper's beat:
             # on SQLite (no persistent connections) every round reopened the
@@ -183,20 +196,20 @@ class Worker:
             close_old_connections()
             self._last_reap = time.monotonic()
             self.stats.reaped += dispatch.reap_expired()
-        validated = validation.validate_due(limit=self.tuning.batch_size)
-        self.stats.validated += validated
-        claimed = 0
+        validated = claimed = 0
         if self.jobs.qsize() < low_water:
-            batch = dispatch.claim_batch(
-                worker=self.name, limit=self.tuning.batch_size, lease=self.lease
+            # Retries, released and handed-back messages first: they are older.
+            claimed = self._enqueue(
+                dispatch.claim_batch(
+                    worker=self.name, limit=self.tuning.batch_size, lease=self.lease
+                )
             )
-            claimed = len(batch)
-            if batch:
-                with self.in_flight_lock:
-                    self.in_flight[batch[0].claim_token] = len(batch)
-                for job in batch:
-                    self.jobs.put(job)
-                self.stats.claimed += claimed
+            if self.jobs.qsize() < low_water:
+                validated, fresh = dispatch.validate_and_claim(
+                    worker=self.name, limit=self.tuning.batch_size, lease=self.lease
+                )
+                self.stats.validated += validated
+                claimed += self._enqueue(fresh)
         self._beat()
         if time.monotonic() - self._last_alert_check > ALERT_CHECK_INTERVAL:
             self._last_alert_check = time.monotonic()
@@ -204,6 +217,15 @@ class Worker:
             # Housekeeping on the same beat: stored API answers expire after a day.
             replays.prune_replays()
         return validated + claimed
+
+    def _enqueue(self, batch: list[dispatch.Job]) -> int:
+        if batch:
+            with self.in_flight_lock:
+                self.in_flight[batch[0].claim_token] = len(batch)
+            for job in batch:
+                self.jobs.put(job)
+            self.stats.claimed += len(batch)
+        return len(batch)
 
     def _idle(self) -> bool:
         with self.in_flight_lock:
@@ -254,6 +276,8 @@ class Worker:
                 if item is _STOP:
                     break
                 assert isinstance(item, dispatch.Job)
+                if self.jobs.qsize() < self._low_water:
+                    self._wake.set()
                 if self.stopping.is_set():
                     dispatch.release_jobs([item])
                     self._done([item.claim_token])

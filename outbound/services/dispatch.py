@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.db import connection, transaction
-from django.db.models import F, Field
+from django.db.models import F, Field, Q
 from django.utils import timezone
 
 from outbound import retry
@@ -52,7 +52,7 @@ from outbound.models import (
     Message,
     Recipient,
 )
-from outbound.services import sms_backends, transitions
+from outbound.services import sms_backends, transitions, validation
 from outbound.services.backends import CONFIG_REASONS, mark_backend_failing, smtp_config
 from outbound.services.bulk import insert_rows
 from outbound.services.prepared import convert_rows, update_converted
@@ -151,19 +151,7 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
             .order_by("backend_id", "next_attempt_at", "id")
             .values_list("id", "backend_id", "backend__settings_version")
         )
-        attempts = [
-            Attempt(
-                message_id=mid,
-                backend_id=bid,
-                settings_version=version,
-                worker=worker,
-                claim_token=token,
-                started_at=now,
-                phase="connect",
-            )
-            for mid, bid, version in rows
-        ]
-        insert_rows(Attempt, attempts)
+        attempts = _start_attempts(rows, worker=worker, token=token, now=now)
     loaded, recipients, attachments = load_messages([r[0] for r in rows])
     return [
         Job(
@@ -179,6 +167,89 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
         )
         for (mid, bid, version), att in zip(rows, attempts, strict=True)
     ]
+
+
+def _start_attempts(
+    rows: Sequence[tuple[int, int | None, int | None]],
+    *,
+    worker: str,
+    token: uuid.UUID,
+    now: datetime,
+) -> list[Attempt]:
+    """Journal one attempt per claimed message: (message id, backend id,
+    settings version) rows, in the claim's transaction."""
+    attempts = [
+        Attempt(
+            message_id=mid,
+            backend_id=bid,
+            settings_version=version,
+            worker=worker,
+            claim_token=token,
+            started_at=now,
+            phase="connect",
+        )
+        for mid, bid, version in rows
+    ]
+    insert_rows(Attempt, attempts)
+    return attempts
+
+
+def validate_and_claim(*, worker: str, limit: int, lease: timedelta) -> tuple[int, list[Job]]:
+    """Validate up to ``limit`` due Waiting messages and claim, in the same
+    write, those that become To send; returns how many were validated and
+    the claimed jobs.
+
+    For a worker whose delivery threads are ready for more: the messages go
+    to them as validation left them in memory, so nothing is read again.
+    Messages of paused or rate-limited backends stay To send for
+    ``claim_batch``, which counts their allowance.
+    """
+    now = timezone.now()
+    token = uuid.uuid4()
+    skip = frozenset(
+        Backend.objects.filter(
+            Q(paused_until__gt=now) | Q(rate_per_minute__isnull=False)
+        ).values_list("id", flat=True)
+    )
+    attempts: dict[int, Attempt] = {}
+
+    def start(messages: list[Message]) -> None:
+        rows = [(m.pk, m.backend_id, _backend(m).settings_version) for m in messages]
+        for attempt in _start_attempts(rows, worker=worker, token=token, now=now):
+            attempts[attempt.message_id] = attempt
+
+    claim = validation.Claim(
+        fields={"claim_token": token, "claimed_by": worker, "lease_until": now + lease},
+        skip_backends=skip,
+        start=start,
+    )
+    validated = validation.validate_due(limit=limit, now=now, claim=claim)
+    if not claim.messages:
+        return validated, []
+    attachments: dict[int, list[Attachment]] = {}
+    for a in Attachment.objects.filter(message_id__in=list(attempts)).order_by("id"):
+        attachments.setdefault(a.message_id, []).append(a)
+    messages = sorted(claim.messages, key=lambda m: (m.backend_id or 0, m.pk))
+    return validated, [
+        Job(
+            m.pk,
+            attempts[m.pk].pk,
+            m.backend_id,
+            _backend(m).settings_version,
+            token,
+            now,
+            m,
+            claim.recipients.get(m.pk, []),
+            attachments.get(m.pk, []),
+        )
+        for m in messages
+    ]
+
+
+def _backend(message: Message) -> Backend:
+    backend = message.backend
+    assert backend is not None  # only messages with a backend are claimed
+    return backend
 
 
 def load_messages(

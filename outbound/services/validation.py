@@ -11,6 +11,7 @@ that names the facts. Database work only; never network I/O.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -344,7 +345,28 @@ def _due(now: datetime, limit: int) -> list[Message]:
     return messages
 
 
-def validate_due(*, limit: int = 500, now: datetime | None = None) -> int:
+@dataclass
+class Claim:
+    """Claim, in the same write, the messages a batch makes To send: for a
+    worker whose delivery threads are ready for them (``dispatch.validate_and_claim``).
+
+    ``fields`` are the claim columns to set; messages of ``skip_backends``
+    (paused or rate-limited) are left To send for the ordinary claim, which
+    counts their allowance. ``start`` runs inside the write transaction with
+    the claimed messages (their attempts are journalled there). Afterwards
+    ``messages`` and ``recipients`` hold what was claimed, as it now stands.
+    """
+
+    fields: dict[str, Any]
+    skip_backends: frozenset[int]
+    start: Callable[[list[Message]], None]
+    messages: list[Message] = field(default_factory=list)
+    recipients: dict[int, list[Recipient]] = field(default_factory=dict)
+
+
+def validate_due(
+    *, limit: int = 500, now: datetime | None = None, claim: Claim | None = None
+) -> int:
     """Validate up to ``limit`` due Waiting messages; return how many were handled.
 
     On SQLite the messages are read and decided before the write transaction
@@ -359,13 +381,13 @@ def validate_due(*, limit: int = 500, now: datetime | None = None) -> int:
     if connection.features.has_select_for_update_skip_locked:
         with GATE.writing(), transaction.atomic():
             messages = _due(now, limit)
-            plan = _plan(messages, settings=settings, defaults=defaults, now=now)
-            _write(plan)
+            plan = _plan(messages, settings=settings, defaults=defaults, now=now, claim=claim)
+            _write(plan, claim)
     else:
         messages = _due(now, limit)
-        plan = _plan(messages, settings=settings, defaults=defaults, now=now)
+        plan = _plan(messages, settings=settings, defaults=defaults, now=now, claim=claim)
         with GATE.writing(), transaction.atomic():
-            _write(plan)
+            _write(plan, claim)
     # Told once per incident (raise_alert deduplicates), outside the transaction.
     for backend in plan.exhausted.values():
         alerts.allowance_used(backend)
@@ -381,6 +403,8 @@ class _Plan:
     # Still held, same reason: (message id, fields), no new history line.
     rechecks: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     exhausted: dict[int, Backend] = field(default_factory=dict)
+    # To send and to be claimed: the message and its change.
+    claims: list[tuple[Message, transitions.Change]] = field(default_factory=list)
 
 
 def _plan(
@@ -389,6 +413,7 @@ def _plan(
     settings: GlobalSettings,
     defaults: dict[str, Backend],
     now: datetime,
+    claim: Claim | None = None,
 ) -> _Plan:
     plan = _Plan()
     raws: set[str] = set()
@@ -431,16 +456,26 @@ def _plan(
             fields["next_attempt_at"] = None
         if decision.reason == Reason.ALLOWANCE_EXHAUSTED and backend is not None:
             plan.exhausted[backend.pk] = backend
-        plan.changes.append(
-            transitions.Change(
-                message_id=m.pk,
-                to=decision.to,
-                reason=decision.reason,
-                text=decision.text,
-                expect=frozenset({Status.WAITING}),
-                fields=fields,
-            )
+        claimed = (
+            claim is not None
+            and decision.to == Status.TO_SEND
+            and backend is not None
+            and backend.pk not in claim.skip_backends
         )
+        if claimed:
+            assert claim is not None
+            fields.update(claim.fields)
+        change = transitions.Change(
+            message_id=m.pk,
+            to=decision.to,
+            reason=decision.reason,
+            text=decision.text,
+            expect=frozenset({Status.WAITING}),
+            fields=fields,
+        )
+        plan.changes.append(change)
+        if claimed:
+            plan.claims.append((m, change))
         plan.recipients += decision.recipients
     return plan
 
@@ -462,7 +497,7 @@ def _changed_fields(message: Message, fields: dict[str, Any]) -> dict[str, Any]:
 RECIPIENT_FIELDS = ("message", "kind", "address", "name", "outcome", "code", "reply", "updated_at")
 
 
-def _write(plan: _Plan) -> None:
+def _write(plan: _Plan, claim: Claim | None = None) -> None:
     """Apply a batch's decisions: each only if its message is still Waiting."""
     for message_id, fields in plan.rechecks:
         Message.objects.filter(pk=message_id, status=Status.WAITING).update(**fields)
@@ -480,3 +515,26 @@ def _write(plan: _Plan) -> None:
             if r.message_id in changed
         ],
     )
+    if claim is not None:
+        _claimed(plan, changed, claim)
+
+
+def _claimed(plan: _Plan, changed: set[int], claim: Claim) -> None:
+    """Bring the claimed messages up to date in memory (they go to delivery
+    as they are) and let the claim journal their attempts."""
+    claimed = []
+    for m, change in plan.claims:
+        if m.pk not in changed:
+            continue
+        m.status, m.reason_code, m.reason_text = change.to, change.reason, change.text
+        for name, value in change.fields.items():
+            setattr(m, name, value)
+        claimed.append(m)
+    if not claimed:
+        return
+    claim.start(claimed)
+    claim.messages = claimed
+    ids = {m.pk for m in claimed}
+    for r in plan.recipients:
+        if r.message_id in ids:
+            claim.recipients.setdefault(r.message_id, []).append(r)
