@@ -88,3 +88,18 @@ def test_no_extra_recipient_and_no_injected_header(
 def test_the_hostile_inputs_above_did_reach_the_server() -> None:
     # Guards the test above against only ever exercising the refusal path.
     assert sum(SENT_COUNT) > 5
+
+
+def test_the_envelope_character_classes_match_their_definitions_on_every_code_point() -> None:
+    # The envelope checks use two character classes; they must be exactly
+    # "angle bracket or a line-breaking category (Cc, Zl, Zp)" and "blank
+    # (str.isspace) or list separator" over the whole of Unicode.
+    import unicodedata
+
+    from outbound.transports.smtp import _INJECTING, _NOT_ONE_ADDRESS
+
+    for point in range(0x110000):
+        char = chr(point)
+        injecting = char in "<>" or unicodedata.category(char) in {"Cc", "Zl", "Zp"}
+        assert bool(_INJECTING.match(char)) == injecting, hex(point)
+        assert bool(_NOT_ONE_ADDRESS.match(char)) == (char.isspace() or char in ",;"), hex(point)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Field, Q
 from django.utils import timezone
 
@@ -341,24 +341,52 @@ def journal_data_phase(attempt_ids: Sequence[int]) -> set[int]:
     """
     if not attempt_ids:
         return set()
-    # Plain SQL: this statement stands before the body of every message.
-    quote = connection.ops.quote_name
-    attempt = quote(Attempt._meta.db_table)
-    backend = quote(Backend._meta.db_table)
-    marks = ", ".join(["%s"] * len(attempt_ids))
-    sql = (
-        f"UPDATE {attempt} SET phase = %s WHERE id IN ({marks}) AND EXISTS ("  # noqa: S608
-        f"SELECT 1 FROM {backend} b WHERE b.id = {attempt}.backend_id "
-        f"AND b.settings_version = {attempt}.settings_version "
-        "AND b.tested_version = b.settings_version AND b.health = %s) RETURNING id"
-    )
+    db = connections[DEFAULT_DB_ALIAS]
     params: list[str | int] = ["data", *attempt_ids, Health.OK]
+    sql = _journal_sql(db.vendor, len(attempt_ids))
     # SQLite has one write lock: this process's writers let the journal go
     # first (services/writegate.py); other processes are waited for by
     # SQLite's busy handler.
-    with GATE.writing(urgent=True), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
+    with GATE.writing(urgent=True):
+        # This statement stands before the body of every message: it goes
+        # to the driver's own connection (in autocommit, as Django leaves
+        # it outside a transaction), without Django's cursor layers.
+        db.ensure_connection()
+        assert db.connection is not None and db.get_autocommit()
+        cursor = db.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return {row[0] for row in cursor.fetchall()}
+        except Exception:
+            # Django did not see the error: drop a connection it may have broken.
+            db.close()
+            raise
+        finally:
+            cursor.close()
+
+
+_JOURNAL_SQL: dict[tuple[str, int], str] = {}
+
+
+def _journal_sql(vendor: str, count: int) -> str:
+    """The journal's statement for ``count`` attempts, in the driver's own
+    parameter style."""
+    sql = _JOURNAL_SQL.get((vendor, count))
+    if sql is None:
+        quote = connection.ops.quote_name
+        attempt = quote(Attempt._meta.db_table)
+        backend = quote(Backend._meta.db_table)
+        mark = "?" if vendor == "sqlite" else "%s"
+        marks = ", ".join([mark] * count)
+        sql = (
+            f"UPDATE {attempt} SET phase = {mark} WHERE id IN ({marks}) AND EXISTS ("  # noqa: S608
+            f"SELECT 1 FROM {backend} b WHERE b.id = {attempt}.backend_id "
+            f"AND b.settings_version = {attempt}.settings_version "
+            f"AND b.tested_version = b.settings_version AND b.health = {mark}) RETURNING id"
+        )
+        if count <= 16:
+            _JOURNAL_SQL[(vendor, count)] = sql
+    return sql
 
 
 class BackendChanged(BackendConfigurationError):
@@ -511,13 +539,15 @@ class Deliverer:
             )
             if message.backend is None or job.backend_id != message.backend.pk:
                 raise BackendConfigurationError("The message has no backend.", reason="missing")
-            # A copy: the claimed batch shares one instance between threads.
-            backend = copy.copy(message.backend)
+            backend = message.backend
             outcome.backend_name, outcome.host = backend.name, backend.host
-            if not self._connected(backend.pk, job.settings_version):
+            open_transport = self._connected(backend.pk, job.settings_version)
+            if open_transport is None:
                 # The backend as it is now: an edit since the claim must be
                 # seen before connecting. On a connection already open, the
-                # journal checks it again before every message body.
+                # journal checks it again before every message body. (A
+                # copy: the claimed batch shares one instance between threads.)
+                backend = copy.copy(backend)
                 values = backend_state(backend.pk)
                 if values is None:
                     raise BackendConfigurationError("The backend was deleted.", reason="missing")
@@ -582,7 +612,11 @@ class Deliverer:
                     message=data,
                     message_id=message.message_id,
                 )
-                transport = self._transport(backend, outcome)
+                transport = (
+                    open_transport
+                    if isinstance(open_transport, SmtpTransport)
+                    else self._transport(backend, outcome)
+                )
                 # A reused connection reports this message's phases to its outcome.
                 transport.on_phase = lambda p: _set_phase(outcome, p)
                 outcome.phase = "mail"
@@ -625,12 +659,16 @@ class Deliverer:
         outcome.finished_at = timezone.now()
         return outcome
 
-    def _connected(self, backend_id: int, settings_version: int | None) -> bool:
-        """Whether this thread holds an open connection (or SMS client) for
-        the backend on that settings version."""
+    def _connected(
+        self, backend_id: int, settings_version: int | None
+    ) -> SmtpTransport | SmsTransport | None:
+        """The open connection (or SMS client) this thread holds for the
+        backend on that settings version, if any."""
         key = (backend_id, settings_version or 0)
         transport = self._connections.get(key)
-        return (transport is not None and transport.is_open) or key in self._sms
+        if transport is not None and transport.is_open:
+            return transport
+        return self._sms.get(key)
 
     def _transport(self, backend: Backend, outcome: Outcome) -> SmtpTransport:
         key = (backend.pk, backend.settings_version)

@@ -33,7 +33,6 @@ import socket
 import ssl
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -168,7 +167,12 @@ class ProbeResult:
 
 # --- envelope checks -------------------------------------------------------
 
-_LINE_BREAKING_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# Angle brackets and the characters that may break a line (Unicode
+# categories Cc, Zl and Zp): Cc is exactly
+# U+0000-U+001F and U+007F-U+009F, Zl is U+2028 and Zp U+2029.
+_INJECTING = re.compile("[<>\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Blanks (what str.isspace calls one, as \s does) and list separators.
+_NOT_ONE_ADDRESS = re.compile(r"[\s,;]")
 _BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _ANY_LINE_END = re.compile(rb"\r\n|\r|\n")
 _LINE_START_DOT = re.compile(rb"(?m)^\.")
@@ -181,15 +185,13 @@ def check_address(address: str, *, role: str, allow_empty: bool = False) -> None
     end the address on the wire) and ``InvalidAddress`` for values that are not
     one address at all (a list, blanks, no domain).
     """
-    if any(
-        char in "<>" or unicodedata.category(char) in _LINE_BREAKING_CATEGORIES for char in address
-    ):
+    if _INJECTING.search(address):
         raise HeaderInjection(f"the {role} address contains a control character or angle bracket")
     if not address:
         if allow_empty:
             return
         raise InvalidAddress(f"the {role} address is empty")
-    if any(char.isspace() or char in ",;" for char in address):
+    if _NOT_ONE_ADDRESS.search(address):
         raise InvalidAddress(f"the {role} address is not a single address: {address!r}")
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
