@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, cast
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 # Fields whose Python values the drivers take as they are.
@@ -55,7 +57,38 @@ def prep_value(field: models.Field[Any, Any]) -> Callable[[Any], Any]:
     # The connection object itself, not the thread-local proxy: looked up per
     # value, the proxy costs more than the conversion.
     conn = connections[DEFAULT_DB_ALIAS]
-    return lambda value: field.get_db_prep_save(value, conn)
+
+    def generic(value: Any) -> Any:
+        return field.get_db_prep_save(value, conn)
+
+    if isinstance(field, models.DateTimeField) and settings.USE_TZ:
+        return _aware_datetime(conn.vendor, conn.timezone, generic)
+    return generic
+
+
+def _aware_datetime(vendor: str, tz: Any, generic: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """What Django's conversion gives for an aware datetime (most of the
+    worker's values: every status change, attempt and history line carries
+    one), in one step; anything else goes to ``generic``. SQLite stores the
+    naive time in the connection's time zone as text; psycopg takes the
+    aware datetime itself."""
+    if vendor == "sqlite":
+
+        def convert(value: Any) -> Any:
+            if isinstance(value, datetime) and value.utcoffset() is not None:
+                return str(value.astimezone(tz).replace(tzinfo=None))
+            return generic(value)
+
+        return convert
+    if vendor == "postgresql":
+
+        def same(value: Any) -> Any:
+            if isinstance(value, datetime) and value.utcoffset() is not None:
+                return value
+            return generic(value)
+
+        return same
+    return generic
 
 
 def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field[Any, Any]]:
