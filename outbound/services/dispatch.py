@@ -945,7 +945,9 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     reply=row["reply"][:2000],
                 )
         _count_sent(sent_per_backend)
-    _pause_throttled_backends(outcomes, settings=settings, now=now)
+        # In the same transaction: on SQLite a write of its own would take
+        # the write lock once more per batch, outside the write gate.
+        _pause_throttled_backends(outcomes, settings=settings, now=now)
     lost = [o.job.message_id for o in outcomes if o.job.message_id not in changed]
     if lost:
         logger.warning("claim lost before recording messages %s; results dropped", lost)
