@@ -11,7 +11,12 @@ per message of this process: the worker's threads while draining, and the
 raw smtplib loop's (the sink runs in a process of its own).
 
     .venv/bin/python bench/throughput.py [-n 10000] [--pg-url URL] [--only sqlite]
-        [--processes 2] [--cases c1,c8,slow]
+        [--processes 2] [--cases c1,c8,slow,path]
+
+The ``path`` case times the delivery path alone (one thread, the messages
+validated and claimed beforehand, the journal committed before each body,
+the results recorded afterwards): what one worker at concurrency 1 could
+reach if its bookkeeping cost nothing.
 
 With ``--processes P`` the concurrency 8 cases run as ``outbound worker
 --once --processes P --concurrency 8/P`` (P processes of 8/P threads); the
@@ -29,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from multiprocessing.connection import Connection
@@ -186,6 +192,69 @@ def run_case(n: int, concurrency: int, delay: float, processes: int = 1) -> dict
     }
 
 
+def run_path_case(n: int) -> dict[str, float]:
+    """The delivery path alone: the messages are validated and claimed
+    before the clock starts, then one thread delivers them over one
+    connection, committing each one's data-phase journal before its body, as
+    the worker does; recording the results afterwards is not timed. What
+    the worker adds beyond this is the bookkeeping done in the same
+    interpreter meanwhile (validation, claim, recording)."""
+    from django.core.management import call_command
+
+    from outbound.models import Backend, Message
+    from outbound.services import dispatch
+    from outbound.services.backends import test_backend
+    from outbound.services.intake import queue_emails
+    from outbound.services.validation import validate_due
+    from outbound.states import Status
+
+    call_command("flush", interactive=False, verbosity=0)
+    with sink(0.0) as (host, port):
+        backend = Backend.objects.create(
+            name="bench",
+            host=host,
+            port=port,
+            security="none",
+            from_address="noreply@example.com",
+            is_default=True,
+        )
+        assert test_backend(backend).ok
+        items = [
+            {"to": f"user{i}@example.com", "subject": f"Message {i}", "text": "Hello " * 40}
+            for i in range(n)
+        ]
+        for chunk in range(0, n, 1000):
+            queue_emails(items[chunk : chunk + 1000])
+        while validate_due(limit=1000):
+            pass
+        jobs: list[dispatch.Job] = []
+        while batch := dispatch.claim_batch(worker="bench", limit=1000, lease=timedelta(hours=1)):
+            jobs += batch
+        deliverer = dispatch.Deliverer()
+        start = time.perf_counter()
+        cpu = time.process_time()
+        outcomes = [deliverer.deliver(job) for job in jobs]
+        drain_rate = len(jobs) / (time.perf_counter() - start)
+        drain_cpu = (time.process_time() - cpu) / len(jobs)
+        deliverer.close()
+        for chunk in range(0, len(outcomes), 100):
+            dispatch.record_outcomes(outcomes[chunk : chunk + 100])
+        sent = Message.objects.filter(status=Status.SENT).count()
+        assert sent == n, f"only {sent} of {n} sent"
+        raw_n = min(n, 2000)
+        cpu = time.process_time()
+        raw_rate = raw_smtplib((host, port), raw_n, sample_message())
+        raw_cpu = (time.process_time() - cpu) / raw_n
+    return {
+        "intake": 0.0,
+        "drain": drain_rate,
+        "raw": raw_rate,
+        "raw_threads": 0.0,
+        "drain_cpu": drain_cpu,
+        "raw_cpu": raw_cpu,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=10000)
@@ -194,7 +263,11 @@ def main() -> None:
     parser.add_argument(
         "--processes", type=int, default=1, help="worker processes for the concurrency 8 cases"
     )
-    parser.add_argument("--cases", default="c1,c8,slow", help="any of c1,c8,slow")
+    parser.add_argument(
+        "--cases",
+        default="c1,c8,slow,path",
+        help="any of c1,c8,slow,path (path: the delivery path alone, see run_path_case)",
+    )
     args = parser.parse_args()
     database = args.only or os.environ.get("BENCH_DATABASE")
     if database is None:
@@ -236,15 +309,17 @@ def main() -> None:
         f"{'ratio':>8}{'raw, same threads':>19}{'intake msg/s':>14}"
         f"{'CPU ms/msg: worker':>20}{'raw':>6}"
     )
-    cases = {"c1": (0.0, 1), "c8": (0.0, 8), "slow": (0.02, 8)}
+    cases = {"c1": (0.0, 1), "c8": (0.0, 8), "slow": (0.02, 8), "path": (0.0, 1)}
     for case in args.cases.split(","):
         delay, concurrency = cases[case]
         n = args.n if delay == 0 else min(args.n, 3000)
         processes = args.processes if concurrency > 1 else 1
-        r = run_case(n, concurrency, delay, processes)
+        r = run_path_case(n) if case == "path" else run_case(n, concurrency, delay, processes)
         relay = "instant" if delay == 0 else "20 ms"
         worker_cpu = f"{r['drain_cpu'] * 1000:.2f}" if r["drain_cpu"] else "-"
-        if processes > 1:
+        if case == "path":
+            label = "delivery path only"
+        elif processes > 1:
             label = f"{processes} proc x {concurrency // processes} threads"
         else:
             label = f"concurrency {concurrency}"
@@ -252,7 +327,7 @@ def main() -> None:
             f"{relay:<10}{label:<26}{r['drain']:>16.0f}"
             f"{r['raw']:>20.0f}{r['drain'] / r['raw']:>8.0%}"
             f"{(str(round(r['raw_threads'])) if r['raw_threads'] else '-'):>19}"
-            f"{r['intake']:>14.0f}"
+            f"{(str(round(r['intake'])) if r['intake'] else '-'):>14}"
             f"{worker_cpu:>20}"
             f"{r['raw_cpu'] * 1000:>6.2f}",
             flush=True,

@@ -11,7 +11,7 @@ from email.errors import HeaderParseError, NonASCIILocalPartDefect
 from email.headerregistry import HeaderRegistry
 
 import phonenumbers
-from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, validate_email
 
 from outbound.models import Suppression
 
@@ -20,16 +20,6 @@ _REGISTRY = HeaderRegistry()
 # atext): nothing a header parser could read as a name, comment, group or list.
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_ADDRESS = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
-# The everyday address email-validator would accept unchanged but for the
-# domain's case: a dot-atom local part of at most 64 characters, then two to
-# several labels of letters, digits and inner hyphens (never two in a row,
-# which could be Punycode), the last one letters only. Anything else, and
-# the special-use names, go through email-validator itself.
-_LABEL = r"[A-Za-z0-9](?:-?[A-Za-z0-9])*"
-_EVERYDAY_ADDRESS = re.compile(
-    rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+([A-Za-z]{{2,63}})"
-)
-_LABEL_TOO_LONG = re.compile(r"[^.@]{64}")
 
 
 @dataclass(frozen=True)
@@ -75,22 +65,10 @@ def _parse_and_check(raw: str) -> CheckedAddress:
     return _validated(raw, mailboxes[0].display_name, mailboxes[0].addr_spec)
 
 
+@functools.lru_cache(maxsize=4096)
 def _validated(raw: str, name: str, addr: str) -> CheckedAddress:
-    everyday = _EVERYDAY_ADDRESS.fullmatch(addr)
-    if (
-        everyday is not None
-        and len(addr) <= 254
-        and everyday.group(1).lower() not in SPECIAL_USE_DOMAIN_NAMES
-        and not _LABEL_TOO_LONG.search(addr.partition("@")[2])
-    ):
-        local, _, domain = addr.partition("@")
-        return CheckedAddress(raw, name, f"{local}@{domain.lower()}", "")
-    return _library_checked(raw, name, addr)
-
-
-@functools.lru_cache(maxsize=1024)
-def _library_checked(raw: str, name: str, addr: str) -> CheckedAddress:
-    """email-validator's verdict (the same sender is checked for every message)."""
+    """email-validator's verdict, remembered: the same sender is checked for
+    every message, and the same recipients come back."""
     try:
         result = validate_email(addr, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as err:
