@@ -282,8 +282,9 @@ def _todo_waiting(f: _Facts) -> list[str]:
         steps.append(f"It is scheduled for {_fmt(m.send_at)}; nothing needs to be done.")
     else:
         steps.append(
-            "A running worker validates it within seconds. If it stays Waiting, open the "
-            "Workers page and check that a worker is alive."
+            "A running worker validates it within seconds, or, when many messages are "
+            "queued, as soon as it has sent those ahead of it. If it stays Waiting, open "
+            "the Workers page and check that a worker is alive."
         )
         steps.append(
             "If it is stuck (long past its due time), use Send outgoing messages on the "

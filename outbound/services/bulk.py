@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -38,6 +39,65 @@ from outbound.services.prepared import PLAIN_FIELDS, insert_converted
 # Values of these exact types cannot change, and two equal ones of the same
 # type convert alike (True == 1, but JSON writes them apart).
 _IMMUTABLE = frozenset({type(None), bool, int, str, datetime, uuid.UUID})
+
+M = TypeVar("M", bound=models.Model)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A model's concrete fields as ``Model.__init__`` takes them by position."""
+
+    defaults: tuple[Any, ...]  # constant defaults; None where a callable gives it
+    callables: tuple[tuple[int, Callable[[], Any]], ...]
+    index: dict[str, int]  # field name and attname -> position
+    relations: frozenset[str]  # names of the relation fields
+
+
+_LAYOUTS: dict[type[models.Model], _Layout] = {}
+
+
+def _layout(model: type[models.Model]) -> _Layout:
+    layout = _LAYOUTS.get(model)
+    if layout is None:
+        fields = cast("list[models.Field[Any, Any]]", model._meta.concrete_fields)
+        defaults: list[Any] = []
+        callables: list[tuple[int, Callable[[], Any]]] = []
+        index: dict[str, int] = {}
+        for i, field in enumerate(fields):
+            index[field.name] = index[field.attname] = i
+            if field.has_default() and callable(field.default):
+                callables.append((i, field.default))
+                defaults.append(None)
+            else:
+                defaults.append(field.get_default())
+        relations = frozenset(f.name for f in fields if f.is_relation)
+        layout = _LAYOUTS[model] = _Layout(tuple(defaults), tuple(callables), index, relations)
+    return layout
+
+
+def new_instance(model: type[M], **values: Any) -> M:
+    """``model(**values)``, by the quicker road of ``Model.__init__``: every
+    concrete field's value by position (its default when not given), then
+    the related objects given as instances. Django's keyword road looks each
+    field up by name and costs several times more, once per row of a bulk
+    intake."""
+    layout = _layout(model)
+    args = list(layout.defaults)
+    for i, make in layout.callables:
+        args[i] = make()
+    related: list[tuple[str, models.Model]] = []
+    for name, value in values.items():
+        position = layout.index.get(name)
+        if position is None:
+            raise TypeError(f"{model.__name__} has no field {name}")
+        if name in layout.relations and isinstance(value, models.Model):
+            related.append((name, value))
+            value = value.pk
+        args[position] = value
+    obj = model(*args)
+    for name, instance in related:
+        setattr(obj, name, instance)
+    return obj
 
 
 def _converter(

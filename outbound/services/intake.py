@@ -29,7 +29,7 @@ from django.utils import timezone
 from outbound import conf
 from outbound.errors import HeaderInjection, IdempotencyConflict, IntakeError, UnknownContact
 from outbound.models import Attachment, Backend, Contact, Event, GlobalSettings, Message
-from outbound.services.bulk import insert_rows
+from outbound.services.bulk import insert_rows, new_instance
 from outbound.states import Channel, Reason, Source, Status
 
 # Headers Outbound writes itself; a caller may not override them.
@@ -274,7 +274,8 @@ def _build_email(
         "group_key": group_key,
         "backend": resolved_backend.pk if resolved_backend else None,
     }
-    message = Message(
+    message = new_instance(
+        Message,
         channel=Channel.EMAIL,
         contact=resolved_contact,
         to=to_list,
@@ -315,7 +316,8 @@ def _queued_text(source: str, send_at: datetime | None, now: datetime) -> str:
 
 
 def _creation_event(message: Message, actor: str) -> Event:
-    return Event(
+    return new_instance(
+        Event,
         message_id=message.pk,
         created_at=message.created_at,
         kind=Event.Kind.TRANSITION,
@@ -477,7 +479,8 @@ def _build_sms(
         "group_key": group_key,
         "backend": resolved_backend.pk if resolved_backend else None,
     }
-    return Message(
+    return new_instance(
+        Message,
         channel=Channel.SMS,
         contact=resolved_contact,
         to=[number] if number else [],
