@@ -71,42 +71,55 @@ def _wait(predicate: Any, timeout: float) -> bool:
     return predicate()
 
 
+@pytest.fixture
+def relay(make_smtp_server: Any, make_backend: Any) -> Any:
+    """Start a test SMTP server (its keyword options) as the backend workers send through."""
+
+    def start(**options: Any) -> Any:
+        server = make_smtp_server(**options)
+        make_backend(server)
+        return server
+
+    return start
+
+
 def _queue(n: int) -> list[Message]:
     return queue_emails([{"to": f"user{i}@example.com", "subject": f"m{i}"} for i in range(n)])
 
 
-def test_four_workers_drain_5000_messages_each_received_exactly_once(
-    smtp_server: Any, make_backend: Any, spawn: Any
-) -> None:
-    make_backend(smtp_server)
-    messages = _queue(5000)
-    workers = [spawn("--once", "--concurrency", "4") for _ in range(4)]
-    for w in workers:
-        assert w.wait(timeout=300) == 0, w.stderr.read().decode() if w.stderr else ""
-    assert Message.objects.filter(status=Status.SENT).count() == 5000
-    received = collections.Counter(m.message_id for m in smtp_server.messages)
-    assert set(received) == {m.message_id for m in messages}
+def _ids(messages: list[Message]) -> set[str]:
+    return {m.message_id for m in messages}
+
+
+def _sent_count() -> int:
+    return Message.objects.filter(status=Status.SENT).count()
+
+
+def _stderr(proc: subprocess.Popen[bytes]) -> str:
+    return proc.stderr.read().decode() if proc.stderr else ""
+
+
+def _terminate(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM the process and return its exit code, waiting at most `timeout`."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=timeout)
+
+
+def _received(server: Any) -> collections.Counter[str]:
+    return collections.Counter(m.message_id for m in server.messages)
+
+
+def _assert_received_exactly_once(server: Any, expected: set[str]) -> None:
+    received = _received(server)
+    assert set(received) == expected
     assert max(received.values()) == 1
 
 
-def test_a_killed_worker_loses_nothing_and_only_possibly_delivered_ones_repeat(
-    make_smtp_server: Any, make_backend: Any, spawn: Any
+def _assert_all_received_and_only_possibly_delivered_repeat(
+    server: Any, messages: list[Message]
 ) -> None:
-    server = make_smtp_server(delay=0.004)
-    make_backend(server)
-    messages = _queue(1500)
-    workers = [spawn("--concurrency", "4", lease=3) for _ in range(4)]
-    assert _wait(lambda: len(server.messages) >= 300, 120)
-    workers[0].send_signal(signal.SIGKILL)
-    workers[0].wait()
-    assert _wait(lambda: Message.objects.filter(status=Status.SENT).count() == 1500, 240), (
-        collections.Counter(Message.objects.values_list("status", flat=True))
-    )
-    for w in workers[1:]:
-        w.send_signal(signal.SIGTERM)
-        assert w.wait(timeout=60) == 0
-    received = collections.Counter(m.message_id for m in server.messages)
-    assert set(received) == {m.message_id for m in messages}
+    received = _received(server)
+    assert set(received) == _ids(messages)
     repeated = {mid for mid, n in received.items() if n > 1}
     possibly = set(
         Message.objects.filter(possibly_delivered=True).values_list("message_id", flat=True)
@@ -114,16 +127,41 @@ def test_a_killed_worker_loses_nothing_and_only_possibly_delivered_ones_repeat(
     assert repeated <= possibly
 
 
-def test_sigterm_finishes_in_flight_and_releases_the_rest(
-    make_smtp_server: Any, make_backend: Any, spawn: Any
+def test_four_workers_drain_5000_messages_each_received_exactly_once(
+    relay: Any, spawn: Any
 ) -> None:
-    server = make_smtp_server(delay=0.05)
-    make_backend(server)
+    server = relay()
+    messages = _queue(5000)
+    workers = [spawn("--once", "--concurrency", "4") for _ in range(4)]
+    for w in workers:
+        assert w.wait(timeout=300) == 0, _stderr(w)
+    assert _sent_count() == 5000
+    _assert_received_exactly_once(server, _ids(messages))
+
+
+def test_a_killed_worker_loses_nothing_and_only_possibly_delivered_ones_repeat(
+    relay: Any, spawn: Any
+) -> None:
+    server = relay(delay=0.004)
+    messages = _queue(1500)
+    workers = [spawn("--concurrency", "4", lease=3) for _ in range(4)]
+    assert _wait(lambda: len(server.messages) >= 300, 120)
+    workers[0].send_signal(signal.SIGKILL)
+    workers[0].wait()
+    assert _wait(lambda: _sent_count() == 1500, 240), collections.Counter(
+        Message.objects.values_list("status", flat=True)
+    )
+    for w in workers[1:]:
+        assert _terminate(w, timeout=60) == 0
+    _assert_all_received_and_only_possibly_delivered_repeat(server, messages)
+
+
+def test_sigterm_finishes_in_flight_and_releases_the_rest(relay: Any, spawn: Any) -> None:
+    server = relay(delay=0.05)
     _queue(200)
     worker = spawn("--concurrency", "2")
     assert _wait(lambda: len(server.messages) >= 10, 60)
-    worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=30) == 0
+    assert _terminate(worker, timeout=30) == 0
     assert not Message.objects.filter(claim_token__isnull=False).exists()
     sent = set(Message.objects.filter(status=Status.SENT).values_list("message_id", flat=True))
     # Claimed but not started: handed back To send. Not yet validated (the
@@ -132,31 +170,24 @@ def test_sigterm_finishes_in_flight_and_releases_the_rest(
     waiting = Message.objects.filter(status=Status.WAITING).count()
     assert len(sent) + released + waiting == 200
     assert released > 0
-    received = collections.Counter(m.message_id for m in server.messages)
-    assert set(received) == sent
-    assert max(received.values()) == 1
+    _assert_received_exactly_once(server, sent)
 
 
-def test_processes_once_drain_everything_exactly_once(
-    smtp_server: Any, make_backend: Any, spawn: Any
-) -> None:
-    make_backend(smtp_server)
+def test_processes_once_drain_everything_exactly_once(relay: Any, spawn: Any) -> None:
+    server = relay()
     messages = _queue(600)
     supervisor = spawn("--once", "--processes", "2", "--concurrency", "2")
-    assert supervisor.wait(timeout=120) == 0, supervisor.stderr.read().decode()
-    assert Message.objects.filter(status=Status.SENT).count() == 600
-    received = collections.Counter(m.message_id for m in smtp_server.messages)
-    assert set(received) == {m.message_id for m in messages}
-    assert max(received.values()) == 1
+    assert supervisor.wait(timeout=120) == 0, _stderr(supervisor)
+    assert _sent_count() == 600
+    _assert_received_exactly_once(server, _ids(messages))
     # Two worker processes did the work, each under a name of its own.
     assert WorkerHeartbeat.objects.exclude(pid=supervisor.pid).values("pid").distinct().count() == 2
 
 
 def test_processes_restart_a_killed_child_and_sigterm_stops_them_all(
-    make_smtp_server: Any, make_backend: Any, spawn: Any
+    relay: Any, spawn: Any
 ) -> None:
-    server = make_smtp_server(delay=0.004)
-    make_backend(server)
+    server = relay(delay=0.004)
     messages = _queue(1000)
     supervisor = spawn("--processes", "2", "--concurrency", "2", lease=3)
 
@@ -172,18 +203,11 @@ def test_processes_restart_a_killed_child_and_sigterm_stops_them_all(
     os.kill(min(first), signal.SIGKILL)
     # A new child takes its place and, with the survivor, sends everything.
     assert _wait(lambda: bool(children() - first), 60)
-    assert _wait(lambda: Message.objects.filter(status=Status.SENT).count() == 1000, 240)
+    assert _wait(lambda: _sent_count() == 1000, 240)
     assert supervisor.poll() is None
-    supervisor.send_signal(signal.SIGTERM)
-    assert supervisor.wait(timeout=60) == 0
+    assert _terminate(supervisor, timeout=60) == 0
     assert not Message.objects.filter(claim_token__isnull=False).exists()
-    received = collections.Counter(m.message_id for m in server.messages)
-    assert set(received) == {m.message_id for m in messages}
-    repeated = {mid for mid, n in received.items() if n > 1}
-    possibly = set(
-        Message.objects.filter(possibly_delivered=True).values_list("message_id", flat=True)
-    )
-    assert repeated <= possibly
+    _assert_all_received_and_only_possibly_delivered_repeat(server, messages)
 
 
 def test_processes_out_of_range_is_bad_usage(spawn: Any) -> None:
