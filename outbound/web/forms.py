@@ -114,21 +114,29 @@ class BackendSettingsForm(ServiceErrorsMixin, forms.Form):
         """The backend's stored settings as this form's values, secrets left out."""
         return {key: getattr(backend, key) for key in self.base_fields if key not in self.SECRETS}
 
+    def unused_fields(self) -> frozenset[str]:
+        """Fields whose typed value saving leaves out; by default none."""
+        return frozenset()
+
     def unsaved_changes(self) -> list[str]:
         """Labels of the fields whose typed value differs from the stored one.
 
         Compared as each field reads its value (30 and 30.0 seconds are the
         same timeout, blank and None the same limit). A secret has no stored
         value to show, so a typed one (or a ticked Clear box) is a change and
-        a blank one is not. Hidden fields are not typed, so not compared.
+        a blank one is not. Hidden fields are not typed, so not compared, and
+        neither are the fields saving leaves out: what is typed there would
+        not be saved either.
         """
         if self.backend is None:
             return ["everything (this backend is not saved yet)"]
         stored = self.stored_values(self.backend)
+        unused = self.unused_fields()
         return [
             str(bound.label).lower()
             for bound in self.visible_fields()
-            if bound.field.has_changed(stored.get(bound.name), bound.data)
+            if bound.name not in unused
+            and bound.field.has_changed(stored.get(bound.name), bound.data)
         ]
 
 
@@ -350,18 +358,22 @@ class SmsBackendForm(BackendSettingsForm):
             values[key] = value
         return values
 
+    def unused_fields(self) -> frozenset[str]:
+        """The fields of the providers not selected: only the chosen provider's
+        own settings go to the service (a Twilio backend has no gateway URL)."""
+        cleaned = getattr(self, "cleaned_data", None)
+        kind = cleaned.get("kind") if cleaned is not None else self["kind"].value()
+        keep = set(self.TWILIO_FIELDS if kind == BackendKind.TWILIO else ())
+        keep |= set(self.HTTP_FIELDS if kind == BackendKind.HTTP else ())
+        return frozenset(self.TWILIO_FIELDS + self.HTTP_FIELDS) - keep
+
     def service_data(self) -> dict[str, Any]:
         data = dict(self.cleaned_data)
-        kind = data.get("kind")
         for key in ("password", "receipt_secret"):
             if not data.get(key):
                 data.pop(key, None)
-        # Only the chosen provider's own settings go to the service.
-        keep = set(self.TWILIO_FIELDS if kind == BackendKind.TWILIO else ())
-        keep |= set(self.HTTP_FIELDS if kind == BackendKind.HTTP else ())
-        for key in (*self.TWILIO_FIELDS, *self.HTTP_FIELDS):
-            if key not in keep:
-                data.pop(key, None)
+        for key in self.unused_fields():
+            data.pop(key, None)
         if self.backend is not None:
             data.pop("channel", None)
         return data

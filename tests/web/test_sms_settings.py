@@ -12,6 +12,7 @@ from django.test import Client
 from outbound.models import Backend
 from outbound.services.backends import save_backend_settings
 from outbound.web.forms import SmsBackendForm
+from tests.http_gateway_server import GatewayTestServer
 from tests.twilio_server import TwilioTestServer
 from tests.web.conftest import as_shown
 
@@ -40,10 +41,47 @@ def _new(**fields: Any) -> dict[str, Any]:
     return {f"newsms-{k}": v for k, v in values.items()}
 
 
+def _page(client: Client) -> str:
+    return client.get("/settings/").content.decode()
+
+
+def _gateway(**extra: Any) -> Backend:
+    """A stored HTTP gateway backend (its settings changed by ``extra``)."""
+    return save_backend_settings(
+        data={
+            "channel": "sms",
+            "kind": "http",
+            "name": "Gateway",
+            "from_address": "+14155550100",
+            "url": "https://sms.example.com/send",
+            "headers": {"X-Api-Key": "{secret}"},
+            "invalid_number_codes": ["21211", "21614"],
+            "password": "gw-secret",
+            "receipt_secret": "receipt-secret",
+            "timeout": 5,
+            **extra,
+        },
+        actor="setup",
+    )
+
+
+@pytest.fixture
+def twilio_backend(twilio_server: TwilioTestServer) -> Backend:
+    """A stored Twilio backend using the local fake Twilio API."""
+    return save_backend_settings(data=twilio_server.backend_settings(), actor="setup")
+
+
+def _typed(backend: Backend, **typed: str) -> dict[str, Any]:
+    """What the browser submits for ``backend``'s form as shown, with ``typed``
+    typed into the fields so named."""
+    shown = as_shown(SmsBackendForm(backend=backend))
+    return {**shown, **{f"b{backend.pk}-{k}": v for k, v in typed.items()}}
+
+
 def test_a_twilio_backend_is_created_tested_and_its_token_never_shown(
     admin_client: Client, twilio_server: TwilioTestServer
 ) -> None:
-    page = admin_client.get("/settings/").content.decode()
+    page = _page(admin_client)
     assert "Add SMS backend" in page
     bad = admin_client.post(
         "/settings/backends/new/",
@@ -68,7 +106,7 @@ def test_a_twilio_backend_is_created_tested_and_its_token_never_shown(
         "twilio",
         twilio_server.base_url,
     )
-    page = admin_client.get("/settings/").content.decode()
+    page = _page(admin_client)
     assert twilio_server.auth_token not in page
     assert "No delivery receipts are asked for" in page
 
@@ -105,7 +143,7 @@ def test_an_http_gateway_is_refused_with_its_field_errors(admin_client: Client) 
 
 
 def test_a_new_gateway_starts_from_the_standard_settings(admin_client: Client) -> None:
-    page = admin_client.get("/settings/").content.decode()
+    page = _page(admin_client)
     assert 'name="newsms-idempotency_header"' in page
     assert 'value="Idempotency-Key"' in page
     response = admin_client.post(
@@ -126,44 +164,26 @@ def test_a_new_gateway_starts_from_the_standard_settings(admin_client: Client) -
     assert options["id_path"] == "data.id"
     assert options["idempotency_header"] == "Idempotency-Key"
     assert "{body}" in options["body_template"]
-    assert "gw-secret" not in admin_client.get("/settings/").content.decode()
-
-
-def _gateway() -> Backend:
-    return save_backend_settings(
-        data={
-            "channel": "sms",
-            "kind": "http",
-            "name": "Gateway",
-            "from_address": "+14155550100",
-            "url": "https://sms.example.com/send",
-            "headers": {"X-Api-Key": "{secret}"},
-            "invalid_number_codes": ["21211", "21614"],
-            "password": "gw-secret",
-            "receipt_secret": "receipt-secret",
-            "timeout": 5,
-        },
-        actor="setup",
-    )
+    assert "gw-secret" not in _page(admin_client)
 
 
 def test_an_sms_form_as_shown_has_no_unsaved_changes_and_a_secret_typed_in_has() -> None:
     backend = _gateway()
     p = f"b{backend.pk}-"
-    shown = as_shown(SmsBackendForm(backend=backend))
+    shown = _typed(backend)
     assert shown[f"{p}password"] == shown[f"{p}receipt_secret"] == ""
     assert shown[f"{p}invalid_number_codes"] == "21211, 21614"
     unchanged = SmsBackendForm(shown, backend=backend)
     assert unchanged.is_valid(), unchanged.errors
     assert unchanged.unsaved_changes() == []
-    same = {**shown, f"{p}timeout": "5.0", f"{p}limit": "", f"{p}channel": "email"}
+    same = _typed(backend, timeout="5.0", limit="", channel="email")
     assert SmsBackendForm(same, backend=backend).unsaved_changes() == []
-    typed = {
-        **shown,
-        f"{p}headers": '{"X-Api-Key": "{secret}", "X-Other": "1"}',
-        f"{p}receipt_secret": "new-receipt-secret",
-        f"{p}clear_password": "on",
-    }
+    typed = _typed(
+        backend,
+        headers='{"X-Api-Key": "{secret}", "X-Other": "1"}',
+        receipt_secret="new-receipt-secret",
+        clear_password="on",
+    )
     form = SmsBackendForm(typed, backend=backend)
     assert form.is_valid(), form.errors
     assert form.unsaved_changes() == [
@@ -174,20 +194,91 @@ def test_an_sms_form_as_shown_has_no_unsaved_changes_and_a_secret_typed_in_has()
 
 
 def test_the_test_button_of_an_sms_backend_refuses_a_typed_token_until_saved(
-    admin_client: Client, twilio_server: TwilioTestServer
+    admin_client: Client, twilio_server: TwilioTestServer, twilio_backend: Backend
 ) -> None:
-    backend = save_backend_settings(
-        data=twilio_server.backend_settings(),
-        actor="setup",
-    )
-    url = f"/settings/backends/{backend.pk}/test/"
-    shown = as_shown(SmsBackendForm(backend=backend))
-    typed = {**shown, f"b{backend.pk}-password": "another-token"}
+    url = f"/settings/backends/{twilio_backend.pk}/test/"
+    typed = _typed(twilio_backend, password="another-token")
     refused = admin_client.post(url, typed).content.decode()
     assert "Unsaved changes (auth token or api secret)" in refused
     assert "another-token" not in refused
     assert twilio_server.requests == 0
-    tested = admin_client.post(url, shown, follow=True).content.decode()
+    tested = admin_client.post(url, _typed(twilio_backend), follow=True).content.decode()
     assert "Unsaved changes" not in tested
     assert "Test of backend Twilio: Success" in tested
     assert twilio_server.requests == 1
+
+
+# What is typed into the other provider's fields is not saved (the form sends
+# only the selected provider's settings), so it is no unsaved change either.
+GATEWAY_FIELDS_TYPED = {
+    "url": "https://elsewhere.example.com/send",
+    "method": "PUT",
+    "headers": '{"X-Other": "1"}',
+    "probe_url": "https://elsewhere.example.com/balance",
+    "receipt_secret": "typed-receipt-secret",
+}
+TWILIO_FIELDS_TYPED = {
+    "username": "AC" + "0" * 32,
+    "base_url": "https://elsewhere.example.com",
+}
+
+
+def test_gateway_fields_typed_into_a_twilio_backend_are_no_unsaved_change(
+    admin_client: Client, twilio_server: TwilioTestServer, twilio_backend: Backend
+) -> None:
+    typed = _typed(twilio_backend, **GATEWAY_FIELDS_TYPED)
+    version = twilio_backend.settings_version
+    tested = admin_client.post(
+        f"/settings/backends/{twilio_backend.pk}/test/", typed, follow=True
+    ).content.decode()
+    assert "Unsaved changes" not in tested
+    assert "Test of backend Twilio: Success" in tested
+    assert twilio_server.requests == 1
+    # Saving the same form indeed changes nothing.
+    saved = admin_client.post(
+        f"/settings/backends/{twilio_backend.pk}/", typed | {"action": "save"}
+    )
+    assert saved.status_code == 302
+    twilio_backend.refresh_from_db()
+    assert twilio_backend.settings_version == version
+    assert twilio_backend.options == {"base_url": twilio_server.base_url}
+
+
+def test_twilio_fields_typed_into_a_gateway_backend_are_no_unsaved_change(
+    admin_client: Client, gateway_server: GatewayTestServer
+) -> None:
+    backend = _gateway(url=gateway_server.url(), probe_url=gateway_server.url("/balance"))
+    typed = _typed(backend, **TWILIO_FIELDS_TYPED)
+    version = backend.settings_version
+    tested = admin_client.post(
+        f"/settings/backends/{backend.pk}/test/", typed, follow=True
+    ).content.decode()
+    assert "Unsaved changes" not in tested
+    assert "Test of backend Gateway: Success" in tested
+    assert [r.path for r in gateway_server.requests] == ["/balance"]
+    saved = admin_client.post(f"/settings/backends/{backend.pk}/", typed | {"action": "save"})
+    assert saved.status_code == 302
+    backend.refresh_from_db()
+    assert (backend.settings_version, backend.username) == (version, "")
+
+
+def test_a_field_of_the_selected_provider_typed_is_an_unsaved_change(
+    admin_client: Client,
+    twilio_server: TwilioTestServer,
+    twilio_backend: Backend,
+    gateway_server: GatewayTestServer,
+) -> None:
+    gateway = _gateway(url=gateway_server.url(), probe_url=gateway_server.url("/balance"))
+    refused = admin_client.post(
+        f"/settings/backends/{twilio_backend.pk}/test/",
+        _typed(twilio_backend, **TWILIO_FIELDS_TYPED),
+    ).content.decode()
+    assert "Unsaved changes (account sid, twilio api address)" in refused
+    assert twilio_server.requests == 0
+    refused = admin_client.post(
+        f"/settings/backends/{gateway.pk}/test/", _typed(gateway, **GATEWAY_FIELDS_TYPED)
+    ).content.decode()
+    assert "Unsaved changes (gateway url, method, headers (json), test url, receipt secret)" in (
+        refused
+    )
+    assert gateway_server.requests == []
