@@ -4,6 +4,7 @@ from outbound.models.audit import AuditEntry
 from outbound.models.backend import Backend, BackendKind, BackendSlot, Health, Security
 from outbound.models.contact import Contact
 from outbound.models.message import Attachment, Attempt, Event, Message, Recipient
+from outbound.models.ratewindow import RateWindow
 from outbound.models.replay import ApiReplay
 from outbound.models.settings import GlobalSettings
 from outbound.models.suppression import Suppression
@@ -24,6 +25,7 @@ __all__ = [
     "GlobalSettings",
     "Health",
     "Message",
+    "RateWindow",
     "Recipient",
     "Security",
     "Suppression",
