@@ -2,7 +2,7 @@
 a relay; sending outgoing messages wakes every worker).
 
 Fixed one-minute windows counted in the database (``RateWindow``), so all
-processes (every web server process, the CLI) count against the same limit:
+processes (every web server process) count against the same limit:
 one upsert per call, which two processes calling at once cannot make lose a
 count. A call that opens a window deletes the windows that ended, so the
 table holds little more than the current ones. Approximate on purpose, since
