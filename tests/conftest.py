@@ -3,6 +3,7 @@ against it, and a way to run the worker until nothing is due."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,30 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if name:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{name}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_sessions_left_at_the_end(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Set up after the test database and torn down just before it: on
+    PostgreSQL the database can only be dropped once no other session uses
+    it, and the browser tests' live server leaves one behind (pytest-django
+    issue 429). Give such sessions a moment to end, then end them."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    others = (
+        "SELECT pid FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        for _ in range(50):
+            cursor.execute(others)
+            if not cursor.fetchall():
+                return
+            time.sleep(0.1)
+        cursor.execute(f"SELECT pg_terminate_backend(pid) FROM ({others}) AS left_over")  # noqa: S608
 
 
 @pytest.fixture(autouse=True)
