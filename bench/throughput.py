@@ -137,36 +137,55 @@ def raw_smtplib_threads(address: tuple[str, int], n: int, payload: bytes, thread
     return per_thread * threads / (time.perf_counter() - start)
 
 
+def _bench_backend(host: str, port: int) -> None:
+    """The sink as the default backend, tested (so messages may leave)."""
+    from outbound.models import Backend
+    from outbound.services.backends import test_backend
+
+    backend = Backend.objects.create(
+        name="bench",
+        host=host,
+        port=port,
+        security="none",
+        from_address="noreply@example.com",
+        is_default=True,
+    )
+    assert test_backend(backend).ok
+
+
+def _queue(n: int) -> float:
+    """Queue ``n`` messages with bulk intake, 1,000 a call; the intake rate."""
+    from outbound.services.intake import queue_emails
+
+    items = [
+        {"to": f"user{i}@example.com", "subject": f"Message {i}", "text": "Hello " * 40}
+        for i in range(n)
+    ]
+    start = time.perf_counter()
+    for chunk in range(0, n, 1000):
+        queue_emails(items[chunk : chunk + 1000])
+    return n / (time.perf_counter() - start)
+
+
+def _assert_all_sent(n: int) -> None:
+    from outbound.models import Message
+    from outbound.states import Status
+
+    sent = Message.objects.filter(status=Status.SENT).count()
+    assert sent == n, f"only {sent} of {n} sent"
+
+
 def run_case(n: int, concurrency: int, delay: float, processes: int = 1) -> dict[str, float]:
     from django.core.management import call_command
 
-    from outbound.models import Backend, Message
-    from outbound.services.backends import test_backend
-    from outbound.services.intake import queue_emails
-    from outbound.states import Status
     from outbound.worker import Worker
 
     call_command("flush", interactive=False, verbosity=0)
     with sink(delay) as (host, port):
-        backend = Backend.objects.create(
-            name="bench",
-            host=host,
-            port=port,
-            security="none",
-            from_address="noreply@example.com",
-            is_default=True,
-        )
-        assert test_backend(backend).ok
+        _bench_backend(host, port)
         raw_n = min(n, 2000) if delay == 0 else min(n, 200)
         raw_before = raw_smtplib((host, port), raw_n, sample_message())
-        items = [
-            {"to": f"user{i}@example.com", "subject": f"Message {i}", "text": "Hello " * 40}
-            for i in range(n)
-        ]
-        start = time.perf_counter()
-        for chunk in range(0, n, 1000):
-            queue_emails(items[chunk : chunk + 1000])
-        intake_rate = n / (time.perf_counter() - start)
+        intake_rate = _queue(n)
         start = time.perf_counter()
         cpu = time.process_time()
         if processes > 1:
@@ -176,8 +195,7 @@ def run_case(n: int, concurrency: int, delay: float, processes: int = 1) -> dict
         drain_rate = n / (time.perf_counter() - start)
         # The worker's threads run in this process (the sink in its own).
         drain_cpu = (time.process_time() - cpu) / n if processes == 1 else 0.0
-        sent = Message.objects.filter(status=Status.SENT).count()
-        assert sent == n, f"only {sent} of {n} sent"
+        _assert_all_sent(n)
         cpu = time.process_time()
         raw_rate = (raw_before + raw_smtplib((host, port), raw_n, sample_message())) / 2
         raw_cpu = (time.process_time() - cpu) / raw_n
@@ -205,30 +223,13 @@ def run_path_case(n: int) -> dict[str, float]:
     interpreter meanwhile (validation, claim, recording)."""
     from django.core.management import call_command
 
-    from outbound.models import Backend, Message
     from outbound.services import dispatch
-    from outbound.services.backends import test_backend
-    from outbound.services.intake import queue_emails
     from outbound.services.validation import validate_due
-    from outbound.states import Status
 
     call_command("flush", interactive=False, verbosity=0)
     with sink(0.0) as (host, port):
-        backend = Backend.objects.create(
-            name="bench",
-            host=host,
-            port=port,
-            security="none",
-            from_address="noreply@example.com",
-            is_default=True,
-        )
-        assert test_backend(backend).ok
-        items = [
-            {"to": f"user{i}@example.com", "subject": f"Message {i}", "text": "Hello " * 40}
-            for i in range(n)
-        ]
-        for chunk in range(0, n, 1000):
-            queue_emails(items[chunk : chunk + 1000])
+        _bench_backend(host, port)
+        _queue(n)
         while validate_due(limit=1000):
             pass
         jobs: list[dispatch.Job] = []
@@ -245,8 +246,7 @@ def run_path_case(n: int) -> dict[str, float]:
         deliverer.close()
         for chunk in range(0, len(outcomes), 100):
             dispatch.record_outcomes(outcomes[chunk : chunk + 100])
-        sent = Message.objects.filter(status=Status.SENT).count()
-        assert sent == n, f"only {sent} of {n} sent"
+        _assert_all_sent(n)
         cpu = time.process_time()
         raw_rate = (raw_before + raw_smtplib((host, port), raw_n, sample_message())) / 2
         raw_cpu = (time.process_time() - cpu) / raw_n

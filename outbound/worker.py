@@ -342,9 +342,11 @@ class Worker:
             self._commit_journal(group)
         finally:
             with self._journal_lock:
-                if self._journal_pending:
-                    # The first waiter commits the next group.
-                    self._journal_pending[0].wake.set()
+                # The first waiter not yet woken commits the next group (one
+                # woken already is about to, for another committer).
+                waiting = [r for r in self._journal_pending if not r.wake.is_set()]
+                if waiting:
+                    waiting[0].wake.set()
                 else:
                     self._journal_leaders -= 1
 

@@ -226,9 +226,7 @@ def validate_and_claim(*, worker: str, limit: int, lease: timedelta) -> tuple[in
     validated = validation.validate_due(limit=limit, now=now, claim=claim)
     if not claim.messages:
         return validated, []
-    attachments: dict[int, list[Attachment]] = {}
-    for a in Attachment.objects.filter(message_id__in=list(attempts)).order_by("id"):
-        attachments.setdefault(a.message_id, []).append(a)
+    attachments = _attachments_of(list(attempts))
     messages = sorted(claim.messages, key=lambda m: (m.backend_id or 0, m.pk))
     return validated, [
         Job(
@@ -271,10 +269,15 @@ def load_messages(
     recipients: dict[int, list[Recipient]] = {}
     for r in Recipient.objects.filter(message_id__in=list(loaded)).order_by("id"):
         recipients.setdefault(r.message_id, []).append(r)
+    return loaded, recipients, _attachments_of(list(loaded))
+
+
+def _attachments_of(message_ids: list[int]) -> dict[int, list[Attachment]]:
+    """The attachments of these messages, by message id, in one query."""
     attachments: dict[int, list[Attachment]] = {}
-    for a in Attachment.objects.filter(message_id__in=list(loaded)).order_by("id"):
+    for a in Attachment.objects.filter(message_id__in=message_ids).order_by("id"):
         attachments.setdefault(a.message_id, []).append(a)
-    return loaded, recipients, attachments
+    return attachments
 
 
 def _rate_quota(backend_id: int, rate: int, now: datetime) -> int:

@@ -72,23 +72,20 @@ def _aware_datetime(vendor: str, tz: Any, generic: Callable[[Any], Any]) -> Call
     one), in one step; anything else goes to ``generic``. SQLite stores the
     naive time in the connection's time zone as text; psycopg takes the
     aware datetime itself."""
+    fast: Callable[[datetime], Any]
     if vendor == "sqlite":
+        fast = lambda value: str(value.astimezone(tz).replace(tzinfo=None))  # noqa: E731
+    elif vendor == "postgresql":
+        fast = _same
+    else:
+        return generic
 
-        def convert(value: Any) -> Any:
-            if isinstance(value, datetime) and value.utcoffset() is not None:
-                return str(value.astimezone(tz).replace(tzinfo=None))
-            return generic(value)
+    def convert(value: Any) -> Any:
+        if isinstance(value, datetime) and value.utcoffset() is not None:
+            return fast(value)
+        return generic(value)
 
-        return convert
-    if vendor == "postgresql":
-
-        def same(value: Any) -> Any:
-            if isinstance(value, datetime) and value.utcoffset() is not None:
-                return value
-            return generic(value)
-
-        return same
-    return generic
+    return convert
 
 
 def _fields(model: type[models.Model], names: Sequence[str]) -> list[models.Field[Any, Any]]:

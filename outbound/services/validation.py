@@ -462,8 +462,7 @@ def _plan(
             and backend is not None
             and backend.pk not in claim.skip_backends
         )
-        if claimed:
-            assert claim is not None
+        if claimed and claim is not None:
             fields.update(claim.fields)
         change = transitions.Change(
             message_id=m.pk,

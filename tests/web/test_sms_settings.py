@@ -223,23 +223,26 @@ TWILIO_FIELDS_TYPED = {
 }
 
 
+def _test_then_save(client: Client, backend: Backend, typed: dict[str, str]) -> str:
+    """Type ``typed`` into ``backend``'s form, press Test (the page it leads
+    to is returned), then Save the same form; ``backend`` is reloaded."""
+    form = _typed(backend, **typed)
+    tested = client.post(f"/settings/backends/{backend.pk}/test/", form, follow=True)
+    saved = client.post(f"/settings/backends/{backend.pk}/", form | {"action": "save"})
+    assert saved.status_code == 302
+    backend.refresh_from_db()
+    return tested.content.decode()
+
+
 def test_gateway_fields_typed_into_a_twilio_backend_are_no_unsaved_change(
     admin_client: Client, twilio_server: TwilioTestServer, twilio_backend: Backend
 ) -> None:
-    typed = _typed(twilio_backend, **GATEWAY_FIELDS_TYPED)
     version = twilio_backend.settings_version
-    tested = admin_client.post(
-        f"/settings/backends/{twilio_backend.pk}/test/", typed, follow=True
-    ).content.decode()
+    tested = _test_then_save(admin_client, twilio_backend, GATEWAY_FIELDS_TYPED)
     assert "Unsaved changes" not in tested
     assert "Test of backend Twilio: Success" in tested
     assert twilio_server.requests == 1
     # Saving the same form indeed changes nothing.
-    saved = admin_client.post(
-        f"/settings/backends/{twilio_backend.pk}/", typed | {"action": "save"}
-    )
-    assert saved.status_code == 302
-    twilio_backend.refresh_from_db()
     assert twilio_backend.settings_version == version
     assert twilio_backend.options == {"base_url": twilio_server.base_url}
 
@@ -248,17 +251,11 @@ def test_twilio_fields_typed_into_a_gateway_backend_are_no_unsaved_change(
     admin_client: Client, gateway_server: GatewayTestServer
 ) -> None:
     backend = _gateway(url=gateway_server.url(), probe_url=gateway_server.url("/balance"))
-    typed = _typed(backend, **TWILIO_FIELDS_TYPED)
     version = backend.settings_version
-    tested = admin_client.post(
-        f"/settings/backends/{backend.pk}/test/", typed, follow=True
-    ).content.decode()
+    tested = _test_then_save(admin_client, backend, TWILIO_FIELDS_TYPED)
     assert "Unsaved changes" not in tested
     assert "Test of backend Gateway: Success" in tested
     assert [r.path for r in gateway_server.requests] == ["/balance"]
-    saved = admin_client.post(f"/settings/backends/{backend.pk}/", typed | {"action": "save"})
-    assert saved.status_code == 302
-    backend.refresh_from_db()
     assert (backend.settings_version, backend.username) == (version, "")
 
 
