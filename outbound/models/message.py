@@ -176,8 +176,10 @@ class Attempt(models.Model):
         INTERRUPTED = "interrupted", "Interrupted"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attempts")
+    # No index of its own: attempt_backend_started begins with it, and every
+    # attempt row written pays for each index.
     backend = models.ForeignKey(
-        "outbound.Backend", null=True, on_delete=models.SET_NULL, related_name="+"
+        "outbound.Backend", null=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     settings_version = models.PositiveIntegerField(null=True)
     worker = models.CharField(max_length=200, blank=True)
