@@ -11,6 +11,8 @@ from outbound.states import Channel
 
 DEV_BACKEND = "Development mail catcher"
 DEV_SMS_BACKEND = "Development SMS console"
+# Where `make run` serves the pages (scripts/run-dev.sh).
+CONSOLE_URL = "http://127.0.0.1:8000/"
 
 
 class Command(BaseCommand):
@@ -24,8 +26,12 @@ class Command(BaseCommand):
             User.objects.create_superuser(username=username, email="", password=password)
             self.stdout.write(f"Created the administrator {username!r} (password {password!r}).")
         self.stdout.write(
-            f"Log in at http://127.0.0.1:8000/admin/ as {username!r} "
+            f"Log in to the Outgoing messages console at {CONSOLE_URL} as {username!r} "
             "(OUTBOUND_ADMIN_USER / OUTBOUND_ADMIN_PASSWORD set them on first run)."
+        )
+        self.stdout.write(
+            f"{CONSOLE_URL}admin/ is Django's admin: a read-only view of the raw rows, "
+            "not where messages, contacts or settings are changed."
         )
         settings = GlobalSettings.load()
         if not settings.default_from:
