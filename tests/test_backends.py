@@ -285,3 +285,72 @@ def test_a_test_message_needs_a_tested_backend_and_a_valid_address(smtp_server: 
     assert sent.ok and sent.queue_id and sent.queue_id in sent.text
     assert smtp_server.messages[0].rcpt_tos == ["admin@example.com"]
     assert AuditEntry.objects.filter(action="send_test_message").count() == 2
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        (
+            "http://smtp.example.com",
+            "Give the host name only, without http:// — the port has its own field.",
+        ),
+        (
+            "smtp.example.com:25",
+            "Give the host name only, without :25 — the port has its own field.",
+        ),
+        ("[2001:db8::1]:587", "Give the host name only, without :587"),
+        ("smtp.example.com/relay", "Give the host name only, without /relay after it."),
+        ("mailer@smtp.example.com", "without a user name and @"),
+        ("999.1.2.3", "999.1.2.3 is not a valid IPv4 address."),
+        ("-smtp.example.com", "is not a valid host name"),
+        ("smtp..example.com", "is not a valid host name"),
+        ("2001:db8::zz", "2001:db8::zz is not a valid IPv6 address."),
+    ],
+)
+def test_a_host_that_is_not_a_host_name_is_refused_and_nothing_changes(
+    smtp_server: Any, host: str, message: str
+) -> None:
+    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    before = Backend.objects.filter(pk=backend.pk).values().get()
+    with pytest.raises(InvalidInput) as err:
+        save_backend_settings(backend=backend, data={"host": host}, actor="admin")
+    assert message in err.value.errors["host"][0]
+    assert Backend.objects.filter(pk=backend.pk).values().get() == before
+    with pytest.raises(InvalidInput):
+        save_backend_settings(
+            data={**_settings(smtp_server), "name": "B2", "host": host}, actor="a"
+        )
+    assert Backend.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("192.0.2.10", "192.0.2.10"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("[2001:DB8::1]", "2001:db8::1"),
+        ("bücher.example", "bücher.example"),
+        ("xn--bcher-kva.example", "xn--bcher-kva.example"),
+        ("mail-relay.internal.", "mail-relay.internal."),
+        ("localhost", "localhost"),
+    ],
+)
+def test_ip_addresses_and_international_host_names_are_accepted(
+    smtp_server: Any, typed: str, stored: str
+) -> None:
+    backend = save_backend_settings(data=_settings(smtp_server, host=typed), actor="admin")
+    assert Backend.objects.get(pk=backend.pk).host == stored
+
+
+def test_a_backend_with_an_ipv6_host_is_tested_and_sends(make_smtp_server: Any) -> None:
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        server = make_smtp_server(host="::1")
+    except OSError:
+        pytest.skip("cannot listen on ::1 here")
+    backend = save_backend_settings(data=_settings(server, host="[::1]"), actor="admin")
+    assert backend.host == "::1"
+    assert test_backend(backend).ok

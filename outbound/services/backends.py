@@ -11,6 +11,7 @@ were edited since the failing attempt (the new settings await their own test).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import asdict, dataclass
 from email import policy as email_policy
@@ -18,6 +19,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
+import idna
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -231,6 +233,84 @@ BACKEND_FIELDS = (
 )
 
 
+HOST_ONLY = "Give the host name only"
+
+
+def _check_host(value: str) -> tuple[str, str]:
+    """An SMTP server's host as typed: (the host to store, "") when it is a
+    host name or an IP address, else ("", what is wrong with it).
+
+    Pasted URLs and "host:port" are the usual mistakes; without this check
+    they would only show up at the backend test, as "host not found".
+    """
+    if "://" in value:
+        scheme = value.split("://", 1)[0]
+        return "", f"{HOST_ONLY}, without {scheme}:// — the port has its own field."
+    if "@" in value:
+        return "", f"{HOST_ONLY}, without a user name and @ — the user name has its own field."
+    cut = next((i for i, c in enumerate(value) if c in "/\\?#"), None)
+    if cut is not None:
+        return "", f"{HOST_ONLY}, without {value[cut:]} after it."
+    if value.startswith("["):
+        # An IPv6 address as URLs write it: [2001:db8::1], maybe with a port.
+        inside, closed, after = value[1:].partition("]")
+        if after.startswith(":"):
+            return "", f"{HOST_ONLY}, without {after} — the port has its own field."
+        if not closed or after or not inside:
+            return "", f"{value} is not a valid IPv6 address."
+        value = inside
+        if ":" not in value:
+            return "", f"Write an IPv4 address or a host name without brackets: {value}."
+    if value.count(":") == 1:
+        port = value.split(":", 1)[1]
+        if port.isdigit() or not port:
+            return "", f"{HOST_ONLY}, without :{port} — the port has its own field."
+        return "", _bad_host_name(value)
+    if ":" in value:
+        try:
+            return str(ipaddress.IPv6Address(value)), ""
+        except ValueError:
+            return "", f"{value} is not a valid IPv6 address."
+    if value.replace(".", "").isdigit():
+        try:
+            return str(ipaddress.IPv4Address(value)), ""
+        except ValueError:
+            return "", f"{value} is not a valid IPv4 address."
+    name = value[:-1] if value.endswith(".") else value
+    ascii_length = 0
+    for label in name.split("."):
+        if label.isascii():
+            # Letters, digits and hyphens; underscores too, which some
+            # internal names (container service names) carry.
+            ok = (
+                0 < len(label) <= 63
+                and all(c.isalnum() or c in "-_" for c in label)
+                and not label.startswith("-")
+                and not label.endswith("-")
+            )
+            ascii_length += len(label) + 1
+        else:
+            try:
+                encoded = idna.encode(label, uts46=True)
+            except (idna.IDNAError, UnicodeError):
+                ok = False
+            else:
+                ok = len(encoded) <= 63
+                ascii_length += len(encoded) + 1
+        if not ok:
+            return "", _bad_host_name(value)
+    if ascii_length - 1 > 253:
+        return "", "A host name has at most 253 characters."
+    return value, ""
+
+
+def _bad_host_name(value: str) -> str:
+    return (
+        f"{value} is not a valid host name: give a name such as smtp.example.com "
+        "(letters, digits and hyphens, with dots between the parts) or an IP address."
+    )
+
+
 def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[str, Any]:
     errors: dict[str, list[str]] = {}
     unknown = set(data) - set(BACKEND_FIELDS)
@@ -293,6 +373,13 @@ def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[s
         cleaned.update(sms_backends.clean_sms_settings(data, current, errors))
     else:
         text("host", required=True)
+        if "host" in cleaned:
+            host, problem = _check_host(cleaned["host"])
+            if problem:
+                errors["host"] = [problem]
+                del cleaned["host"]
+            else:
+                cleaned["host"] = host
         text("username")
         if data.get("kind", "smtp") != "smtp":
             errors["kind"] = ["An email backend is an SMTP server (kind smtp)."]

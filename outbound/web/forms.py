@@ -145,7 +145,12 @@ class BackendForm(BackendSettingsForm):
     put back into the page, and blank keeps the stored one."""
 
     name = forms.CharField(max_length=100)
-    host = forms.CharField(required=False, max_length=255, label="Host")
+    host = forms.CharField(
+        required=False,
+        max_length=255,
+        label="Host",
+        help_text="The server's name or IP address only, e.g. smtp.example.com.",
+    )
     # No bounds here: the service's message is the one the API and CLI give too.
     port = forms.IntegerField(initial=587)
     security = forms.ChoiceField(choices=Security.choices, initial=Security.STARTTLS)

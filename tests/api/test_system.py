@@ -154,3 +154,43 @@ def test_update_global_settings(api, api_as):
     assert "backend_failure_email" in body["details"]
     assert_error(api.patch("/settings", {"stuck_threshold_minutes": 0}), 422)
     assert_error(api_as("write").patch("/settings", {"retry_lifetime_hours": 2}), 403)
+
+
+def _create_relay(api, **changes):
+    body = {
+        "name": "Relay",
+        "host": "smtp.example.com",
+        "port": 587,
+        "security": "starttls",
+        "from_address": "noreply@example.com",
+        "is_default": True,
+        **changes,
+    }
+    r = api.post("/backends", body)
+    assert r.status_code == 201, r.content
+    return r.json()
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("http://smtp.example.com", "Give the host name only, without http://"),
+        ("smtp.example.com:25", "Give the host name only, without :25"),
+        ("smtp.example.com/x", "without /x after it"),
+        ("u@smtp.example.com", "without a user name and @"),
+    ],
+)
+def test_a_url_or_a_port_in_the_host_is_refused_by_the_api(api, host, message):
+    body = assert_error(
+        api.post("/backends", {"name": "B", "host": host, "from_address": "a@example.com"}),
+        422,
+        "invalid_input",
+    )
+    assert message in body["details"]["host"][0]
+    assert not Backend.objects.exists()
+    created = _create_relay(api)
+    body = assert_error(api.patch(f"/backends/{created['id']}", {"host": host}), 422)
+    assert message in body["details"]["host"][0]
+    assert Backend.objects.get().host == "smtp.example.com"
+    r = api.patch(f"/backends/{created['id']}", {"host": "2001:db8::25"})
+    assert r.status_code == 200 and r.json()["host"] == "2001:db8::25"

@@ -241,3 +241,36 @@ def test_test_backend_can_send_a_real_test_message(cli, smtp_server, make_backen
     assert r.code == 0, r.err
     assert "accepted the test message to admin@example.com" in r.out
     assert [m.rcpt_tos for m in smtp_server.messages] == [["admin@example.com"]]
+
+
+# --- backends set through the command itself (call_command, in this process)
+
+
+def _backends_set(*args: str) -> str:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("backends", "set", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("http://smtp.example.com", "host: Give the host name only, without http://"),
+        ("smtp.example.com:465", "host: Give the host name only, without :465"),
+        ("smtp.example.com/relay", "host: Give the host name only, without /relay after it."),
+    ],
+)
+def test_backends_set_refuses_a_url_or_port_as_host(stored_backend, host, message):
+    from django.core.management.base import CommandError
+
+    backend = stored_backend()
+    before = Backend.objects.filter(pk=backend.pk).values().get()
+    with pytest.raises(CommandError) as err:
+        _backends_set("Relay", "--host", host, "--port", "2525")
+    assert message in str(err.value) and err.value.returncode == 1
+    assert Backend.objects.filter(pk=backend.pk).values().get() == before

@@ -354,3 +354,40 @@ def test_the_test_button_with_the_form_as_shown_tests_the_saved_settings(
     html = response.content.decode()
     assert "Unsaved changes" not in html
     assert "Test of backend Relay: Success" in html
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("http://smtp.example.com", "Give the host name only, without http://"),
+        ("smtp.example.com:25", "Give the host name only, without :25"),
+        ("smtp.example.com/mail", "without /mail after it"),
+        ("mailer@smtp.example.com", "without a user name and @"),
+    ],
+)
+def test_a_url_or_host_and_port_typed_as_host_is_refused_on_the_form(
+    admin_client: Client, host: str, message: str
+) -> None:
+    backend = _backend()
+    response = admin_client.post(
+        f"/settings/backends/{backend.pk}/", _form(f"b{backend.pk}", host=host, port="2525")
+    )
+    assert response.status_code == 200
+    bound = next(row.form for row in response.context["backends"] if row.backend.pk == backend.pk)
+    assert any(message in e for e in bound.errors["host"])
+    assert message in response.content.decode()
+    stored = Backend.objects.get(pk=backend.pk)
+    assert (stored.host, stored.port, stored.settings_version) == ("smtp.example.com", 587, 1)
+    response = admin_client.post("/settings/backends/new/", _form("new", name="Other", host=host))
+    assert any(message in e for e in response.context["new_form"].errors["host"])
+    assert Backend.objects.count() == 1
+
+
+def test_an_ip_address_or_international_name_is_saved_from_the_form(admin_client: Client) -> None:
+    backend = _backend()
+    for host in ("192.0.2.7", "2001:db8::25", "bücher.example"):
+        response = admin_client.post(
+            f"/settings/backends/{backend.pk}/", _form(f"b{backend.pk}", host=host)
+        )
+        assert response.status_code == 302, host
+        assert Backend.objects.get(pk=backend.pk).host == host
