@@ -354,3 +354,23 @@ def test_a_backend_with_an_ipv6_host_is_tested_and_sends(make_smtp_server: Any) 
     backend = save_backend_settings(data=_settings(server, host="[::1]"), actor="admin")
     assert backend.host == "::1"
     assert test_backend(backend).ok
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("limit", 10**9 + 1, "Must be between 0 and 1,000,000,000 messages."),
+        ("rate_per_minute", 0, "Must be between 1 and 1,000,000 messages a minute."),
+        ("max_connections", 1001, "Must be between 1 and 1000 connections."),
+        ("timeout", 500, "Must be between 1 and 120 seconds."),
+        ("port", 0, "Must be between 1 and 65535."),
+        ("limit", True, "Enter a whole number."),
+    ],
+)
+def test_number_ranges_read_naturally(
+    smtp_server: Any, field: str, value: Any, message: str
+) -> None:
+    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    with pytest.raises(InvalidInput) as err:
+        save_backend_settings(backend=backend, data={field: value}, actor="admin")
+    assert err.value.errors[field] == [message]

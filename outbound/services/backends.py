@@ -233,6 +233,11 @@ BACKEND_FIELDS = (
 )
 
 
+def _amount(value: int) -> str:
+    """A bound as people write it: 65535 for a port, 1,000,000 for a count."""
+    return str(value) if value < 100_000 else f"{value:,}"
+
+
 HOST_ONLY = "Give the host name only"
 
 
@@ -340,7 +345,13 @@ def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[s
             cleaned[key] = value
 
     def number(
-        key: str, low: float, high: float, *, integer: bool = True, optional: bool = False
+        key: str,
+        low: int,
+        high: int,
+        *,
+        unit: str = "",
+        integer: bool = True,
+        optional: bool = False,
     ) -> None:
         if key not in data:
             return
@@ -349,14 +360,17 @@ def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[s
             cleaned[key] = None
             return
         try:
+            # True and False are ints to Python, not numbers to an administrator.
+            if isinstance(value, bool):
+                raise TypeError
             parsed = int(value) if integer else float(value)
             if integer and isinstance(value, float) and not value.is_integer():
                 raise ValueError
         except (TypeError, ValueError):
             errors[key] = ["Enter a whole number." if integer else "Enter a number."]
             return
-        if isinstance(value, bool) or not (low <= parsed <= high):
-            errors[key] = [f"Must be between {low:g} and {high:g}."]
+        if not (low <= parsed <= high):
+            errors[key] = [f"Must be between {_amount(low)} and {_amount(high)}{unit}."]
             return
         cleaned[key] = parsed
 
@@ -389,10 +403,11 @@ def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[s
             if key in data:
                 errors[key] = ["Not a setting of an email backend."]
     number("port", 1, 65535)
-    number("timeout", 1, 120, integer=False)
-    number("limit", 0, 10**9, optional=True)
-    number("rate_per_minute", 1, 10**6, optional=True)
-    number("max_connections", 1, 1000, optional=True)
+    number("timeout", 1, 120, unit=" seconds", integer=False)
+    # An SMS backend's allowance is counted in credits: one per segment.
+    number("limit", 0, 10**9, unit=" credits" if sms else " messages", optional=True)
+    number("rate_per_minute", 1, 10**6, unit=" messages a minute", optional=True)
+    number("max_connections", 1, 1000, unit=" connections", optional=True)
     if "security" in data:
         if data["security"] not in Security.values:
             errors["security"] = [f"Use one of {', '.join(Security.values)}."]

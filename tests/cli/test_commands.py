@@ -274,3 +274,14 @@ def test_backends_set_refuses_a_url_or_port_as_host(stored_backend, host, messag
         _backends_set("Relay", "--host", host, "--port", "2525")
     assert message in str(err.value) and err.value.returncode == 1
     assert Backend.objects.filter(pk=backend.pk).values().get() == before
+
+
+@pytest.mark.django_db
+def test_backends_set_range_errors_read_naturally(stored_backend):
+    from django.core.management.base import CommandError
+
+    stored_backend()
+    with pytest.raises(CommandError) as err:
+        _backends_set("Relay", "--limit", "2000000000")
+    assert "limit: Must be between 0 and 1,000,000,000 messages." in str(err.value)
+    assert Backend.objects.get().limit is None

@@ -391,3 +391,14 @@ def test_an_ip_address_or_international_name_is_saved_from_the_form(admin_client
         )
         assert response.status_code == 302, host
         assert Backend.objects.get(pk=backend.pk).host == host
+
+
+def test_the_limit_range_error_reads_naturally_on_the_form(admin_client: Client) -> None:
+    backend = _backend()
+    response = admin_client.post(
+        f"/settings/backends/{backend.pk}/", _form(f"b{backend.pk}", limit="2000000000")
+    )
+    html = response.content.decode()
+    assert "Must be between 0 and 1,000,000,000 messages." in html
+    assert "e+09" not in html
+    assert Backend.objects.get(pk=backend.pk).limit is None
