@@ -287,6 +287,56 @@ def test_a_test_message_needs_a_tested_backend_and_a_valid_address(smtp_server: 
     assert AuditEntry.objects.filter(action="send_test_message").count() == 2
 
 
+def _audit_result() -> str:
+    from outbound.models import AuditEntry
+
+    return AuditEntry.objects.filter(object_type="backend").order_by("-id").first().result
+
+
+def test_the_audit_names_only_the_settings_whose_value_changed(smtp_server: Any) -> None:
+    backend = save_backend_settings(
+        data=_settings(smtp_server, username="mailer", password="first-pw"), actor="admin"
+    )
+    # Everything sent again, only the port different: only the port is named.
+    every_field = {**_settings(smtp_server), "username": "mailer", "limit": None}
+    every_field["port"] = smtp_server.port + 1
+    save_backend_settings(backend=backend, data=every_field, actor="admin")
+    assert _audit_result() == "Changed: port; settings version 2, test required"
+    # An allowance setting: no new settings version.
+    save_backend_settings(backend=backend, data={**every_field, "limit": 50}, actor="admin")
+    assert _audit_result() == "Changed: limit"
+    assert Backend.objects.get(pk=backend.pk).settings_version == 2
+
+
+def test_a_save_that_changes_nothing_says_so_and_needs_no_test(make_smtp_server: Any) -> None:
+    smtp_server = make_smtp_server(auth={"mailer": "same-pw"})
+    backend = save_backend_settings(
+        data=_settings(smtp_server, username="mailer", password="same-pw"), actor="admin"
+    )
+    assert test_backend(backend).ok
+    same = {**_settings(smtp_server), "timeout": 5.0, "username": " mailer ", "password": "same-pw"}
+    backend = save_backend_settings(backend=backend, data=same, actor="admin")
+    assert _audit_result() == "Changed: nothing"
+    assert backend.is_usable and backend.settings_version == 1
+
+
+def test_a_password_change_is_audited_by_name_never_by_value(smtp_server: Any) -> None:
+    from outbound.models import AuditEntry
+
+    backend = save_backend_settings(
+        data=_settings(smtp_server, password="old-Secret-1"), actor="admin"
+    )
+    save_backend_settings(backend=backend, data={"password": "new-Secret-2"}, actor="admin")
+    assert _audit_result() == "Changed: password; settings version 2, test required"
+    save_backend_settings(backend=backend, data={"clear_password": True}, actor="admin")
+    assert _audit_result() == "Changed: password; settings version 3, test required"
+    # Clearing a password that is not there is no change.
+    save_backend_settings(backend=backend, data={"clear_password": True}, actor="admin")
+    assert _audit_result() == "Changed: nothing"
+    stored = repr(list(AuditEntry.objects.values()))
+    assert "Secret-1" not in stored and "Secret-2" not in stored
+
+
 @pytest.mark.parametrize(
     ("host", "message"),
     [

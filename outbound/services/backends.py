@@ -11,6 +11,7 @@ were edited since the failing attempt (the new settings await their own test).
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 from dataclasses import asdict, dataclass
@@ -455,16 +456,60 @@ def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[s
     return cleaned
 
 
+# What the audit names when a backend changes: the settings an administrator
+# sets, by the names the forms, the API and the CLI give them.
+SETTING_COLUMNS = (
+    "name",
+    "kind",
+    "host",
+    "port",
+    "security",
+    "username",
+    "from_address",
+    "timeout",
+    "is_default",
+    "limit",
+    "rate_per_minute",
+    "max_connections",
+)
+
+
+def _setting_values(backend: Backend) -> dict[str, Any]:
+    """The backend's settings by name; an SMS backend's provider options one by
+    one, and without its host, which is read from its provider's address."""
+    values = {key: getattr(backend, key) for key in SETTING_COLUMNS}
+    if backend.channel == Channel.SMS:
+        del values["host"]
+        values.update(backend.options or {})
+    return values
+
+
+def _same_secret(token: str, typed: str) -> bool:
+    """Whether the stored (encrypted) ``token`` holds ``typed``. One that
+    cannot be decrypted does not: typing it again is what repairs it."""
+    if not token:
+        return False
+    try:
+        stored = secrets.decrypt(token)
+    except secrets.SecretError:
+        return False
+    return hmac.compare_digest(stored.encode(), typed.encode())
+
+
 def save_backend_settings(
     *, backend: Backend | None = None, data: dict[str, Any], actor: str
 ) -> Backend:
     """Create or edit a backend (an SMTP server, or an SMS provider).
 
-    The password is write-only: absent or blank keeps the stored one,
-    ``clear_password`` removes it. Any change to a connection setting raises
-    the settings version and makes the backend untested, so its queued
-    messages are held until a test of the new settings succeeds. Raising the
-    limit releases messages waiting for allowance.
+    The password is write-only: absent or blank keeps the stored one, the
+    same one typed again is no change, ``clear_password`` removes it. Any
+    change to a connection setting raises the settings version and makes the
+    backend untested, so its queued messages are held until a test of the new
+    settings succeeds. Raising the limit releases messages waiting for
+    allowance.
+
+    The audit names the settings whose value changed (a secret by its name
+    only).
     """
     cleaned = _clean_backend_data(data, backend)
     password = cleaned.pop("password", None)
@@ -476,20 +521,26 @@ def save_backend_settings(
         if backend is not None:
             target = Backend.objects.select_for_update().get(pk=backend.pk)
         before = {f: getattr(target, f) for f in CONNECTION_FIELDS}
+        settings_before = _setting_values(target)
         old_left = target.left if backend is not None else None
         for key, value in cleaned.items():
             setattr(target, key, value)
+        secrets_changed: set[str] = set()
         if password is not None:
-            target.secret = secrets.encrypt(password)
-        elif clear:
+            if backend is None or not _same_secret(target.secret, password):
+                target.secret = secrets.encrypt(password)
+                secrets_changed.add("password")
+        elif clear and target.secret:
             target.secret = ""
+            secrets_changed.add("password")
         if receipt_secret is not None:
-            target.receipt_secret = secrets.encrypt(receipt_secret)
-        elif clear_receipt:
+            if backend is None or not _same_secret(target.receipt_secret, receipt_secret):
+                target.receipt_secret = secrets.encrypt(receipt_secret)
+                secrets_changed.add("receipt_secret")
+        elif clear_receipt and target.receipt_secret:
             target.receipt_secret = ""
+            secrets_changed.add("receipt_secret")
         changed = [f for f in CONNECTION_FIELDS if getattr(target, f) != before[f]]
-        if backend is not None and password is not None and "secret" not in changed:
-            changed.append("secret")
         if backend is not None and changed:
             target.settings_version += 1
             target.health = Health.UNTESTED
@@ -501,22 +552,30 @@ def save_backend_settings(
                 pk=target.pk
             ).update(is_default=False)
         target.save()
-        shown = sorted(
-            set(cleaned)
-            | ({"password"} if password is not None or clear else set())
-            | ({"receipt_secret"} if receipt_secret is not None or clear_receipt else set())
-        )
+        settings_after = _setting_values(target)
+        if backend is None:
+            given = set(cleaned) | set(target.options or {})
+            shown = sorted({key for key in settings_after if key in given} | secrets_changed)
+            result = f"Created with: {', '.join(shown)}"
+        else:
+            shown = sorted(
+                {
+                    key
+                    for key in settings_before.keys() | settings_after.keys()
+                    if settings_before.get(key) != settings_after.get(key)
+                }
+                | secrets_changed
+            )
+            result = f"Changed: {', '.join(shown) or 'nothing'}"
+            if changed:
+                result += f"; settings version {target.settings_version}, test required"
         record_audit(
             actor=actor,
             action="create_backend" if backend is None else "update_backend",
             object_type="backend",
             object_ids=[target.pk],
-            result=f"Changed: {', '.join(shown) or 'nothing'}"
-            + (
-                f"; settings version {target.settings_version}, test required"
-                if changed and backend is not None
-                else ""
-            ),
+            result=result,
+            data={"changed": shown},
         )
     if backend is not None and changed:
         hold_queued(

@@ -171,6 +171,23 @@ def _create_relay(api, **changes):
     return r.json()
 
 
+def test_an_api_edit_audits_only_what_changed(api):
+    from outbound.models import AuditEntry
+
+    created = _create_relay(api, password="pw-Never-In-Audit")
+    r = api.patch(
+        f"/backends/{created['id']}",
+        {"host": "smtp.example.com", "port": 587, "rate_per_minute": 60, "password": "pw-2"},
+    )
+    assert r.status_code == 200, r.content
+    entry = AuditEntry.objects.filter(action="update_backend").latest("id")
+    assert entry.result == "Changed: password, rate_per_minute; settings version 2, test required"
+    api.patch(f"/backends/{created['id']}", {"rate_per_minute": 60, "password": "pw-2"})
+    entry = AuditEntry.objects.filter(action="update_backend").latest("id")
+    assert entry.result == "Changed: nothing"
+    assert "pw-" not in repr(list(AuditEntry.objects.values()))
+
+
 @pytest.mark.parametrize(
     ("host", "message"),
     [

@@ -256,6 +256,21 @@ def _backends_set(*args: str) -> str:
     return out.getvalue()
 
 
+def _latest_backend_audit() -> str:
+    from outbound.models import AuditEntry
+
+    return AuditEntry.objects.filter(object_type="backend").latest("id").result
+
+
+@pytest.mark.django_db
+def test_backends_set_audits_only_the_settings_that_changed(stored_backend):
+    stored_backend()
+    _backends_set("Relay", "--host", "smtp.example.com", "--port", "2525", "--limit", "none")
+    assert _latest_backend_audit() == "Changed: port; settings version 2, test required"
+    _backends_set("Relay", "--port", "2525")
+    assert _latest_backend_audit() == "Changed: nothing"
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("host", "message"),

@@ -356,6 +356,36 @@ def test_the_test_button_with_the_form_as_shown_tests_the_saved_settings(
     assert "Test of backend Relay: Success" in html
 
 
+def test_saving_only_a_new_port_audits_only_the_port(admin_client: Client) -> None:
+    backend = _backend()
+    prefix = f"b{backend.pk}"
+    response = admin_client.post(f"/settings/backends/{backend.pk}/", _form(prefix, port="2525"))
+    assert response.status_code == 302
+    html = admin_client.get("/audit/").content.decode()
+    assert "Changed: port; settings version 2, test required" in html
+    entry = AuditEntry.objects.get(action="update_backend")
+    assert (entry.actor, entry.result) == (
+        "ada",
+        "Changed: port; settings version 2, test required",
+    )
+    # The form sent back as the page shows it: nothing changed, and it says so.
+    shown = as_shown(BackendForm(backend=Backend.objects.get(pk=backend.pk)))
+    admin_client.post(f"/settings/backends/{backend.pk}/", shown)
+    entry = AuditEntry.objects.filter(action="update_backend").order_by("-id").first()
+    assert entry is not None and entry.result == "Changed: nothing"
+    assert Backend.objects.get(pk=backend.pk).settings_version == 2
+
+
+def test_a_new_password_is_audited_by_name_only(admin_client: Client) -> None:
+    backend = _backend()
+    admin_client.post(
+        f"/settings/backends/{backend.pk}/", _form(f"b{backend.pk}", password="Fresh-pw-77")
+    )
+    html = admin_client.get("/audit/").content.decode()
+    assert "Changed: password; settings version 2, test required" in html
+    assert "Fresh-pw-77" not in html and SECRET not in html
+
+
 @pytest.mark.parametrize(
     ("host", "message"),
     [
