@@ -424,3 +424,80 @@ def test_number_ranges_read_naturally(
     with pytest.raises(InvalidInput) as err:
         save_backend_settings(backend=backend, data={field: value}, actor="admin")
     assert err.value.errors[field] == [message]
+
+
+def test_the_only_default_backend_cannot_be_unset_and_the_role_moves_instead(
+    make_smtp_server: Any,
+) -> None:
+    first = save_backend_settings(data=_settings(make_smtp_server()), actor="admin")
+    before = Backend.objects.filter(pk=first.pk).values().get()
+    with pytest.raises(InvalidInput) as err:
+        save_backend_settings(backend=first, data={"is_default": False, "limit": 3}, actor="admin")
+    assert err.value.errors["is_default"] == [
+        "Backend Relay is the default email backend: email messages without a backend of "
+        "their own go through it. Make another email backend the default first."
+    ]
+    assert Backend.objects.filter(pk=first.pk).values().get() == before
+    second = save_backend_settings(
+        data={**_settings(make_smtp_server()), "name": "Second", "is_default": False},
+        actor="admin",
+    )
+    assert Backend.objects.get(pk=first.pk).is_default
+    save_backend_settings(backend=second, data={"is_default": True}, actor="admin")
+    assert _audit_result() == "Changed: is_default; the default email backend instead of Relay"
+    assert list(Backend.objects.filter(is_default=True).values_list("name", flat=True)) == [
+        "Second"
+    ]
+    # The one that is no longer the default may say so: nothing changes.
+    save_backend_settings(backend=first, data={"is_default": False}, actor="admin")
+    assert _audit_result() == "Changed: nothing"
+
+
+def test_a_tested_backend_made_the_default_releases_messages_held_for_want_of_one(
+    smtp_server: Any, run_worker: Any
+) -> None:
+    from outbound.models import Event
+
+    backend = save_backend_settings(data=_settings(smtp_server, is_default=False), actor="admin")
+    assert test_backend(backend).ok
+    message = queue_email(to="ann@example.com", subject="Held", from_address="me@example.com")
+    run_worker()
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (
+        Status.BACKEND_TEST_REQUIRED,
+        Reason.BACKEND_MISSING,
+    )
+    save_backend_settings(backend=backend, data={"is_default": True}, actor="ada")
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (Status.WAITING, Reason.RELEASED)
+    event = Event.objects.filter(message=message).order_by("-id").first()
+    assert (event.from_status, event.to_status, event.actor) == (
+        Status.BACKEND_TEST_REQUIRED,
+        Status.WAITING,
+        "ada",
+    )
+    assert "Backend Relay, whose settings passed the test, became the default email" in event.text
+    assert _audit_result() == "Changed: is_default; 1 held message(s) released"
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.SENT
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["ann@example.com"]
+
+
+def test_an_untested_backend_made_the_default_releases_nothing_until_its_test(
+    smtp_server: Any, run_worker: Any
+) -> None:
+    message = queue_email(to="ann@example.com", from_address="me@example.com")
+    run_worker()
+    backend = save_backend_settings(data=_settings(smtp_server, is_default=False), actor="admin")
+    save_backend_settings(backend=backend, data={"is_default": True}, actor="admin")
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (
+        Status.BACKEND_TEST_REQUIRED,
+        Reason.BACKEND_MISSING,
+    )
+    assert test_backend(Backend.objects.get(pk=backend.pk)).ok
+    message.refresh_from_db()
+    assert message.status == Status.WAITING
+    assert "The test of backend Relay succeeded" in message.reason_text

@@ -7,6 +7,9 @@ every message held as Backend test required for it back to Waiting.
 ``mark_backend_failing`` records a configuration failure seen while sending
 and holds the backend's queued messages; it changes nothing if the settings
 were edited since the failing attempt (the new settings await their own test).
+``save_backend_settings`` keeps one default backend per channel once there is
+one, and a tested backend that becomes the default releases, through the same
+``release_held``, the messages held because the channel had no default.
 """
 
 from __future__ import annotations
@@ -75,12 +78,35 @@ def _held_filter(backend: Backend) -> Q:
     return q
 
 
-def release_held(backend: Backend, *, actor: str = "system") -> list[int]:
-    """Send every message held for ``backend`` back to Waiting."""
+def release_held(
+    backend: Backend, *, actor: str = "system", became_default: bool = False
+) -> list[int]:
+    """Send messages held as Backend test required back to Waiting.
+
+    After a successful test of ``backend``: every message held for it (and,
+    when it is its channel's default, those held with no backend). With
+    ``became_default``, when a tested and working ``backend`` has just become
+    its channel's default: only the messages held because that channel had no
+    default backend; messages held for another backend wait for that one.
+    """
     now = timezone.now()
+    at = now.isoformat(timespec="seconds")
+    if became_default:
+        held = Q(backend__isnull=True, channel=backend.channel, reason_code=Reason.BACKEND_MISSING)
+        text = (
+            f"Backend {backend.name}, whose settings passed the test, became the default "
+            f"{_channel_noun(backend.channel)} backend at {at}; the message is released to "
+            "be sent through it."
+        )
+    else:
+        held = _held_filter(backend)
+        text = (
+            f"The test of backend {backend.name} succeeded at {at}; the message is released "
+            "to be sent."
+        )
     with transaction.atomic():
         ids = list(
-            Message.objects.filter(_held_filter(backend), status=Status.BACKEND_TEST_REQUIRED)
+            Message.objects.filter(held, status=Status.BACKEND_TEST_REQUIRED)
             .order_by("id")
             .values_list("id", flat=True)
         )
@@ -90,10 +116,7 @@ def release_held(backend: Backend, *, actor: str = "system") -> list[int]:
             filters={"pk__in": ids},
             to=Status.WAITING,
             reason=Reason.RELEASED,
-            text=(
-                f"The test of backend {backend.name} succeeded at "
-                f"{now.isoformat(timespec='seconds')}; the message is released to be sent."
-            ),
+            text=text,
             expect=[Status.BACKEND_TEST_REQUIRED],
             fields={"next_attempt_at": now},
             actor=actor,
@@ -496,6 +519,23 @@ def _same_secret(token: str, typed: str) -> bool:
     return hmac.compare_digest(stored.encode(), typed.encode())
 
 
+def _channel_noun(channel: str) -> str:
+    return "SMS" if channel == Channel.SMS else "email"
+
+
+def _default_refusal(backend: Backend) -> InvalidInput:
+    noun = _channel_noun(backend.channel)
+    return InvalidInput(
+        {
+            "is_default": [
+                f"Backend {backend.name} is the default {noun} backend: {noun} messages "
+                f"without a backend of their own go through it. Make another {noun} backend "
+                "the default first."
+            ]
+        }
+    )
+
+
 def save_backend_settings(
     *, backend: Backend | None = None, data: dict[str, Any], actor: str
 ) -> Backend:
@@ -508,18 +548,27 @@ def save_backend_settings(
     settings succeeds. Raising the limit releases messages waiting for
     allowance.
 
-    The audit names the settings whose value changed (a secret by its name
-    only).
+    A channel always keeps its default backend once it has one: making a
+    backend the default takes the role from the previous one, and un-setting
+    it on the default itself is refused. A backend that passed its test and
+    becomes the default releases the messages held because the channel had
+    no default backend. The audit names the settings whose value changed
+    (a secret by its name only).
     """
     cleaned = _clean_backend_data(data, backend)
     password = cleaned.pop("password", None)
     clear = cleaned.pop("clear_password", False)
     receipt_secret = cleaned.pop("receipt_secret", None)
     clear_receipt = cleaned.pop("clear_receipt_secret", False)
+    released: list[int] = []
     with transaction.atomic():
         target = backend or Backend(channel=cleaned.get("channel", Channel.EMAIL), kind="smtp")
         if backend is not None:
             target = Backend.objects.select_for_update().get(pk=backend.pk)
+        # Checked on the locked row: the role may have moved since the form was shown.
+        was_default = backend is not None and target.is_default
+        if was_default and cleaned.get("is_default") is False:
+            raise _default_refusal(target)
         before = {f: getattr(target, f) for f in CONNECTION_FIELDS}
         settings_before = _setting_values(target)
         old_left = target.left if backend is not None else None
@@ -547,11 +596,16 @@ def save_backend_settings(
             target.health_reason = "settings_changed"
             target.health_detail = ""
             target.health_changed_at = timezone.now()
+        replaced: list[str] = []
         if target.is_default:
-            Backend.objects.filter(channel=target.channel, is_default=True).exclude(
+            others = Backend.objects.filter(channel=target.channel, is_default=True).exclude(
                 pk=target.pk
-            ).update(is_default=False)
+            )
+            replaced = list(others.values_list("name", flat=True))
+            others.update(is_default=False)
         target.save()
+        if target.is_default and not was_default and target.is_usable:
+            released = release_held(target, actor=actor, became_default=True)
         settings_after = _setting_values(target)
         if backend is None:
             given = set(cleaned) | set(target.options or {})
@@ -569,6 +623,11 @@ def save_backend_settings(
             result = f"Changed: {', '.join(shown) or 'nothing'}"
             if changed:
                 result += f"; settings version {target.settings_version}, test required"
+        if replaced:
+            noun = _channel_noun(target.channel)
+            result += f"; the default {noun} backend instead of {', '.join(replaced)}"
+        if released:
+            result += f"; {len(released)} held message(s) released"
         record_audit(
             actor=actor,
             action="create_backend" if backend is None else "update_backend",
@@ -592,6 +651,10 @@ def save_backend_settings(
             backend=target, status=Status.WAITING, reason_code=Reason.ALLOWANCE_EXHAUSTED
         ).update(next_attempt_at=timezone.now())
         alerts.allowance_available(target)
+    if released:
+        logger.info(
+            "backend %s became the default; %s messages released", target.name, len(released)
+        )
     return target
 
 

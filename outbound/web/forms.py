@@ -177,7 +177,12 @@ class BackendForm(BackendSettingsForm):
         label="Connections at most",
         help_text="Most connections all workers together open at once; empty for no cap.",
     )
-    is_default = forms.BooleanField(required=False, label="Default email backend")
+    is_default = forms.BooleanField(
+        required=False,
+        label="Default email backend",
+        help_text="Email without a backend of its own goes through it. To move the role, "
+        "tick this on the other backend.",
+    )
 
     SECRETS = ("password", "clear_password")
 
@@ -296,7 +301,12 @@ class SmsBackendForm(BackendSettingsForm):
     )
     rate_per_minute = forms.IntegerField(required=False, label="Rate per minute")
     max_connections = forms.IntegerField(required=False, label="Connections at most")
-    is_default = forms.BooleanField(required=False, label="Default SMS backend")
+    is_default = forms.BooleanField(
+        required=False,
+        label="Default SMS backend",
+        help_text="SMS without a backend of its own go through it. To move the role, "
+        "tick this on the other backend.",
+    )
 
     OPTION_FIELDS = (
         "base_url",

@@ -211,3 +211,47 @@ def test_a_url_or_a_port_in_the_host_is_refused_by_the_api(api, host, message):
     assert Backend.objects.get().host == "smtp.example.com"
     r = api.patch(f"/backends/{created['id']}", {"host": "2001:db8::25"})
     assert r.status_code == 200 and r.json()["host"] == "2001:db8::25"
+
+
+def test_the_only_default_backend_cannot_be_unset_by_the_api(api):
+    created = _create_relay(api)
+    body = assert_error(
+        api.patch(f"/backends/{created['id']}", {"is_default": False, "limit": 10}), 422
+    )
+    assert body["details"]["is_default"] == [
+        "Backend Relay is the default email backend: email messages without a backend of "
+        "their own go through it. Make another email backend the default first."
+    ]
+    stored = api.get(f"/backends/{created['id']}").json()
+    assert (stored["is_default"], stored["limit"]) == (True, None)
+    # Making another backend the default is how the role moves.
+    other = _create_relay(api, name="Other", host="smtp2.example.com")
+    assert other["is_default"] is True
+    assert api.get(f"/backends/{created['id']}").json()["is_default"] is False
+
+
+def test_a_tested_backend_made_the_default_by_the_api_releases_held_email(api, stored_backend):
+    from outbound.models import Event, Message
+    from outbound.services.intake import queue_email
+    from outbound.services.validation import validate_due
+    from outbound.states import Reason, Status
+
+    backend = stored_backend(name="Tested", is_default=False)
+    message = queue_email(to="ann@example.com", from_address="me@example.com")
+    validate_due()
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (
+        Status.BACKEND_TEST_REQUIRED,
+        Reason.BACKEND_MISSING,
+    )
+    r = api.patch(f"/backends/{backend.pk}", {"is_default": True})
+    assert r.status_code == 200, r.content
+    message = Message.objects.get(pk=message.pk)
+    assert (message.status, message.reason_code) == (Status.WAITING, Reason.RELEASED)
+    event = Event.objects.filter(message=message).latest("id")
+    assert "Backend Tested, whose settings passed the test, became the default email" in (
+        event.text
+    )
+    validate_due()
+    message.refresh_from_db()
+    assert message.status == Status.TO_SEND and message.backend_id == backend.pk

@@ -300,3 +300,47 @@ def test_backends_set_range_errors_read_naturally(stored_backend):
         _backends_set("Relay", "--limit", "2000000000")
     assert "limit: Must be between 0 and 1,000,000,000 messages." in str(err.value)
     assert Backend.objects.get().limit is None
+
+
+@pytest.mark.django_db
+def test_backends_set_no_default_on_the_only_default_is_refused(stored_backend):
+    from django.core.management.base import CommandError
+
+    backend = stored_backend()
+    before = Backend.objects.filter(pk=backend.pk).values().get()
+    with pytest.raises(CommandError) as err:
+        _backends_set("Relay", "--no-default", "--port", "2525")
+    assert "Make another email backend the default first." in str(err.value)
+    assert Backend.objects.filter(pk=backend.pk).values().get() == before
+    stored_backend(name="Other", is_default=False)
+    _backends_set("Other", "--default")
+    defaults = Backend.objects.filter(is_default=True).values_list("name", flat=True)
+    assert list(defaults) == ["Other"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_backends_set_default_on_a_tested_backend_sends_the_held_mail(
+    smtp_server, make_backend, run_worker
+):
+    from outbound.models import Event
+    from outbound.states import Reason
+
+    make_backend(smtp_server, name="Spare", is_default=False)
+    message = queue_email(to="ann@example.com", from_address="me@example.com")
+    run_worker()
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (
+        Status.BACKEND_TEST_REQUIRED,
+        Reason.BACKEND_MISSING,
+    )
+    out = _backends_set("Spare", "--default")
+    assert "Backend Spare saved" in out and "Test it" not in out
+    message.refresh_from_db()
+    assert message.status == Status.WAITING
+    event = Event.objects.filter(message=message).latest("id")
+    assert (event.actor, event.to_status) == ("cli", Status.WAITING)
+    assert "Backend Spare, whose settings passed the test, became the default email" in event.text
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.SENT
+    assert [m.rcpt_tos for m in smtp_server.messages] == [["ann@example.com"]]

@@ -432,3 +432,69 @@ def test_the_limit_range_error_reads_naturally_on_the_form(admin_client: Client)
     assert "Must be between 0 and 1,000,000,000 messages." in html
     assert "e+09" not in html
     assert Backend.objects.get(pk=backend.pk).limit is None
+
+
+def test_unticking_the_only_default_backend_is_refused_on_the_form(admin_client: Client) -> None:
+    backend = _backend()
+    response = admin_client.post(
+        f"/settings/backends/{backend.pk}/",
+        _form(f"b{backend.pk}", is_default=None, port="2525"),
+    )
+    assert response.status_code == 200
+    bound = next(row.form for row in response.context["backends"] if row.backend.pk == backend.pk)
+    [error] = bound.errors["is_default"]
+    assert "Make another email backend the default first." in error
+    assert "Make another email backend the default first." in response.content.decode()
+    stored = Backend.objects.get(pk=backend.pk)
+    assert (stored.is_default, stored.port, stored.settings_version) == (True, 587, 1)
+    assert not AuditEntry.objects.filter(action="update_backend").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ticking_default_on_a_tested_backend_releases_held_mail_which_then_goes_out(
+    admin_client: Client, make_smtp_server: Callable[..., Any], run_worker: Any
+) -> None:
+    from outbound.services.intake import queue_email
+    from outbound.states import Reason, Status
+
+    relay = make_smtp_server()
+    backend = _backend(
+        host=relay.host,
+        port=relay.port,
+        security="none",
+        username="",
+        password="",
+        is_default=False,
+    )
+    admin_client.post(f"/settings/backends/{backend.pk}/test/", {})
+    assert Backend.objects.get(pk=backend.pk).is_usable
+    message = queue_email(
+        to="ann@example.com", subject="Waiting for a default", from_address="me@example.com"
+    )
+    run_worker()
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (
+        Status.BACKEND_TEST_REQUIRED,
+        Reason.BACKEND_MISSING,
+    )
+    shown = as_shown(BackendForm(backend=Backend.objects.get(pk=backend.pk)))
+    response = admin_client.post(
+        f"/settings/backends/{backend.pk}/", {**shown, f"b{backend.pk}-is_default": "on"}
+    )
+    assert response.status_code == 302
+    message.refresh_from_db()
+    assert message.status == Status.WAITING
+    page = admin_client.get(f"/messages/{message.pk}/").content.decode()
+    assert "Backend Relay, whose settings passed the test, became the default email backend" in (
+        page
+    )
+    assert relay.messages == []
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.SENT
+    [received] = relay.messages
+    assert received.rcpt_tos == ["ann@example.com"]
+    assert b"Waiting for a default" in received.raw
+    entry = AuditEntry.objects.filter(action="update_backend").order_by("-id").first()
+    assert entry is not None
+    assert (entry.actor, entry.result) == ("ada", "Changed: is_default; 1 held message(s) released")
