@@ -14,9 +14,11 @@ mean: on a shared machine the speed of the moment drifts, and one
 measurement on one side only would tilt the ratio.
 
     .venv/bin/python bench/throughput.py [-n 10000] [--pg-url URL] [--only sqlite]
-        [--processes 2] [--cases c1,c8,slow,path]
+        [--processes 2] [--cases c1,c8,slow,path,c1v]
 
-The ``path`` case times the delivery path alone (one thread, the messages
+The ``c1v`` case is ``c1`` with the messages validated before the clock
+starts: the worker claims, delivers and records them. The ``path`` case
+times the delivery path alone (one thread, the messages
 validated and claimed beforehand, the journal committed before each body,
 the results recorded afterwards): what one worker at concurrency 1 could
 reach if its bookkeeping cost nothing.
@@ -175,9 +177,15 @@ def _assert_all_sent(n: int) -> None:
     assert sent == n, f"only {sent} of {n} sent"
 
 
-def run_case(n: int, concurrency: int, delay: float, processes: int = 1) -> dict[str, float]:
+def run_case(
+    n: int, concurrency: int, delay: float, processes: int = 1, *, validated: bool = False
+) -> dict[str, float]:
+    """Queue ``n`` messages and drain them with the worker. With ``validated``
+    the messages are validated before the clock starts (the worker only
+    claims, delivers and records): what validation costs the drain."""
     from django.core.management import call_command
 
+    from outbound.services.validation import validate_due
     from outbound.worker import Worker
 
     call_command("flush", interactive=False, verbosity=0)
@@ -186,6 +194,8 @@ def run_case(n: int, concurrency: int, delay: float, processes: int = 1) -> dict
         raw_n = min(n, 2000) if delay == 0 else min(n, 200)
         raw_before = raw_smtplib((host, port), raw_n, sample_message())
         intake_rate = _queue(n)
+        while validated and validate_due(limit=1000):
+            pass
         start = time.perf_counter()
         cpu = time.process_time()
         if processes > 1:
@@ -271,7 +281,8 @@ def main() -> None:
     parser.add_argument(
         "--cases",
         default="c1,c8,slow,path",
-        help="any of c1,c8,slow,path (path: the delivery path alone, see run_path_case)",
+        help="any of c1,c1v,c8,slow,path (c1v: concurrency 1 with the messages validated "
+        "beforehand; path: the delivery path alone, see run_path_case)",
     )
     args = parser.parse_args()
     database = args.only or os.environ.get("BENCH_DATABASE")
@@ -314,16 +325,27 @@ def main() -> None:
         f"{'ratio':>8}{'raw, same threads':>19}{'intake msg/s':>14}"
         f"{'CPU ms/msg: worker':>20}{'raw':>6}"
     )
-    cases = {"c1": (0.0, 1), "c8": (0.0, 8), "slow": (0.02, 8), "path": (0.0, 1)}
+    cases = {
+        "c1": (0.0, 1),
+        "c1v": (0.0, 1),
+        "c8": (0.0, 8),
+        "slow": (0.02, 8),
+        "path": (0.0, 1),
+    }
     for case in args.cases.split(","):
         delay, concurrency = cases[case]
         n = args.n if delay == 0 else min(args.n, 3000)
         processes = args.processes if concurrency > 1 else 1
-        r = run_path_case(n) if case == "path" else run_case(n, concurrency, delay, processes)
+        if case == "path":
+            r = run_path_case(n)
+        else:
+            r = run_case(n, concurrency, delay, processes, validated=case == "c1v")
         relay = "instant" if delay == 0 else "20 ms"
         worker_cpu = f"{r['drain_cpu'] * 1000:.2f}" if r["drain_cpu"] else "-"
         if case == "path":
             label = "delivery path only"
+        elif case == "c1v":
+            label = "concurrency 1, validated"
         elif processes > 1:
             label = f"{processes} proc x {concurrency // processes} threads"
         else:

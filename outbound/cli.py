@@ -17,4 +17,14 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(_command_name(list(argv if argv is not None else sys.argv)))
+    try:
+        execute_from_command_line(_command_name(list(argv if argv is not None else sys.argv)))
+        # Written here, not at interpreter exit, so a closed pipe is caught below.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`outbound messages list | head`): stop quietly
+        # like other command-line tools, with no traceback. Output still
+        # buffered would fail again at exit, so stdout now goes nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

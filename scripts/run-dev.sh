@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 export OUTBOUND_DEBUG=${OUTBOUND_DEBUG:-1}
+# Alerts to the Backend Failure Email go to the mail catcher too, so they can
+# be seen (`outbound mailsink --list`). Set it to your own server to change.
+export OUTBOUND_SYSTEM_MAIL_URL=${OUTBOUND_SYSTEM_MAIL_URL:-smtp://127.0.0.1:1025}
 mkdir -p var
 $BIN/outbound migrate --noinput
 $BIN/outbound setup-dev

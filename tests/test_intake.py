@@ -200,6 +200,25 @@ def test_a_sender_domain_that_is_no_domain_name_gives_the_default_one() -> None:
     assert unicode.message_id.endswith("@xn--bcher-kva.example>")
 
 
+def test_without_a_from_address_the_message_id_takes_the_default_senders_domain() -> None:
+    from outbound.models import Backend, GlobalSettings
+
+    settings = GlobalSettings.load()
+    settings.default_from = "robot@settings.example"
+    settings.save()
+    # No backend yet: the global settings' default from address.
+    assert queue_email(to="a@example.com").message_id.endswith("@settings.example>")
+    Backend.objects.create(name="Relay", is_default=True, from_address="noreply@relay.example")
+    # The default email backend's from address comes first, for one message
+    # and for bulk intake alike.
+    assert queue_email(to="a@example.com").message_id.endswith("@relay.example>")
+    bulk = queue_emails([{"to": "b@example.com"}, {"to": "c@example.com"}])
+    assert all(m.message_id.endswith("@relay.example>") for m in bulk)
+    # A from address of the message's own still decides.
+    own = queue_email(to="a@example.com", from_address="Shop <shop@shop.example>")
+    assert own.message_id.endswith("@shop.example>")
+
+
 def test_bulk_intake_of_more_rows_than_one_statement_holds() -> None:
     from outbound.selectors import MessageFilters
     from outbound.services.prepared import ROWS_PER_STATEMENT

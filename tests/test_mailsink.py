@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import smtplib
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 from outbound.devtools.mailsink import MailSink, list_messages
 
@@ -96,3 +98,21 @@ def test_run_mailsink_serves_until_sigterm(tmp_path: Path) -> None:
             process.wait()
 
     assert [entry["subject"] for entry in list_messages(tmp_path)] == ["Via run_mailsink"]
+
+
+def test_the_command_lists_the_var_directorys_catch_from_anywhere(
+    tmp_path: Path, settings: Any, monkeypatch: Any
+) -> None:
+    from django.core.management import call_command
+
+    settings.VAR_DIR = tmp_path / "var"
+    sink = MailSink(port=0, directory=tmp_path / "var" / "mailsink")
+    with sink, smtplib.SMTP(sink.host, sink.port, timeout=5) as client:
+        client.send_message(mail("Caught", "<caught@example.test>"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = io.StringIO()
+    call_command("mailsink", "--list", stdout=out)
+    assert "Caught" in out.getvalue()
+    assert f"1 message(s) in {tmp_path / 'var' / 'mailsink'}" in out.getvalue()

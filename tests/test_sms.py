@@ -134,7 +134,7 @@ def test_no_sms_backend_holds_the_message(sms_on: GlobalSettings) -> None:
     message = _validated(intake.queue_sms(to="+447400123456", body="Hello"))
     assert message.status == Status.BACKEND_TEST_REQUIRED
     assert message.reason_code == Reason.BACKEND_MISSING
-    assert "No default sms backend" in message.reason_text
+    assert "No default SMS backend" in message.reason_text
 
 
 def test_notify_contact_picks_the_channel(sms_on: GlobalSettings, sms_backend: Backend) -> None:

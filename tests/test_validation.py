@@ -121,6 +121,25 @@ def test_no_backend_means_backend_test_required() -> None:
     assert (m.status, m.reason_code) == (Status.BACKEND_TEST_REQUIRED, Reason.BACKEND_MISSING)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_without_a_backend_a_message_without_sender_is_held_not_refused(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    # No backend and no default from address yet: the from address will come
+    # with the backend settings, so the message waits for them.
+    GlobalSettings.load()
+    m = _validated(queue_email(to="a@example.com", subject="Welcome"))
+    assert (m.status, m.reason_code) == (Status.BACKEND_TEST_REQUIRED, Reason.BACKEND_MISSING)
+    # The backend is set (with its from address) and passes its test: the
+    # message goes out from that address.
+    make_backend(smtp_server, from_address="platform@example.com")
+    run_worker()
+    m.refresh_from_db()
+    assert m.status == Status.SENT
+    assert m.from_address == "platform@example.com"
+    assert smtp_server.messages[-1].mail_from == "platform@example.com"
+
+
 def test_untested_backend_holds_the_message(healthy_backend: Backend) -> None:
     Backend.objects.filter(pk=healthy_backend.pk).update(settings_version=2)
     m = _validated(queue_email(to="a@example.com"))

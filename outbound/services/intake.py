@@ -178,6 +178,19 @@ def _resolve_contact(contact: Contact | int | None) -> Contact | None:
         raise UnknownContact(f"There is no contact with id {contact}.") from err
 
 
+def _default_sender() -> str:
+    """The from address an email without one will most likely leave with (the
+    default email backend's, else the global settings' default), for the
+    domain of its Message-ID. Validation decides the real sender later; a
+    Message-ID only needs a domain of ours, not the final address."""
+    backend_from = (
+        Backend.objects.filter(channel=Channel.EMAIL, is_default=True)
+        .values_list("from_address", flat=True)
+        .first()
+    )
+    return backend_from or GlobalSettings.load().default_from
+
+
 def _resolve_backend(backend: Backend | str | None, channel: str) -> Backend | None:
     if backend is None or isinstance(backend, Backend):
         return backend
@@ -228,6 +241,7 @@ def _build_email(
     template: str,
     context: dict[str, Any] | None,
     now: datetime,
+    default_sender: str | None = None,
 ) -> Message:
     resolved_contact = _resolve_contact(contact)
     to_list = _address_list("To", to)
@@ -300,7 +314,11 @@ def _build_email(
         created_at=now,
         send_at=due,
         next_attempt_at=due,
-        message_id=make_message_id(from_address),
+        message_id=make_message_id(
+            from_address
+            or (resolved_backend.from_address if resolved_backend else "")
+            or (default_sender if default_sender is not None else _default_sender())
+        ),
         idempotency_key=idempotency_key,
         content_hash=_content_hash(fields, attachments) if idempotency_key else "",
         group_key=group_key,
@@ -405,6 +423,8 @@ def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -
     """
     now = timezone.now()
     messages = []
+    # Read once for the batch, not once per message.
+    default_sender = _default_sender()
     for index, item in enumerate(items):
         if item.get("idempotency_key") or item.get("attachments"):
             raise IntakeError("Bulk intake takes no idempotency keys or attachments.")
@@ -414,7 +434,7 @@ def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -
             raise IntakeError(f"Unknown field(s): {', '.join(sorted(unknown))}.")
         kwargs.update(item)
         try:
-            messages.append(_build_email(now=now, **kwargs))
+            messages.append(_build_email(now=now, default_sender=default_sender, **kwargs))
         except IntakeError as err:
             err.index = index
             raise

@@ -56,8 +56,8 @@ def backend_block(backend: Backend | None, channel: str) -> tuple[str, str] | No
     if backend is None:
         return (
             Reason.BACKEND_MISSING,
-            f"No default {Channel(channel).label.lower()} backend is configured. Set one in "
-            "the global settings and test it.",
+            f"No default {'email' if channel == Channel.EMAIL else 'SMS'} backend is configured. "
+            "Set one in the global settings and test it.",
         )
     if backend.health == "failing":
         detail = f": {backend.health_detail}" if backend.health_detail else ""
@@ -150,10 +150,18 @@ def _decide_email(
         text = " ".join(p[1] for p in problems)
         return Decision(Status.NOT_SENT, reason, text, fields, recipients)
 
+    block = backend_block(backend, message.channel)
     sender_raw = (
         message.from_address or (backend.from_address if backend else "") or (settings.default_from)
     )
     if not sender_raw:
+        if block is not None:
+            # The default from address belongs to the backend settings that
+            # are missing or being fixed: hold the message for them (it is
+            # checked again when they pass their test) rather than refuse it
+            # for good.
+            fields["backend"] = backend
+            return Decision(Status.BACKEND_TEST_REQUIRED, block[0], block[1], fields, recipients)
         return Decision(
             Status.NOT_SENT,
             Reason.SENDER_INVALID,
@@ -173,7 +181,6 @@ def _decide_email(
         )
     fields["from_address"] = sender_raw
 
-    block = backend_block(backend, message.channel)
     if block is not None:
         fields["backend"] = backend
         return Decision(Status.BACKEND_TEST_REQUIRED, block[0], block[1], fields, recipients)

@@ -66,6 +66,12 @@ def test_send_email_queues_a_message(cli):
         "--json",
     )
     assert replay.json()["id"] == body["id"]
+    again = ("--to", "ann@example.com", "--subject", "Hello", "--text", "Body", "--group", "g1")
+    said = cli("send-email", *again, "--idempotency-key", "k1")
+    assert said.code == 0, said.err
+    assert f"Message {body['id']} already exists with idempotency key 'k1'" in said.out
+    assert "queued" not in said.out.split(";")[0]
+    assert Message.objects.filter(idempotency_key="k1").count() == 1
     conflict = cli("send-email", "--to", "bob@example.com", "--idempotency-key", "k1")
     assert conflict.code == 1 and "idempotency key" in conflict.err
 
@@ -241,6 +247,38 @@ def test_test_backend_can_send_a_real_test_message(cli, smtp_server, make_backen
     assert r.code == 0, r.err
     assert "accepted the test message to admin@example.com" in r.out
     assert [m.rcpt_tos for m in smtp_server.messages] == [["admin@example.com"]]
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(transactional_db):
+    # `outbound messages list | head`: the reader closes the pipe before the
+    # listing is written. No traceback, just an exit status.
+    import os
+    import subprocess
+
+    from outbound.services.intake import queue_emails
+    from tests.cli.conftest import SCRIPT, _database_url
+
+    queue_emails([{"to": f"user{i}@example.com", "subject": f"Hello {i}"} for i in range(20)])
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+    proc = subprocess.run(
+        [str(SCRIPT), "messages", "list"],
+        env=env,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    os.close(write_end)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "BrokenPipeError" not in proc.stderr
 
 
 # --- backends set through the command itself (call_command, in this process)

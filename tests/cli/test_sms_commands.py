@@ -50,6 +50,16 @@ def test_send_sms_queues_to_a_number_and_to_a_contact(cli):
     assert "1 segment(s), UCS-2" in r.out
 
 
+def test_send_sms_again_with_the_same_idempotency_key_says_it_exists(cli):
+    first = cli("send-sms", "--to", NUMBER, "--text", "Code 1", "--idempotency-key", "otp-1")
+    assert first.code == 0, first.err
+    again = cli("send-sms", "--to", NUMBER, "--text", "Code 1", "--idempotency-key", "otp-1")
+    assert again.code == 0, again.err
+    message = Message.objects.get(idempotency_key="otp-1")
+    assert f"SMS {message.pk} already exists with idempotency key 'otp-1'" in again.out
+    assert f"SMS {message.pk} queued" in first.out
+
+
 def test_send_sms_bad_usage_exits_2_and_stores_nothing(cli):
     assert cli("send-sms", "--text", "Hi").code == 2
     assert cli("send-sms", "--to", NUMBER).code == 2

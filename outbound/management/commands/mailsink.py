@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from outbound.devtools.mailsink import list_messages, run_mailsink
@@ -14,11 +15,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=1025)
-        parser.add_argument("--dir", default="var/mailsink", help="Where messages are kept.")
+        parser.add_argument(
+            "--dir",
+            default=None,
+            help="Where messages are kept (default: mailsink/ in the var directory, "
+            "OUTBOUND_VAR_DIR), wherever the command is run from.",
+        )
         parser.add_argument("--list", action="store_true", help="List what was received.")
         parser.add_argument("--json", action="store_true", help="With --list: JSON output.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        options["dir"] = str(options["dir"] or settings.VAR_DIR / "mailsink")
         if options["list"]:
             rows = list_messages(options["dir"])
             if options["json"]:

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from outbound.api.render import message_out
 from outbound.errors import IntakeError
@@ -52,6 +53,7 @@ class Command(BaseCommand):
         if options["text_file"]:
             text = _read(options["text_file"], "--text-file")
         html = _read(options["html_file"], "--html-file") if options["html_file"] else ""
+        started = timezone.now()
         try:
             message = queue_email(
                 to=options["to"],
@@ -72,6 +74,14 @@ class Command(BaseCommand):
             raise CommandError(str(err), returncode=1) from err
         if options["json"]:
             write_json(self.stdout, message_out(message))
+            return
+        if message.created_at < started:
+            # The idempotency key was used before: that first message is the answer.
+            self.stdout.write(
+                f"Message {message.pk} already exists with idempotency key "
+                f"{options['idempotency_key']!r}; nothing new was queued. It is "
+                f"{message.status_label}: {message.reason_text}"
+            )
             return
         self.stdout.write(
             f"Message {message.pk} queued ({message.status_label}): {message.reason_text}"

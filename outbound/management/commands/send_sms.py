@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from outbound.api.render import message_out
 from outbound.errors import IntakeError
@@ -39,6 +40,7 @@ class Command(BaseCommand):
             text = _read(options["text_file"], "--text-file")
         if not text.strip():
             raise CommandError("Give the text with --text or --text-file.", returncode=2)
+        started = timezone.now()
         try:
             message = queue_sms(
                 to=options["to"],
@@ -54,6 +56,14 @@ class Command(BaseCommand):
             raise CommandError(str(err), returncode=1) from err
         if options["json"]:
             write_json(self.stdout, message_out(message))
+            return
+        if message.created_at < started:
+            # The idempotency key was used before: that first message is the answer.
+            self.stdout.write(
+                f"SMS {message.pk} already exists with idempotency key "
+                f"{options['idempotency_key']!r}; nothing new was queued. It is "
+                f"{message.status_label}: {message.reason_text}"
+            )
             return
         info = analyse(message.text_body)
         self.stdout.write(
