@@ -332,3 +332,15 @@ def test_setup_dev_sends_the_administrator_to_the_console(
     out = io.StringIO()
     call_command("setup_dev", stdout=out)
     assert "Log in to the Outgoing messages console at http://127.0.0.1:8000/ " in out.getvalue()
+
+
+def test_setup_dev_sets_a_backend_failure_email_only_when_there_is_none() -> None:
+    from outbound.models import GlobalSettings
+
+    call_command("setup_dev", stdout=io.StringIO())
+    assert GlobalSettings.load().backend_failure_email == "ops@example.com"
+    settings = GlobalSettings.load()
+    settings.backend_failure_email = "admin@platform.example"
+    settings.save()
+    call_command("setup_dev", stdout=io.StringIO())
+    assert GlobalSettings.load().backend_failure_email == "admin@platform.example"

@@ -37,6 +37,14 @@ class Command(BaseCommand):
         if not settings.default_from:
             settings.default_from = "outbound@example.com"
             settings.save(update_fields=["default_from"])
+        if not settings.backend_failure_email:
+            # make run mails alerts to the catcher (scripts/run-dev.sh), so a
+            # newcomer who breaks a backend sees the Backend Failure Email.
+            settings.backend_failure_email = "ops@example.com"
+            settings.save(update_fields=["backend_failure_email"])
+            self.stdout.write(
+                "Backend Failure Email set to 'ops@example.com' (alerts land in the catcher)."
+            )
         if not Backend.objects.filter(channel=Channel.EMAIL, is_default=True).exists():
             Backend.objects.get_or_create(
                 name=DEV_BACKEND,
