@@ -177,3 +177,36 @@ def test_scheduled_messages_wait_for_their_time(healthy_backend: Backend) -> Non
     assert validate_due() == 0
     m.refresh_from_db()
     assert m.status == Status.WAITING
+
+
+def test_a_backend_tested_while_a_batch_is_being_decided_is_not_missed(
+    smtp_server: Any, make_backend: Any
+) -> None:
+    """The batch is decided with no default backend; before its write, a
+    backend passes its test (releasing what it held: nothing yet, the message
+    is still Waiting). The write must not hold the message on the stale
+    decision, where no later test would release it."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from outbound.services import validation
+
+    m = queue_email(to="a@example.com", from_address="x@example.com")
+    settings = GlobalSettings.load()
+    now = timezone.now()
+    defaults = validation._default_backends()
+    messages = validation._due(now, 100)
+    plan = validation._plan(messages, settings=settings, defaults=defaults, now=now)
+    seen = validation._backends_as_read(messages, defaults)
+    assert [c.to for c in plan.changes] == [Status.BACKEND_TEST_REQUIRED]
+    # Nothing changed yet: the plan stands as decided, with no second look.
+    assert (
+        validation._as_stored(messages, plan, seen, settings=settings, now=now, claim=None) is plan
+    )
+
+    make_backend(smtp_server)
+    with transaction.atomic():
+        plan = validation._as_stored(messages, plan, seen, settings=settings, now=now, claim=None)
+        validation._write(plan)
+    m.refresh_from_db()
+    assert (m.status, m.reason_code) == (Status.TO_SEND, Reason.VALIDATED)

@@ -345,11 +345,89 @@ def _due(now: datetime, limit: int) -> list[Message]:
     ids = list(qs.values_list("id", flat=True)[:limit])
     messages = list(Message.objects.filter(pk__in=ids).select_related("contact"))
     # One instance per backend, not one per message.
+    _refresh_backends(messages)
+    return messages
+
+
+# What a decision reads of a backend, besides whether its allowance is used
+# up (not its count, which every recorded batch changes).
+_DECIDING_FIELDS = (
+    "is_default",
+    "channel",
+    "settings_version",
+    "tested_version",
+    "health",
+    "from_address",
+)
+
+
+def _used_up(limit: int | None, sent_count: int) -> bool:
+    return limit is not None and sent_count >= limit
+
+
+def _backends_as_read(
+    messages: list[Message], defaults: dict[str, Backend]
+) -> dict[int | str, tuple[Any, ...]]:
+    """The backend facts a batch's decisions rest on, as read: each backend
+    used, and which backend is each channel's default."""
+    seen: dict[int | str, tuple[Any, ...]] = {}
+    for backend in [*(m.backend for m in messages), *defaults.values()]:
+        if backend is not None:
+            seen[backend.pk] = (
+                *(getattr(backend, f) for f in _DECIDING_FIELDS),
+                _used_up(backend.limit, backend.sent_count),
+            )
+    for channel in Channel.values:
+        default = defaults.get(channel)
+        seen[channel] = (default.pk if default is not None else None,)
+    return seen
+
+
+def _backend_state(seen: dict[int | str, tuple[Any, ...]]) -> dict[int | str, tuple[Any, ...]]:
+    """The same facts as stored now (one query)."""
+    ids = [key for key in seen if isinstance(key, int)]
+    now: dict[int | str, tuple[Any, ...]] = {
+        row[0]: (*row[1:-2], _used_up(row[-2], row[-1]))
+        for row in Backend.objects.filter(pk__in=ids).values_list(
+            "id", *_DECIDING_FIELDS, "limit", "sent_count"
+        )
+    }
+    defaults = dict(Backend.objects.filter(is_default=True).values_list("channel", "id"))
+    for channel in Channel.values:
+        now[channel] = (defaults.get(channel),)
+    return now
+
+
+def _as_stored(
+    messages: list[Message],
+    plan: _Plan,
+    seen: dict[int | str, tuple[Any, ...]],
+    *,
+    settings: GlobalSettings,
+    now: datetime,
+    claim: Claim | None,
+) -> _Plan:
+    """The plan to write, checked in the write transaction against the
+    backends as stored now.
+
+    A backend that passed its test (or became the default) since they were
+    read has already released what it held, and would never release a
+    message held now on what was read before: the batch is then decided
+    again on what is stored. On SQLite, where the decisions are made before
+    the write lock is taken, this closes the gap; on PostgreSQL it narrows
+    it to the moments between this check and the commit.
+    """
+    if _backend_state(seen) == seen:
+        return plan
+    _refresh_backends(messages)
+    return _plan(messages, settings=settings, defaults=_default_backends(), now=now, claim=claim)
+
+
+def _refresh_backends(messages: list[Message]) -> None:
     backends = Backend.objects.in_bulk({m.backend_id for m in messages if m.backend_id})
     for m in messages:
         if m.backend_id is not None:
             m.backend = backends.get(m.backend_id)
-    return messages
 
 
 @dataclass
@@ -389,11 +467,15 @@ def validate_due(
         with GATE.writing(), transaction.atomic():
             messages = _due(now, limit)
             plan = _plan(messages, settings=settings, defaults=defaults, now=now, claim=claim)
+            seen = _backends_as_read(messages, defaults)
+            plan = _as_stored(messages, plan, seen, settings=settings, now=now, claim=claim)
             _write(plan, claim)
     else:
         messages = _due(now, limit)
         plan = _plan(messages, settings=settings, defaults=defaults, now=now, claim=claim)
+        seen = _backends_as_read(messages, defaults)
         with GATE.writing(), transaction.atomic():
+            plan = _as_stored(messages, plan, seen, settings=settings, now=now, claim=claim)
             _write(plan, claim)
     # Told once per incident (raise_alert deduplicates), outside the transaction.
     for backend in plan.exhausted.values():
