@@ -286,6 +286,12 @@ class Worker:
                     outcome = deliverer.deliver(item, failed_backends=self.failed_backends)
                 except Exception:  # the worker goes on whatever one message does
                     logger.exception("unexpected error delivering message %s", item.message_id)
+                    # Nothing to record: the heartbeat stops keeping its
+                    # lease, which then expires, and the reaper takes the
+                    # message back as after a crash (possibly delivered if
+                    # its journal says the body may have left). Without
+                    # this a --once worker would wait for it for ever.
+                    self._done([item.claim_token])
                     continue
                 if outcome.busy:
                     dispatch.release_jobs([item], delay=dispatch.BUSY_RETRY)
