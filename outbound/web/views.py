@@ -361,7 +361,7 @@ def _last_test(backend: Backend) -> dict[str, Any] | None:
         return None
     return {
         "at": backend.last_test_at,
-        "advice": advice_for(str(result.get("reason", ""))),
+        "advice": advice_for(str(result.get("reason", "")), kind=backend.kind),
         "code": result.get("code"),
         "reply": result.get("reply") or "",
         "phase": result.get("phase") or "",
@@ -468,7 +468,7 @@ def backend_save(request: HttpRequest, pk: int | None = None) -> HttpResponse:
         # The one case where a view calls two services: the administrator
         # asked for both in one click, and the test must see the saved values.
         result = test_backend(saved, actor=_actor(request))
-        advice = advice_for(result.reason)
+        advice = advice_for(result.reason, kind=saved.kind)
         _report(
             request,
             result.ok,
@@ -532,7 +532,7 @@ def backend_test(request: HttpRequest, pk: int) -> HttpResponse:
                 )
             return _settings_page(request, bound=form)
     result = test_backend(backend, actor=_actor(request))
-    headline = advice_for(result.reason).headline
+    headline = advice_for(result.reason, kind=backend.kind).headline
     _report(request, result.ok, f"Test of backend {backend.name}: {headline}.")
     return HttpResponseRedirect(_backend_anchor(backend))
 

@@ -279,3 +279,42 @@ def test_a_field_of_the_selected_provider_typed_is_an_unsaved_change(
         refused
     )
     assert gateway_server.requests == []
+
+
+def test_a_console_backend_test_is_explained_as_a_console_not_an_smtp_server(
+    admin_client: Client,
+) -> None:
+    backend = save_backend_settings(
+        data={"channel": "sms", "kind": "console", "name": "Console"}, actor="setup"
+    )
+    tested = admin_client.post(f"/settings/backends/{backend.pk}/test/", follow=True)
+    html = tested.content.decode()
+    assert "Test of backend Console: Success." in html
+    result = html.split('<div class="test-result test-ok"')[1].split("</div>")[0]
+    assert "prints each SMS in the worker&#x27;s output" in result
+    assert "No phone receives anything" in result
+    assert "the login" not in result and "server accepted the connection" not in result
+
+
+def test_a_twilio_backend_test_is_explained_in_twilio_terms(
+    admin_client: Client, twilio_backend: Backend
+) -> None:
+    admin_client.post(f"/settings/backends/{twilio_backend.pk}/test/")
+    result = _page(admin_client).split('<div class="test-result test-ok"')[1].split("</div>")[0]
+    assert "Twilio accepted the account SID and auth token" in result
+    assert "server accepted the connection" not in result
+
+
+def test_sms_test_advice_never_speaks_of_smtp() -> None:
+    from outbound.transports.smtp import PROBE_REASONS
+    from outbound.web.test_advice import advice_for
+
+    smtp_words = ("STARTTLS", "465", "587", "relay", "mail server", "mail administrator")
+    for kind in ("twilio", "http", "console", "locmem"):
+        for reason in (*PROBE_REASONS, "not_configured", "secret_unreadable"):
+            if reason in ("sender_refused", "recipient_refused", "auth_unsupported"):
+                continue  # SMTP steps: an SMS provider's test never reaches them
+            advice = advice_for(reason, kind=kind)
+            text = f"{advice.headline} {advice.explanation} {advice.next_step}"
+            assert not [w for w in smtp_words if w in text], (kind, reason, text)
+            assert advice.ok == (reason == "ok")
