@@ -16,7 +16,9 @@ from django.utils import timezone
 
 from outbound import conf
 from outbound.models import Attempt, Backend, Contact, Event, Message, Recipient, Suppression
+from outbound.selectors import BackendHold, backend_hold, open_slots, rate_slots, rate_window
 from outbound.services.addresses import find_blocks, find_number_blocks
+from outbound.services.dispatch import THROTTLE_REPEATS
 from outbound.services.receipts import TWILIO_ERRORS, describe
 from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
@@ -45,9 +47,11 @@ MEANING: dict[str, tuple[str, str]] = {
     ),
     Status.TO_SEND: (
         "The message was validated and is queued to leave. A worker sends it as soon as it is due.",
-        "After validation succeeds; while a worker is sending it; and while a new attempt "
+        "After validation succeeds; while a worker is sending it; while a new attempt "
         "is scheduled after a temporary failure (a 4xx reply, a timeout, a refused "
-        "connection).",
+        "connection); and while its backend holds it back: the backend's rate limit is "
+        "used up for the minute, the backend is paused after repeated throttling, or all "
+        "the connections it allows are in use.",
     ),
     Status.SENT: (
         "The next server accepted the message (for email, the relay answered 2xx after the "
@@ -94,6 +98,10 @@ def _backend_line(backend: Backend) -> str:
     return f"{backend.name} ({where}, security {backend.get_security_display()})"
 
 
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _last_test(backend: Backend) -> str:
     result = backend.last_test_result or {}
     if not backend.last_test_at:
@@ -115,6 +123,9 @@ class _Facts:
     attempts: list[Attempt]
     recipients: list[Recipient]
     blocks: dict[str, Suppression]
+    # What holds this To send message back (its backend's pause, rate limit
+    # or connection cap), if anything.
+    hold: BackendHold | None = None
 
     @property
     def last_attempt(self) -> Attempt | None:
@@ -173,7 +184,15 @@ def _gather(message: Message) -> _Facts:
         if contact is not None and contact.email:
             candidates.append(contact.email)
         blocks = find_blocks(a for a in candidates if "@" in a)
-    return _Facts(message, backend, contact, attempts, recipients, blocks)
+    return _Facts(
+        message,
+        backend,
+        contact,
+        attempts,
+        recipients,
+        blocks,
+        hold=backend_hold(message),
+    )
 
 
 def _facts(f: _Facts) -> list[tuple[str, str]]:
@@ -247,11 +266,40 @@ def _facts(f: _Facts) -> list[tuple[str, str]]:
                     f"{f.backend.left} left",
                 )
             )
+        if m.status in (Status.WAITING, Status.TO_SEND):
+            rows += _pace_facts(f)
     else:
         rows.append(("Backend", "none configured"))
     if m.possibly_delivered:
         rows.append(("Possibly delivered", "yes: a send was interrupted after the body left"))
     rows.append(("Message-ID", m.message_id))
+    return rows
+
+
+def _pace_facts(f: _Facts) -> list[tuple[str, str]]:
+    """The backend's rate limit, pause and connection cap as they stand now."""
+    b = f.backend
+    assert b is not None
+    rows: list[tuple[str, str]] = []
+    now = timezone.now()
+    if b.rate_per_minute:
+        starts = rate_window(b.pk, now)
+        text = (
+            f"{_plural(b.rate_per_minute, 'message')} a minute; "
+            f"{len(starts)} started in the last minute"
+        )
+        slot = rate_slots(starts, b.rate_per_minute, now, 1)[0]
+        text += f"; next free slot at {_fmt(slot)}" if slot > now else "; a slot is free now"
+        rows.append(("Backend rate limit", text))
+    if b.paused_until is not None and b.paused_until > now:
+        rows.append(("Backend paused until", _fmt(b.paused_until)))
+    if b.max_connections and b.channel == Channel.EMAIL:
+        rows.append(
+            (
+                "Backend connections",
+                f"at most {b.max_connections}; {len(open_slots(b.pk, now))} open now",
+            )
+        )
     return rows
 
 
@@ -263,9 +311,84 @@ def _why(f: _Facts) -> str:
     text = m.reason_text or "No reason was recorded."
     if m.reason_code in Reason.values:
         text = f"{Reason(m.reason_code).label}. {text}"
+    if f.hold is not None:
+        text += f" {_hold_headline(f.hold)}"
     if m.possibly_delivered and m.status != Status.SENT:
         text += " An earlier send was interrupted after the body left; a copy may arrive twice."
     return text
+
+
+def _hold_headline(hold: BackendHold) -> str:
+    """One sentence: what holds the message back now, and until when."""
+    name = hold.backend.name
+    if hold.kind == "paused":
+        return f"It is held now: backend {name} is paused until {_fmt(hold.until)}."
+    if hold.kind == "rate_limit":
+        return (
+            f"It is held now by the rate limit of backend {name} "
+            f"({_plural(hold.rate, 'message')} a minute); the next slot opens at "
+            f"{_fmt(hold.until)}."
+        )
+    if hold.cap == 1:
+        return f"It is held now: the one connection backend {name} allows is in use."
+    return f"It is held now: all {hold.cap} connections backend {name} allows are in use."
+
+
+def _hold_steps(f: _Facts, hold: BackendHold) -> list[str]:
+    """What the backend's pause, rate limit or connection cap means for this message."""
+    name = hold.backend.name
+    no_button = (
+        "It leaves by itself; Send outgoing messages cannot make it leave sooner (it is "
+        "already due)."
+    )
+    if hold.kind == "paused":
+        throttled = (
+            f" (the last one: {hold.throttle_reply}, at {_fmt(hold.throttle_at)})"
+            if hold.throttle_reply
+            else ""
+        )
+        return [
+            f"Backend {name} is paused until {_fmt(hold.until)}: its server answered "
+            f"{THROTTLE_REPEATS} times in a row that it is busy or throttling{throttled}. "
+            "No message is started through this backend until the pause ends (the minimum "
+            "retry backoff of the global settings).",
+            no_button,
+            "If the pauses keep coming, set a lower Rate per minute for the backend, or ask "
+            "the mail administrator (or the provider) what rate the server accepts.",
+        ]
+    if hold.kind == "rate_limit":
+        rate = _plural(hold.rate, "message")
+        steps = [
+            f"Backend {name} starts at most {rate} a minute (its Rate per minute, counted "
+            f"for all workers together). {_plural(hold.started, 'message')} started through "
+            f"it in the last minute, so its next slot opens at {_fmt(hold.until)}."
+        ]
+        if hold.ahead and hold.turn_at is not None:
+            steps.append(
+                f"{_plural(hold.ahead, 'other message')} of this backend "
+                f"{'is' if hold.ahead == 1 else 'are'} queued ahead of this one; at "
+                f"{rate} a minute its turn comes at about {_fmt(hold.turn_at)}."
+            )
+        else:
+            steps.append("It is the next message of this backend to leave.")
+        steps.append(no_button)
+        steps.append(
+            f"If this pace is too slow, raise Rate per minute for backend {name} in the "
+            "settings (no higher than the server or provider allows)."
+        )
+        return steps
+    holders = ", ".join(hold.holders)
+    one = hold.cap == 1
+    return [
+        f"Backend {name} allows at most {_plural(hold.cap, 'connection')} at a time, and "
+        f"{'it is' if one else 'all are'} open now (held by {holders}). The message goes "
+        f"out through {'it' if one else 'one of them'} when its worker takes the message, "
+        f"or once {'it is' if one else 'one is'} closed; a connection of a worker that "
+        f"stopped is freed when its lease ends ({_fmt(hold.until)}).",
+        no_button,
+        f"If messages pile up, raise Connections at most for backend {name} in the "
+        "settings, if the server allows more.",
+    ]
 
 
 def _todo_waiting(f: _Facts) -> list[str]:
@@ -316,6 +439,8 @@ def _todo_to_send(f: _Facts) -> list[str]:
             "A worker stopped while handling it; it is tried again automatically. Check the "
             "Workers page for the worker that stopped."
         )
+    if f.hold is not None:
+        steps += _hold_steps(f, f.hold)
     if not steps:
         steps.append(
             "A running worker sends it within seconds. If it stays To send, check the "

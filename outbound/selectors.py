@@ -21,8 +21,10 @@ from django.utils.dateparse import parse_datetime
 
 from outbound.models import (
     Alert,
+    Attempt,
     AuditEntry,
     Backend,
+    BackendSlot,
     Contact,
     GlobalSettings,
     Message,
@@ -254,6 +256,15 @@ class BackendRow:
     last_test_at: datetime | None
     last_test_ok: bool | None
     last_test_summary: str
+    # What paces the backend now (see services/dispatch.py): its rate limit
+    # with the attempts it counts and its next free slot (None while one is
+    # free), a pause after repeated throttling, and its open connections.
+    rate_per_minute: int | None = None
+    rate_used: int = 0
+    next_slot_at: datetime | None = None
+    paused_until: datetime | None = None
+    max_connections: int | None = None
+    connections_open: int = 0
 
 
 @dataclass
@@ -274,17 +285,30 @@ class Overview:
     oldest_due_at: datetime | None
     oldest_due_age: timedelta | None
     now: datetime = field(default_factory=timezone.now)
+    # Stuck messages that only wait for their backend's pause, rate limit or
+    # connection cap, per backend (counted in ``stuck`` too).
+    stuck_held: list[HeldStuck] = field(default_factory=list)
 
     @property
     def alive_workers(self) -> int:
         return sum(1 for w in self.workers if w.alive)
 
     @property
+    def stuck_held_count(self) -> int:
+        return sum(h.count for h in self.stuck_held)
+
+    @property
+    def stuck_movable(self) -> int:
+        """Stuck messages that Send outgoing messages can make leave sooner."""
+        return max(self.stuck - self.stuck_held_count, 0)
+
+    @property
     def failing_backends(self) -> list[BackendRow]:
         return [b for b in self.backends if b.health == "failing"]
 
 
-def backend_rows() -> list[BackendRow]:
+def backend_rows(now: datetime | None = None) -> list[BackendRow]:
+    now = now or timezone.now()
     rows = []
     for b in Backend.objects.order_by("channel", "-is_default", "name"):
         result: dict[str, Any] = b.last_test_result or {}
@@ -294,6 +318,8 @@ def backend_rows() -> list[BackendRow]:
             ok = bool(result.get("ok"))
             reply = " ".join(str(x) for x in (result.get("code") or "", result.get("reply")) if x)
             summary = ("Succeeded" if ok else "Failed") + (f": {reply}" if reply else "")
+        starts = rate_window(b.pk, now) if b.rate_per_minute else []
+        next_slot = rate_slots(starts, b.rate_per_minute, now, 1)[0] if b.rate_per_minute else now
         rows.append(
             BackendRow(
                 backend=b,
@@ -306,9 +332,244 @@ def backend_rows() -> list[BackendRow]:
                 last_test_at=b.last_test_at,
                 last_test_ok=ok,
                 last_test_summary=summary,
+                rate_per_minute=b.rate_per_minute,
+                rate_used=len(starts),
+                next_slot_at=next_slot if next_slot > now else None,
+                paused_until=b.paused_until if _paused(b, now) else None,
+                max_connections=b.max_connections if _capped(b) else None,
+                connections_open=len(open_slots(b.pk, now)) if _capped(b) else 0,
             )
         )
     return rows
+
+
+# ------------------------------------------------------- what holds a message
+#
+# The claim (services/dispatch.py: claim_batch, _rate_quota, acquire_slot,
+# _pause_throttled_backends) holds back a due To send message of a backend
+# that is paused, whose rate limit is used up for the minute, or whose
+# connections are all open. These reads look at the same rows, so the pages
+# can say which of them holds a message and until when.
+
+# The window the rate limit counts attempts in (dispatch._rate_quota).
+RATE_WINDOW = timedelta(minutes=1)
+
+
+def rate_window(backend_id: int, now: datetime) -> list[datetime]:
+    """Start times, oldest first, of the backend's attempts that its rate
+    limit counts at ``now``: those started in the minute ending then."""
+    return list(
+        Attempt.objects.filter(backend_id=backend_id, started_at__gt=now - RATE_WINDOW)
+        .order_by("started_at")
+        .values_list("started_at", flat=True)
+    )
+
+
+def rate_slots(starts: list[datetime], rate: int, now: datetime, count: int) -> list[datetime]:
+    """When the next ``count`` messages may start under ``rate`` attempts per
+    minute, given ``starts`` (``rate_window``): each one as soon as fewer than
+    ``rate`` attempts fall in the minute before it, assuming a worker claims
+    at once. The first is the backend's next free slot (``now`` if one is
+    free now)."""
+    window = sorted(starts)
+    slots: list[datetime] = []
+    for _ in range(count):
+        # The oldest of the last ``rate`` starts must have left the window:
+        # the claim counts starts strictly after ``moment - 1 minute``.
+        slot = now if len(window) < rate else max(now, window[-rate] + RATE_WINDOW)
+        window.append(slot)
+        slots.append(slot)
+    return slots
+
+
+def open_slots(backend_id: int, now: datetime) -> list[BackendSlot]:
+    """The connection slots of the backend that acquire_slot counts (unexpired)."""
+    return list(
+        BackendSlot.objects.filter(backend_id=backend_id, lease_until__gte=now).order_by(
+            "lease_until", "id"
+        )
+    )
+
+
+def _claim_rules() -> tuple[timedelta, frozenset[int]]:
+    """The claim's own constants: how long a message waits when its backend
+    has no free connection, and the replies that count as throttling.
+    Imported here, not at the top: dispatch imports alerts, which reads
+    through this module."""
+    from outbound.services.dispatch import BUSY_RETRY, THROTTLE_CODES
+
+    return BUSY_RETRY, THROTTLE_CODES
+
+
+def _paused(backend: Backend, now: datetime) -> bool:
+    return backend.paused_until is not None and backend.paused_until > now
+
+
+def _capped(backend: Backend) -> bool:
+    # Only SMTP connections take slots; SMS providers are called over HTTP.
+    return bool(backend.max_connections) and backend.channel == Channel.EMAIL
+
+
+@dataclass(frozen=True)
+class BackendHold:
+    """What keeps a due To send message from being claimed, and until when.
+
+    ``kind`` is "paused", "rate_limit" or "connections". ``until`` is the end
+    of the pause, the backend's next free rate-limit slot, or the earliest
+    lease end of the open connections (when a stopped worker's connection
+    is freed at the latest; a working one renews it).
+    """
+
+    kind: str
+    backend: Backend
+    until: datetime
+    # Rate limit: the attempts it counts, the due messages of the backend the
+    # claim takes before this one, and when this one's turn comes at that
+    # pace (an estimate: other messages may become due before it).
+    rate: int = 0
+    started: int = 0
+    ahead: int = 0
+    turn_at: datetime | None = None
+    # Connection cap: the holders of the open connections.
+    cap: int = 0
+    holders: tuple[str, ...] = ()
+    # Pause: the last throttling reply of the backend and when it came.
+    throttle_reply: str = ""
+    throttle_at: datetime | None = None
+
+
+def backend_hold(message: Message, now: datetime | None = None) -> BackendHold | None:
+    """Which of its backend's pause, rate limit or connection cap holds this
+    To send message now, if any (the first that applies, in that order)."""
+    if message.status != Status.TO_SEND or message.claim_token is not None:
+        return None
+    backend = message.backend
+    if backend is None:
+        return None
+    now = now or timezone.now()
+    busy_retry, throttle_codes = _claim_rules()
+    due_at = message.next_attempt_at or now
+    if _paused(backend, now):
+        assert backend.paused_until is not None
+        if due_at > backend.paused_until:
+            return None  # it is not due before the pause ends
+        throttle = (
+            Attempt.objects.filter(backend_id=backend.pk, smtp_code__in=sorted(throttle_codes))
+            .order_by("-started_at", "-id")
+            .only("smtp_code", "enhanced_code", "reply", "finished_at", "started_at")
+            .first()
+        )
+        return BackendHold(
+            kind="paused",
+            backend=backend,
+            until=backend.paused_until,
+            throttle_reply=_reply_line(throttle) if throttle else "",
+            throttle_at=(throttle.finished_at or throttle.started_at) if throttle else None,
+        )
+    rate = backend.rate_per_minute
+    if rate and due_at <= now:
+        ahead = (
+            _due_unclaimed(backend.pk, now)
+            .filter(Q(next_attempt_at__lt=due_at) | Q(next_attempt_at=due_at, id__lt=message.pk))
+            .count()
+        )
+        starts = rate_window(backend.pk, now)
+        slots = rate_slots(starts, rate, now, ahead + 1)
+        if slots[-1] > now:
+            return BackendHold(
+                kind="rate_limit",
+                backend=backend,
+                until=slots[0],
+                rate=rate,
+                started=len(starts),
+                ahead=ahead,
+                turn_at=slots[-1],
+            )
+    if _capped(backend) and due_at <= now + busy_retry:
+        assert backend.max_connections is not None
+        slots_open = open_slots(backend.pk, now)
+        if len(slots_open) >= backend.max_connections:
+            return BackendHold(
+                kind="connections",
+                backend=backend,
+                until=slots_open[0].lease_until,
+                cap=backend.max_connections,
+                holders=tuple(s.holder for s in slots_open),
+            )
+    return None
+
+
+def _reply_line(attempt: Attempt) -> str:
+    code = str(attempt.smtp_code or "")
+    if attempt.reply.startswith(code):
+        return attempt.reply
+    return " ".join(x for x in (code, attempt.enhanced_code, attempt.reply) if x)
+
+
+def _due_unclaimed(backend_id: int, now: datetime) -> QuerySet[Message]:
+    return Message.objects.filter(
+        status=Status.TO_SEND,
+        backend_id=backend_id,
+        claim_token__isnull=True,
+        next_attempt_at__lte=now,
+    )
+
+
+@dataclass(frozen=True)
+class HeldStuck:
+    """Stuck messages of one backend that only wait for its pause, rate limit
+    or connection cap: making them due now (Send outgoing messages) changes
+    nothing for them."""
+
+    hold: BackendHold
+    count: int
+
+
+def held_stuck(now: datetime | None = None) -> list[HeldStuck]:
+    """Per backend that holds some, the stuck messages its pause, rate limit
+    or connection cap holds."""
+    now = now or timezone.now()
+    busy_retry, _ = _claim_rules()
+    groups: list[HeldStuck] = []
+    candidates = Backend.objects.filter(
+        Q(paused_until__gt=now) | Q(rate_per_minute__isnull=False) | Q(max_connections__gt=0)
+    ).order_by("channel", "-is_default", "name")
+    stuck_to_send = stuck_messages(now).filter(status=Status.TO_SEND, claim_token__isnull=True)
+    for backend in candidates:
+        stuck = stuck_to_send.filter(backend_id=backend.pk)
+        found: tuple[BackendHold, int] | None = None
+        if _paused(backend, now):
+            # Nothing of a paused backend is claimed, whatever its rate or cap.
+            assert backend.paused_until is not None
+            hold = BackendHold(kind="paused", backend=backend, until=backend.paused_until)
+            found = (hold, stuck.filter(next_attempt_at__lte=backend.paused_until).count())
+        else:
+            rate = backend.rate_per_minute
+            if rate:
+                starts = rate_window(backend.pk, now)
+                # At most the free part of the rate can be claimed now; every
+                # other due stuck message waits for a later slot.
+                due = stuck.filter(next_attempt_at__lte=now).count()
+                slot = rate_slots(starts, rate, now, 1)[0]
+                hold = BackendHold(
+                    kind="rate_limit", backend=backend, until=slot, rate=rate, started=len(starts)
+                )
+                found = (hold, max(due - max(rate - len(starts), 0), 0))
+            if (found is None or not found[1]) and _capped(backend):
+                assert backend.max_connections is not None
+                slots_open = open_slots(backend.pk, now)
+                if len(slots_open) >= backend.max_connections:
+                    hold = BackendHold(
+                        kind="connections",
+                        backend=backend,
+                        until=slots_open[0].lease_until,
+                        cap=backend.max_connections,
+                        holders=tuple(s.holder for s in slots_open),
+                    )
+                    found = (hold, stuck.filter(next_attempt_at__lte=now + busy_retry).count())
+        if found is not None and found[1]:
+            groups.append(HeldStuck(hold=found[0], count=found[1]))
+    return groups
 
 
 def worker_rows(now: datetime | None = None) -> list[WorkerRow]:
@@ -354,16 +615,18 @@ def overview(now: datetime | None = None) -> Overview:
     now = now or timezone.now()
     counts = status_counts()
     due = oldest_due(now)
+    stuck = stuck_messages(now).count()
     return Overview(
         counts=counts,
         total=sum(counts.values()),
-        stuck=stuck_messages(now).count(),
+        stuck=stuck,
         stuck_threshold=GlobalSettings.load().stuck_threshold,
-        backends=backend_rows(),
+        backends=backend_rows(now),
         workers=worker_rows(now),
         oldest_due_at=due,
         oldest_due_age=(now - due) if due else None,
         now=now,
+        stuck_held=held_stuck(now) if stuck else [],
     )
 
 

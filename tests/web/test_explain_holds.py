@@ -1,0 +1,218 @@
+"""What holds a To send message back (its backend's rate limit, pause after
+throttling or connection cap) is named in its explanation, on its page and in
+the stuck-messages banner; retries, failed tests and the backend field say
+what really happened. Real SMTP servers, the real worker, the real pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from outbound.explain import explain_message
+from outbound.models import Attempt, Backend, Message
+from outbound.selectors import overview
+from outbound.services import dispatch
+from outbound.services.intake import queue_email
+from outbound.services.operations import resend_message
+from outbound.states import Status
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _fmt(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _clock(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%H:%M:%S")
+
+
+def _todo(message: Message) -> str:
+    message.refresh_from_db()
+    return " ".join(explain_message(message).what_to_do)
+
+
+def _rate_limited_backlog(
+    smtp_server: Any,
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+    **kw: Any,
+) -> tuple[Backend, Attempt, list[Message]]:
+    """A backend limited to one message a minute, four messages queued, one
+    worker round: one leaves, three wait for the next slots."""
+    backend = make_backend(smtp_server, rate_per_minute=1)
+    for i in range(4):
+        queue_email(to=f"u{i}@example.com", subject=f"Notice {i}", **kw)
+    run_worker()
+    assert Message.objects.filter(status=Status.SENT).count() == 1
+    first = Attempt.objects.get(outcome=Attempt.Outcome.SENT)
+    waiting = list(Message.objects.filter(status=Status.TO_SEND).order_by("next_attempt_at", "id"))
+    assert len(waiting) == 3
+    return backend, first, waiting
+
+
+# ------------------------------------------------------------- rate limit
+
+
+def test_rate_limited_messages_name_the_limit_and_their_next_slot(
+    smtp_server: Any,
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+    operator_client: Client,
+) -> None:
+    _, first, waiting = _rate_limited_backlog(smtp_server, make_backend, run_worker)
+    next_slot = first.started_at + timedelta(minutes=1)
+    for position, message in enumerate(waiting):
+        e = explain_message(message)
+        todo = " ".join(e.what_to_do)
+        assert "rate limit of backend Relay (1 message a minute)" in e.why
+        assert f"next slot opens at {_fmt(next_slot)}" in e.why
+        assert "starts at most 1 message a minute" in todo
+        assert f"its next slot opens at {_fmt(next_slot)}" in todo
+        assert "Send outgoing messages cannot make it leave sooner" in todo
+        assert "within seconds" not in todo
+        # One message a minute: each one ahead pushes its turn a minute on.
+        if position == 0:
+            assert "It is the next message of this backend to leave." in todo
+        else:
+            turn = first.started_at + timedelta(minutes=position + 1)
+            assert f"{position} other message" in todo
+            assert f"its turn comes at about {_fmt(turn)}" in todo
+        facts = dict(e.facts)
+        assert facts["Backend rate limit"] == (
+            f"1 message a minute; 1 started in the last minute; next free slot at {_fmt(next_slot)}"
+        )
+    html = operator_client.get(f"/messages/{waiting[-1].pk}/").content.decode()
+    assert "rate limit of backend Relay" in html
+    assert _fmt(next_slot) in html
+    assert "A running worker sends it within seconds" not in html
+
+
+def test_the_backends_table_shows_the_rate_limit_and_when_it_frees(
+    smtp_server: Any,
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+    viewer_client: Client,
+) -> None:
+    _, first, _ = _rate_limited_backlog(smtp_server, make_backend, run_worker)
+    html = viewer_client.get("/").content.decode()
+    assert "<th>Rate limit</th>" in html
+    assert (
+        f"1 per minute · used up, next slot at {_clock(first.started_at + timedelta(minutes=1))}"
+        in html
+    )
+
+
+def test_stuck_messages_held_by_the_rate_limit_are_not_sent_to_the_button(
+    smtp_server: Any,
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+    operator_client: Client,
+) -> None:
+    # Due an hour ago: past the stuck threshold (15 minutes) from the start.
+    late = timezone.now() - timedelta(hours=1)
+    _, first, _ = _rate_limited_backlog(smtp_server, make_backend, run_worker, send_at=late)
+    o = overview()
+    assert (o.stuck, o.stuck_held_count, o.stuck_movable) == (3, 3, 0)
+    html = operator_client.get("/").content.decode()
+    banner = html.split('<div class="banner banner-info" role="status">')[1].split("</div>")[0]
+    assert "3 messages stuck" in banner
+    assert "3 of them are To send and only wait for backend Relay" in banner
+    assert "1 message a minute" in banner
+    assert f"next slot opens at {_clock(first.started_at + timedelta(minutes=1))}" in banner
+    assert "Send outgoing messages cannot make them leave sooner" in banner
+    assert 'href="#send-outgoing"' not in banner
+    assert "banner-warn" not in html
+    section = html.split('id="send-outgoing"')[1]
+    assert "3 of them only wait for a backend's rate limit" in section
+    assert "This makes" not in section.split("</p>")[0]
+
+    # A stuck message the button can help (no worker has validated it yet):
+    # the banner sends the administrator to the button for that one only.
+    queue_email(to="later@example.com", send_at=late)
+    html = operator_client.get("/").content.decode()
+    banner = html.split('<div class="banner banner-warn" role="alert">')[1].split("</div>")[0]
+    assert "4 messages stuck" in banner
+    assert "3 of them are To send and only wait for backend Relay" in banner
+    assert "For the other 1:" in banner and 'href="#send-outgoing"' in banner
+    section = html.split('id="send-outgoing"')[1].split("</p>")[0]
+    assert "This makes the other 1 due now" in section
+
+
+def test_rate_slots_follow_the_claims_sliding_minute() -> None:
+    from outbound.selectors import rate_slots
+
+    now = timezone.now()
+    starts = [now - timedelta(seconds=50), now - timedelta(seconds=10)]
+    # Two a minute, both used: the next start when the older leaves the
+    # minute, then when the newer does, then a minute after the first slot.
+    assert rate_slots(starts, 2, now, 3) == [
+        now + timedelta(seconds=10),
+        now + timedelta(seconds=50),
+        now + timedelta(seconds=70),
+    ]
+    assert rate_slots(starts, 3, now, 2) == [now, now + timedelta(seconds=10)]
+
+
+# ------------------------------------------------------------------ pause
+
+
+def test_a_paused_backend_names_the_pause_its_end_and_the_throttling_reply(
+    smtp_server: Any,
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+    operator_client: Client,
+) -> None:
+    backend = make_backend(smtp_server)
+    smtp_server.configure(data_reply="451 4.7.1 Rate limited, slow down")
+    messages = [queue_email(to=f"u{i}@example.com") for i in range(3)]
+    run_worker()
+    backend.refresh_from_db()
+    assert backend.paused_until is not None and backend.paused_until > timezone.now()
+    # The administrator asks for it now: it is due, yet the pause holds it.
+    assert resend_message(messages[0], actor="admin").ok
+    e = explain_message(Message.objects.get(pk=messages[0].pk))
+    todo = " ".join(e.what_to_do)
+    assert f"backend Relay is paused until {_fmt(backend.paused_until)}" in e.why
+    assert f"Backend Relay is paused until {_fmt(backend.paused_until)}" in todo
+    assert "3 times in a row" in todo
+    assert "451 4.7.1 Rate limited, slow down" in todo
+    assert "Send outgoing messages cannot make it leave sooner" in todo
+    assert dict(e.facts)["Backend paused until"] == _fmt(backend.paused_until)
+    html = operator_client.get("/").content.decode()
+    assert f"Paused until {_clock(backend.paused_until)} after repeated throttling" in html
+
+
+# --------------------------------------------------------- connection cap
+
+
+def test_all_connections_in_use_is_named_with_their_holders(
+    smtp_server: Any,
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+) -> None:
+    backend = make_backend(smtp_server, max_connections=1)
+    # A worker on another host holds the backend's only connection.
+    slot = dispatch.acquire_slot(
+        backend.pk, 1, holder="host-b:worker-7", lease=timedelta(minutes=2)
+    )
+    assert slot is not None
+    message = queue_email(to="ann@example.com")
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.TO_SEND and message.claim_token is None
+    e = explain_message(message)
+    todo = " ".join(e.what_to_do)
+    assert "the one connection backend Relay allows is in use" in e.why
+    assert "allows at most 1 connection at a time, and it is open now" in todo
+    assert "held by host-b:worker-7" in todo
+    assert "within seconds" not in todo
+    assert dict(e.facts)["Backend connections"] == "at most 1; 1 open now"
+    # Once the connection is given back, nothing holds it.
+    dispatch.release_slot(slot)
+    assert "held by host-b:worker-7" not in _todo(message)
