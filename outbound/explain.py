@@ -90,12 +90,17 @@ def _addresses(text: str) -> list[str]:
     return [a.strip() for a in text.split(",") if a.strip()]
 
 
-def _backend_line(backend: Backend) -> str:
+def _backend_where(backend: Backend) -> str:
+    """Where the backend sends, without credentials."""
     if backend.channel == Channel.SMS:
         where = f", {backend.host}" if backend.host else ""
-        return f"{backend.name} ({backend.get_kind_display()}{where})"
+        return f"{backend.get_kind_display()}{where}"
     where = f"{backend.host}:{backend.port}" if backend.host else "no host"
-    return f"{backend.name} ({where}, security {backend.get_security_display()})"
+    return f"{where}, security {backend.get_security_display()}"
+
+
+def _backend_line(backend: Backend) -> str:
+    return f"{backend.name} ({_backend_where(backend)})"
 
 
 def _plural(count: int, word: str) -> str:
@@ -391,6 +396,52 @@ def _hold_steps(f: _Facts, hold: BackendHold) -> list[str]:
     ]
 
 
+def _where(f: _Facts) -> str:
+    """The server the message was sent to, without credentials."""
+    b = f.backend
+    if b is None:
+        return "the server"
+    if b.channel == Channel.EMAIL and b.host:
+        return f"{b.host}:{b.port} (backend {b.name})"
+    return f"backend {b.name} ({_backend_where(b)})"
+
+
+def _retry_cause(f: _Facts) -> str:
+    """What went wrong on the last attempt, for a scheduled retry: the
+    temporary reply, or what happened when there was none."""
+    attempt = f.last_attempt
+    where = _where(f)
+    if attempt is None:
+        return "The last attempt failed temporarily."
+    if attempt.smtp_code:
+        return f"{where} answered with a temporary failure: {f.server_reply}."
+    # The transport's own words: they say where and, for a timeout, how long.
+    detail = f" ({attempt.reply})" if attempt.reply else ""
+    step = f" at the {attempt.phase} step" if attempt.phase else ""
+    reason = attempt.error_reason
+    if reason == "connection_refused":
+        return (
+            f"{where} refused the connection: nothing accepted connections on that host and "
+            "port, so no server answered. The server may be down or restarting, or a "
+            "firewall rejects the connection."
+        )
+    if reason == "timeout":
+        return (
+            f"No answer came from {where} in time{step}{detail}. The server may be "
+            "overloaded, or a firewall drops the connection silently."
+        )
+    if reason in ("connection_lost", "interrupted"):
+        return f"The connection to {where} was cut{step} before an answer came{detail}."
+    if reason == "journal":
+        return (
+            "The attempt was stopped before the text left: Outbound could not record that "
+            f"it was about to send it{detail}. Nothing reached the server."
+        )
+    if reason == "internal_error":
+        return f"An internal error stopped the attempt{step}{detail}; no reply came."
+    return f"The attempt with {where} ended{step} without a reply{detail}."
+
+
 def _todo_waiting(f: _Facts) -> list[str]:
     m = f.message
     if m.reason_code == Reason.ALLOWANCE_EXHAUSTED and f.backend is not None:
@@ -424,16 +475,30 @@ def _todo_to_send(f: _Facts) -> list[str]:
             f"Worker {m.claimed_by or '(unknown)'} is sending it right now; wait a moment "
             "and reload."
         )
-    if m.reason_code == Reason.RETRY_SCHEDULED:
-        reply = f" The last reply was: {f.server_reply}." if f.server_reply else ""
-        steps.append(
-            f"The server answered with a temporary failure.{reply} The next attempt is at "
-            f"{_fmt(m.next_attempt_at)}; nothing needs to be done unless it keeps failing."
-        )
-        steps.append(
-            "If every message fails this way, ask the mail administrator whether the relay "
-            "is throttling or down."
-        )
+    if m.reason_code == Reason.RETRY_SCHEDULED and m.claim_token is None:
+        due = m.next_attempt_at
+        if due is not None and due > timezone.now():
+            when = f"The next attempt is at {_fmt(due)}"
+        else:
+            when = f"Its next attempt was due at {_fmt(due)}"
+        steps.append(f"{_retry_cause(f)} {when}; nothing needs to be done unless it keeps failing.")
+        attempt = f.last_attempt
+        answered = attempt is not None and bool(attempt.smtp_code)
+        if f.is_sms:
+            steps.append(
+                "If every message fails this way, check the provider's status page and that "
+                "this machine can reach the provider."
+            )
+        elif answered:
+            steps.append(
+                "If every message fails this way, ask the mail administrator whether the relay "
+                "is throttling or down."
+            )
+        else:
+            steps.append(
+                "If every message fails this way, check that the server is running, that the "
+                "backend's host and port are right, and that this machine may connect to it."
+            )
     elif m.reason_code in (Reason.INTERRUPTED, Reason.LEASE_EXPIRED):
         steps.append(
             "A worker stopped while handling it; it is tried again automatically. Check the "

@@ -19,7 +19,7 @@ from outbound.selectors import overview
 from outbound.services import dispatch
 from outbound.services.intake import queue_email
 from outbound.services.operations import resend_message
-from outbound.states import Status
+from outbound.states import Reason, Status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -216,3 +216,42 @@ def test_all_connections_in_use_is_named_with_their_holders(
     # Once the connection is given back, nothing holds it.
     dispatch.release_slot(slot)
     assert "held by host-b:worker-7" not in _todo(message)
+
+
+# --------------------------------------------------------- other wording
+
+
+def test_a_refused_connection_is_not_called_a_server_answer(
+    make_smtp_server: Callable[..., Any],
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+    operator_client: Client,
+) -> None:
+    server = make_smtp_server()
+    port = make_backend(server).port
+    server.stop()
+    message = queue_email(to="ann@example.com")
+    run_worker()
+    message.refresh_from_db()
+    assert message.reason_code == Reason.RETRY_SCHEDULED
+    todo = _todo(message)
+    assert f"{server.host}:{port} (backend Relay) refused the connection" in todo
+    assert "no server answered" in todo
+    assert "answered with a temporary failure" not in todo
+    assert f"The next attempt is at {_fmt(message.next_attempt_at)}" in todo
+    assert "check that the server is running" in todo
+    html = operator_client.get(f"/messages/{message.pk}/").content.decode()
+    assert "refused the connection" in html
+    assert "answered with a temporary failure" not in html
+
+
+def test_a_temporary_reply_is_still_called_one(
+    smtp_server: Any, make_backend: Callable[..., Backend], run_worker: Callable[..., Any]
+) -> None:
+    make_backend(smtp_server)
+    smtp_server.configure(rcpt_reply="450 4.2.0 Mailbox busy")
+    message = queue_email(to="ann@example.com")
+    run_worker()
+    todo = _todo(message)
+    assert "answered with a temporary failure: 450 4.2.0 Mailbox busy" in todo
+    assert "refused the connection" not in todo
