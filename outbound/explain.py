@@ -22,6 +22,7 @@ from outbound.services.dispatch import THROTTLE_REPEATS
 from outbound.services.receipts import TWILIO_ERRORS, describe
 from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
+from outbound.web.test_advice import advice_for
 
 
 @dataclass
@@ -318,9 +319,30 @@ def _why(f: _Facts) -> str:
         text = f"{Reason(m.reason_code).label}. {text}"
     if f.hold is not None:
         text += f" {_hold_headline(f.hold)}"
+    b = f.backend
+    if (
+        m.status == Status.BACKEND_TEST_REQUIRED
+        and m.reason_code == Reason.BACKEND_UNTESTED
+        and b is not None
+        and b.last_test_at is not None
+        and b.last_test_at > m.status_changed_at
+        and _tests_current_settings(b)
+        and not (b.last_test_result or {}).get("ok")
+    ):
+        text += f" Since then these settings were tested, at {_fmt(b.last_test_at)}, and failed."
     if m.possibly_delivered and m.status != Status.SENT:
         text += " An earlier send was interrupted after the body left; a copy may arrive twice."
     return text
+
+
+def _tests_current_settings(backend: Backend) -> bool:
+    """Whether the backend's last test was of its current settings."""
+    if backend.last_test_at is None:
+        return False
+    # A stored result without a version is from before versions were kept:
+    # read it as a test of the settings it stands next to.
+    tested = (backend.last_test_result or {}).get("settings_version")
+    return tested in (None, backend.settings_version)
 
 
 def _hold_headline(hold: BackendHold) -> str:
@@ -721,6 +743,10 @@ def _todo_backend(f: _Facts) -> list[str]:
     steps = [
         f"Backend {_backend_line(b)} is {health}; its last test {_last_test(b)}.",
     ]
+    result = b.last_test_result or {}
+    tests_current = _tests_current_settings(b)
+    failed_now = tests_current and not result.get("ok")
+    advice = advice_for(str(result.get("reason", "")), kind=b.kind) if failed_now else None
     if f.message.reason_code == Reason.BACKEND_AUTH_FAILED:
         steps.append(
             "The provider refused the account SID or auth token (or API secret): correct them."
@@ -734,8 +760,29 @@ def _todo_backend(f: _Facts) -> list[str]:
     elif f.message.reason_code == Reason.BACKEND_SECRET_UNREADABLE:
         steps.append("The stored password cannot be decrypted: enter it again.")
     elif f.message.reason_code == Reason.BACKEND_UNTESTED:
-        steps.append("The settings changed and were not tested since.")
-    steps.append("Fix the settings, run the Test; held messages go out by themselves.")
+        if b.last_test_at is None:
+            steps.append("These settings were never tested.")
+        elif failed_now:
+            assert advice is not None
+            steps.append(
+                f"The current settings were tested at {_fmt(b.last_test_at)} and the test "
+                f"failed: {advice.headline}. {advice.explanation}"
+            )
+        elif tests_current:
+            steps.append(
+                f"The current settings passed their test at {_fmt(b.last_test_at)}; the held "
+                "messages are being released."
+            )
+        else:
+            outcome = "succeeded" if result.get("ok") else "failed"
+            steps.append(
+                f"The settings changed after the last test (which {outcome} at "
+                f"{_fmt(b.last_test_at)}) and were not tested since."
+            )
+    if advice is not None and not advice.ok:
+        steps.append(f"{advice.next_step} Held messages go out by themselves once it succeeds.")
+    else:
+        steps.append("Fix the settings, run the Test; held messages go out by themselves.")
     return steps
 
 

@@ -17,8 +17,10 @@ from outbound.explain import explain_message
 from outbound.models import Attempt, Backend, Message
 from outbound.selectors import overview
 from outbound.services import dispatch
+from outbound.services.backends import save_backend_settings, test_backend
 from outbound.services.intake import queue_email
 from outbound.services.operations import resend_message
+from outbound.services.validation import validate_due
 from outbound.states import Reason, Status
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -255,3 +257,33 @@ def test_a_temporary_reply_is_still_called_one(
     todo = _todo(message)
     assert "answered with a temporary failure: 450 4.2.0 Mailbox busy" in todo
     assert "refused the connection" not in todo
+
+
+def test_a_failed_test_after_a_change_says_it_failed_not_that_it_was_not_tested(
+    make_smtp_server: Callable[..., Any], make_backend: Callable[..., Backend]
+) -> None:
+    server = make_smtp_server(auth={"mailer": "right"})
+    backend = make_backend(server, username="mailer", password="right")
+    backend = save_backend_settings(backend=backend, data={"password": "wrong"}, actor="admin")
+    message = queue_email(to="ann@example.com")
+    validate_due()
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (
+        Status.BACKEND_TEST_REQUIRED,
+        Reason.BACKEND_UNTESTED,
+    )
+    # Before any test of the new settings: not tested since the change.
+    assert "The settings changed after the last test (which succeeded" in _todo(message)
+    result = test_backend(backend, actor="admin")
+    assert not result.ok and result.reason == "auth_failed"
+    backend.refresh_from_db()
+    e = explain_message(Message.objects.get(pk=message.pk))
+    todo = " ".join(e.what_to_do)
+    assert "not tested since" not in todo
+    assert (
+        f"The current settings were tested at {_fmt(backend.last_test_at)} and the test failed: "
+        "Authentication failed: the account or password is wrong." in todo
+    )
+    assert "535" in todo  # the server's reply, from the stored result
+    assert "Type the current password" in todo
+    assert f"these settings were tested, at {_fmt(backend.last_test_at)}, and failed" in e.why
