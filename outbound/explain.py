@@ -34,6 +34,9 @@ class Explanation:
     why: str
     what_to_do: list[str]
     facts: list[tuple[str, str]] = field(default_factory=list)
+    # The backend as the facts name it, short, for the message's own fields:
+    # its name, or that none was chosen and which default would be used.
+    backend: str = ""
 
 
 # General words per status: the same for every message in it.
@@ -129,6 +132,9 @@ class _Facts:
     attempts: list[Attempt]
     recipients: list[Recipient]
     blocks: dict[str, Suppression]
+    # The backend was not chosen for this message; ``backend`` is the
+    # channel's default.
+    default_backend: bool = False
     # What holds this To send message back (its backend's pause, rate limit
     # or connection cap), if anything.
     hold: BackendHold | None = None
@@ -176,6 +182,7 @@ class _Facts:
 
 def _gather(message: Message) -> _Facts:
     backend = message.backend
+    default_backend = backend is None
     if backend is None:
         backend = Backend.objects.filter(channel=message.channel, is_default=True).first()
     contact = message.contact
@@ -197,8 +204,19 @@ def _gather(message: Message) -> _Facts:
         attempts,
         recipients,
         blocks,
+        default_backend=default_backend and backend is not None,
         hold=backend_hold(message),
     )
+
+
+def _backend_name(f: _Facts) -> str:
+    """The backend in a few words; the same words in the facts and the fields."""
+    if f.backend is None:
+        return "none configured"
+    if f.default_backend:
+        channel = "SMS" if f.is_sms else "email"
+        return f"none chosen for this message; the default {channel} backend is {f.backend.name}"
+    return f.backend.name
 
 
 def _facts(f: _Facts) -> list[tuple[str, str]]:
@@ -257,7 +275,10 @@ def _facts(f: _Facts) -> list[tuple[str, str]]:
         why = f" ({entry.reason})" if entry.reason else ""
         rows.append(("Blocklist entry matched", f"{address}: {entry}{why}"))
     if f.backend is not None:
-        rows.append(("Backend", _backend_line(f.backend)))
+        if f.default_backend:
+            rows.append(("Backend", f"{_backend_name(f)} ({_backend_where(f.backend)})"))
+        else:
+            rows.append(("Backend", _backend_line(f.backend)))
         health = f.backend.get_health_display()
         if f.backend.health_detail:
             health += f": {f.backend.health_detail}"
@@ -822,6 +843,7 @@ def explain_message(message: Message) -> Explanation:
         why=_why(f),
         what_to_do=_TODO[status](f),
         facts=_facts(f),
+        backend=_backend_name(f),
     )
 
 

@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from outbound.explain import explain_message
-from outbound.models import Attempt, Backend, Message
+from outbound.models import Attempt, Backend, Contact, Message
 from outbound.selectors import overview
 from outbound.services import dispatch
 from outbound.services.backends import save_backend_settings, test_backend
@@ -287,3 +287,31 @@ def test_a_failed_test_after_a_change_says_it_failed_not_that_it_was_not_tested(
     assert "535" in todo  # the server's reply, from the stored result
     assert "Type the current password" in todo
     assert f"these settings were tested, at {_fmt(backend.last_test_at)}, and failed" in e.why
+
+
+def test_a_not_sent_message_names_the_same_backend_in_its_fields_and_facts(
+    stored_backend: Callable[..., Backend], viewer_client: Client
+) -> None:
+    stored_backend()
+    contact = Contact.objects.create(name="Ann", email="ann@@example")
+    message = queue_email(contact=contact, subject="Invoice")
+    validate_due()
+    message.refresh_from_db()
+    assert message.status == Status.NOT_SENT and message.backend_id is None
+    e = explain_message(message)
+    said = "none chosen for this message; the default email backend is Relay"
+    assert dict(e.facts)["Backend"] == f"{said} (smtp.example.com:587, security STARTTLS)"
+    html = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    assert f"<dt>Backend</dt><dd>{said}</dd>" in html
+    assert "<dt>Backend</dt><dd>—</dd>" not in html
+
+
+def test_a_message_with_its_backend_names_it_in_both_places(
+    stored_backend: Callable[..., Backend], viewer_client: Client
+) -> None:
+    stored_backend()
+    message = queue_email(to="bob@example.com")
+    validate_due()
+    html = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    assert "<dt>Backend</dt><dd>Relay</dd>" in html
+    assert "<dd>Relay (smtp.example.com:587, security STARTTLS)</dd>" in html
