@@ -138,6 +138,9 @@ def system_mail(make_smtp_server: Any, settings: Any) -> Any:
 def test_a_failing_backend_alerts_once_then_all_clear(
     make_smtp_server: Any, system_mail: Any, run_worker: Any
 ) -> None:
+    gs = GlobalSettings.load()
+    gs.default_from = "robot@platform.example"
+    gs.save()
     relay = make_smtp_server(auth={"mailer": "right"})
     backend = save_backend_settings(
         data=_settings(relay, username="mailer", password="right"), actor="admin"
@@ -156,6 +159,13 @@ def test_a_failing_backend_alerts_once_then_all_clear(
     assert len(backend_alerts()) == 1
     alert_mail = backend_alerts()[0]
     assert alert_mail.rcpt_tos == ["ops@example.com"]
+    # From the global default from address, with its domain in the Message-ID.
+    assert alert_mail.mail_from == "robot@platform.example"
+    # The subject names the incident; the count held, which changes while it
+    # lasts, is in the body with the moment it was counted.
+    assert b"Subject: Outbound: backend Relay is failing\r\n" in alert_mail.raw
+    assert b"Messages held as Backend test required at 20" in alert_mail.raw
+    assert alert_mail.message_id.endswith("@platform.example>")
     assert b"Relay" in alert_mail.raw and b"535" in alert_mail.raw
     assert relay.messages == []
     # The administrator fixes the password and tests: all clear, messages out.
@@ -284,6 +294,8 @@ def test_a_test_message_needs_a_tested_backend_and_a_valid_address(smtp_server: 
     sent = send_test_message(backend, to="admin@example.com", actor="admin")
     assert sent.ok and sent.queue_id and sent.queue_id in sent.text
     assert smtp_server.messages[0].rcpt_tos == ["admin@example.com"]
+    # The Message-ID's domain is the sender's, not a made-up one.
+    assert smtp_server.messages[0].message_id.endswith("@example.com>")
     assert AuditEntry.objects.filter(action="send_test_message").count() == 2
 
 

@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.db import IntegrityError, transaction
@@ -23,6 +23,7 @@ from django.utils import timezone
 from outbound import conf, selectors
 from outbound.errors import OutboundError
 from outbound.models import Alert, Backend, GlobalSettings, Message, WorkerHeartbeat
+from outbound.services.intake import make_message_id
 from outbound.states import Reason, Status
 from outbound.transports.base import Envelope
 from outbound.transports.smtp import SmtpConfig, SmtpTransport
@@ -69,7 +70,7 @@ def _deliver(subject: str, body: str) -> str:
     msg["To"] = to
     msg["Subject"] = subject
     msg["Date"] = format_datetime(timezone.now())
-    msg["Message-ID"] = make_msgid(domain="outbound.local")
+    msg["Message-ID"] = make_message_id(sender)
     msg.set_content(body)
     envelope = Envelope(mail_from=sender, recipients=[to], message=msg.as_bytes())
     try:
@@ -132,7 +133,9 @@ def clear_alert(*, key: str, subject: str, body: str) -> Alert | None:
 
 def backend_failing(backend: Backend) -> Alert | None:
     held = Message.objects.filter(backend=backend, status=Status.BACKEND_TEST_REQUIRED).count()
-    subject = f"Outbound: backend {backend.name} is failing; {held} message(s) held"
+    # No count in the subject: the alert page keeps the subject of the
+    # incident, and the number held changes while it lasts.
+    subject = f"Outbound: backend {backend.name} is failing"
     if backend.channel == "sms":
         where = f"{backend.get_kind_display()}{', ' + backend.host if backend.host else ''}"
         check = "the provider account (account SID, auth token or API secret) and its address"
@@ -142,13 +145,17 @@ def backend_failing(backend: Backend) -> Alert | None:
     body = (
         f"The notification backend {backend.name} ({where}) is failing.\n\n"
         f"Server reply: {backend.health_detail or backend.health_reason}\n"
-        f"Messages held as Backend test required: {held}\n\n"
+        f"Messages held as Backend test required at {_at(timezone.now())}: {held}\n\n"
         f"What to do: open the global settings, check {check} of this backend, save, and "
         "run the Test. When the test succeeds the held messages go out by themselves.\n"
     )
     return raise_alert(
         kind=Alert.Kind.BACKEND_FAILING, key=f"backend:{backend.pk}", subject=subject, body=body
     )
+
+
+def _at(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def backend_recovered(backend: Backend) -> Alert | None:

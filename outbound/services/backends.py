@@ -35,6 +35,7 @@ from outbound.models.backend import CONNECTION_FIELDS
 from outbound.services import alerts, sms_backends, transitions
 from outbound.services.addresses import check_email, check_mobile
 from outbound.services.audit import record_audit
+from outbound.services.intake import make_message_id
 from outbound.states import Channel, Reason, Status
 from outbound.transports.base import Envelope
 from outbound.transports.sms_base import SmsEnvelope
@@ -787,7 +788,7 @@ def _send_test_message(backend: Backend, *, to: str, actor: str) -> TestMessageR
     msg["To"] = to
     msg["Subject"] = f"Outbound test message from backend {backend.name}"
     msg["Date"] = format_datetime(timezone.now())
-    msg["Message-ID"] = make_msgid(domain="outbound.local")
+    msg["Message-ID"] = make_message_id(backend.from_address)
     msg.set_content(
         f"This message was sent by {actor} from Outbound to check that backend "
         f"{backend.name} ({backend.host}:{backend.port}) delivers. Nothing needs to be done.\n"
