@@ -199,6 +199,8 @@ def send_outgoing(*, actor: str) -> ActionResult:
         if changed
         else "There are no stuck messages."
     )
+    if changed:
+        text += _held_back_note()
     record_audit(
         actor=actor,
         action="send_outgoing",
@@ -207,3 +209,27 @@ def send_outgoing(*, actor: str) -> ActionResult:
         result=text,
     )
     return ActionResult(True, text, changed)
+
+
+def _held_back_note() -> str:
+    """What of the stuck messages only waits for its backend's pace (rate
+    limit, pause, connection cap): being due now does not make those leave
+    sooner, and the answer must not let the administrator believe it."""
+    # Here, not at the top: the selectors read stuck_messages from this module.
+    from outbound.selectors import held_stuck
+
+    notes = []
+    for h in held_stuck():
+        hold = h.hold
+        at = timezone.localtime(hold.until).strftime("%H:%M:%S")
+        if hold.kind == "rate_limit":
+            why = f"its rate limit of {hold.rate} a minute (next slot at {at})"
+        elif hold.kind == "paused":
+            why = f"its pause after repeated throttling (until {at})"
+        else:
+            why = f"a free connection (all {hold.cap} it allows are in use)"
+        notes.append(
+            f" {h.count} of them only wait for backend {hold.backend.name}: {why}; "
+            "they cannot leave sooner."
+        )
+    return "".join(notes)

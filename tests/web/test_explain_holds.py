@@ -315,3 +315,21 @@ def test_a_message_with_its_backend_names_it_in_both_places(
     html = viewer_client.get(f"/messages/{message.pk}/").content.decode()
     assert "<dt>Backend</dt><dd>Relay</dd>" in html
     assert "<dd>Relay (smtp.example.com:587, security STARTTLS)</dd>" in html
+
+
+def test_send_outgoing_says_which_stuck_messages_wait_for_their_backend(
+    smtp_server: Any,
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+) -> None:
+    from outbound.services.operations import send_outgoing
+
+    late = timezone.now() - timedelta(hours=1)
+    _, first, _ = _rate_limited_backlog(smtp_server, make_backend, run_worker, send_at=late)
+    result = send_outgoing(actor="admin")
+    assert result.text.startswith("3 stuck message(s) queued to be sent now.")
+    slot = _clock(first.started_at + timedelta(minutes=1))
+    assert (
+        f"3 of them only wait for backend Relay: its rate limit of 1 a minute "
+        f"(next slot at {slot}); they cannot leave sooner." in result.text
+    )
