@@ -24,6 +24,7 @@ from outbound import conf, selectors
 from outbound.errors import OutboundError
 from outbound.models import Alert, Backend, GlobalSettings, Message, WorkerHeartbeat
 from outbound.services.intake import make_message_id
+from outbound.services.operations import held_back_note
 from outbound.states import Reason, Status
 from outbound.transports.base import Envelope
 from outbound.transports.smtp import SmtpConfig, SmtpTransport
@@ -205,6 +206,7 @@ def check_alerts() -> None:
     now = timezone.now()
     oldest = selectors.oldest_due(now)
     if oldest is not None and now - oldest > settings.stuck_threshold:
+        held = held_back_note().strip()
         raise_alert(
             kind=Alert.Kind.QUEUE_STUCK,
             key="queue",
@@ -214,6 +216,12 @@ def check_alerts() -> None:
                 f"{settings.stuck_threshold}).\n\nWhat to do: check that a worker is running "
                 "(Workers page) and that the backends are healthy, then use Send outgoing "
                 "messages.\n"
+                + (
+                    f"\nAmong the stuck messages: {held} If this pace is too slow, raise "
+                    "the backend's limits in the settings.\n"
+                    if held
+                    else ""
+                )
             ),
         )
     else:

@@ -200,7 +200,7 @@ def send_outgoing(*, actor: str) -> ActionResult:
         else "There are no stuck messages."
     )
     if changed:
-        text += _held_back_note()
+        text += held_back_note()
     record_audit(
         actor=actor,
         action="send_outgoing",
@@ -211,7 +211,7 @@ def send_outgoing(*, actor: str) -> ActionResult:
     return ActionResult(True, text, changed)
 
 
-def _held_back_note() -> str:
+def held_back_note() -> str:
     """What of the stuck messages only waits for its backend's pace (rate
     limit, pause, connection cap): being due now does not make those leave
     sooner, and the answer must not let the administrator believe it."""

@@ -333,3 +333,25 @@ def test_send_outgoing_says_which_stuck_messages_wait_for_their_backend(
         f"3 of them only wait for backend Relay: its rate limit of 1 a minute "
         f"(next slot at {slot}); they cannot leave sooner." in result.text
     )
+
+
+def test_the_stuck_alert_names_what_only_waits_for_its_backend(
+    smtp_server: Any,
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+) -> None:
+    from outbound.models import Alert
+    from outbound.services.alerts import check_alerts
+
+    late = timezone.now() - timedelta(hours=1)
+    _, first, _ = _rate_limited_backlog(smtp_server, make_backend, run_worker, send_at=late)
+    # The worker's own first check raised it before anything was claimed (a
+    # slot was free then): start the incident afresh on the facts as they are.
+    Alert.objects.all().delete()
+    check_alerts()
+    alert = Alert.objects.get(kind=Alert.Kind.QUEUE_STUCK)
+    slot = _clock(first.started_at + timedelta(minutes=1))
+    assert (
+        "Among the stuck messages: 3 of them only wait for backend Relay: its rate limit "
+        f"of 1 a minute (next slot at {slot}); they cannot leave sooner." in alert.body
+    )
