@@ -30,7 +30,6 @@ from outbound.models import (
     Message,
     WorkerHeartbeat,
 )
-from outbound.services.operations import stuck_messages
 from outbound.states import Channel, Status
 
 PAGE_SIZE = 50
@@ -242,6 +241,15 @@ def status_counts() -> dict[str, int]:
     for row in rows:
         counts[row["status"]] = row["n"]
     return counts
+
+
+def stuck_messages(now: datetime | None = None) -> QuerySet[Message]:
+    """Waiting or To send, and more than the stuck threshold past their due time."""
+    now = now or timezone.now()
+    threshold = GlobalSettings.load().stuck_threshold
+    return Message.objects.filter(
+        status__in=[Status.WAITING, Status.TO_SEND], send_at__lt=now - threshold
+    )
 
 
 @dataclass

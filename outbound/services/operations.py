@@ -10,12 +10,11 @@ a worker is sending right now is never touched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from django.db.models import QuerySet
 from django.utils import timezone
 
-from outbound.models import GlobalSettings, Message
+from outbound.models import Message
+from outbound.selectors import held_stuck, stuck_messages
 from outbound.services import transitions
 from outbound.services.audit import record_audit
 from outbound.services.intake import make_message_id
@@ -165,15 +164,6 @@ def cancel_group(group_key: str, *, actor: str) -> ActionResult:
     return result
 
 
-def stuck_messages(now: datetime | None = None) -> QuerySet[Message]:
-    """Waiting or To send, and more than the stuck threshold past their due time."""
-    now = now or timezone.now()
-    threshold = GlobalSettings.load().stuck_threshold
-    return Message.objects.filter(
-        status__in=[Status.WAITING, Status.TO_SEND], send_at__lt=now - threshold
-    )
-
-
 def _make_due(ids: list[int], *, actor: str) -> list[int]:
     now = timezone.now()
     changed: list[int] = []
@@ -215,9 +205,6 @@ def held_back_note() -> str:
     """What of the stuck messages only waits for its backend's pace (rate
     limit, pause, connection cap): being due now does not make those leave
     sooner, and the answer must not let the administrator believe it."""
-    # Here, not at the top: the selectors read stuck_messages from this module.
-    from outbound.selectors import held_stuck
-
     notes = []
     for h in held_stuck():
         hold = h.hold
