@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from django.test import Client
@@ -56,6 +56,33 @@ def _rate_limited_backlog(
     waiting = list(Message.objects.filter(status=Status.TO_SEND).order_by("next_attempt_at", "id"))
     assert len(waiting) == 3
     return backend, first, waiting
+
+
+class _StuckBacklog(NamedTuple):
+    late: datetime  # when the messages were due: an hour ago
+    next_slot: datetime  # when the backend's rate limit lets the next one start
+
+
+@pytest.fixture
+def stuck_backlog(
+    smtp_server: Any,
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+) -> _StuckBacklog:
+    """The rate-limited backlog, due an hour ago: past the stuck threshold
+    (15 minutes) from the start, so the three waiting messages are stuck."""
+    late = timezone.now() - timedelta(hours=1)
+    _, first, _ = _rate_limited_backlog(smtp_server, make_backend, run_worker, send_at=late)
+    return _StuckBacklog(late=late, next_slot=first.started_at + timedelta(minutes=1))
+
+
+def _only_wait_for_relay(backlog: _StuckBacklog) -> str:
+    """How Send outgoing messages and the stuck alert name the three messages
+    of `stuck_backlog` that only wait for the rate limit."""
+    return (
+        f"3 of them only wait for backend Relay: its rate limit of 1 a minute "
+        f"(next slot at {_clock(backlog.next_slot)}); they cannot leave sooner."
+    )
 
 
 # ------------------------------------------------------------- rate limit
@@ -111,14 +138,8 @@ def test_the_backends_table_shows_the_rate_limit_and_when_it_frees(
 
 
 def test_stuck_messages_held_by_the_rate_limit_are_not_sent_to_the_button(
-    smtp_server: Any,
-    make_backend: Callable[..., Backend],
-    run_worker: Callable[..., Any],
-    operator_client: Client,
+    stuck_backlog: _StuckBacklog, operator_client: Client
 ) -> None:
-    # Due an hour ago: past the stuck threshold (15 minutes) from the start.
-    late = timezone.now() - timedelta(hours=1)
-    _, first, _ = _rate_limited_backlog(smtp_server, make_backend, run_worker, send_at=late)
     o = overview()
     assert (o.stuck, o.stuck_held_count, o.stuck_movable) == (3, 3, 0)
     html = operator_client.get("/").content.decode()
@@ -126,7 +147,7 @@ def test_stuck_messages_held_by_the_rate_limit_are_not_sent_to_the_button(
     assert "3 messages stuck" in banner
     assert "3 of them are To send and only wait for backend Relay" in banner
     assert "1 message a minute" in banner
-    assert f"next slot opens at {_clock(first.started_at + timedelta(minutes=1))}" in banner
+    assert f"next slot opens at {_clock(stuck_backlog.next_slot)}" in banner
     assert "Send outgoing messages cannot make them leave sooner" in banner
     assert 'href="#send-outgoing"' not in banner
     assert "banner-warn" not in html
@@ -136,7 +157,7 @@ def test_stuck_messages_held_by_the_rate_limit_are_not_sent_to_the_button(
 
     # A stuck message the button can help (no worker has validated it yet):
     # the banner sends the administrator to the button for that one only.
-    queue_email(to="later@example.com", send_at=late)
+    queue_email(to="later@example.com", send_at=stuck_backlog.late)
     html = operator_client.get("/").content.decode()
     banner = html.split('<div class="banner banner-warn" role="alert">')[1].split("</div>")[0]
     assert "4 messages stuck" in banner
@@ -318,40 +339,25 @@ def test_a_message_with_its_backend_names_it_in_both_places(
 
 
 def test_send_outgoing_says_which_stuck_messages_wait_for_their_backend(
-    smtp_server: Any,
-    make_backend: Callable[..., Backend],
-    run_worker: Callable[..., Any],
+    stuck_backlog: _StuckBacklog,
 ) -> None:
     from outbound.services.operations import send_outgoing
 
-    late = timezone.now() - timedelta(hours=1)
-    _, first, _ = _rate_limited_backlog(smtp_server, make_backend, run_worker, send_at=late)
     result = send_outgoing(actor="admin")
     assert result.text.startswith("3 stuck message(s) queued to be sent now.")
-    slot = _clock(first.started_at + timedelta(minutes=1))
-    assert (
-        f"3 of them only wait for backend Relay: its rate limit of 1 a minute "
-        f"(next slot at {slot}); they cannot leave sooner." in result.text
-    )
+    assert _only_wait_for_relay(stuck_backlog) in result.text
 
 
 def test_the_stuck_alert_names_what_only_waits_for_its_backend(
-    smtp_server: Any,
-    make_backend: Callable[..., Backend],
-    run_worker: Callable[..., Any],
+    stuck_backlog: _StuckBacklog,
 ) -> None:
     from outbound.models import Alert
     from outbound.services.alerts import check_alerts
 
-    late = timezone.now() - timedelta(hours=1)
-    _, first, _ = _rate_limited_backlog(smtp_server, make_backend, run_worker, send_at=late)
     # The worker's own first check raised it before anything was claimed (a
     # slot was free then): start the incident afresh on the facts as they are.
     Alert.objects.all().delete()
     check_alerts()
     alert = Alert.objects.get(kind=Alert.Kind.QUEUE_STUCK)
-    slot = _clock(first.started_at + timedelta(minutes=1))
-    assert (
-        "Among the stuck messages: 3 of them only wait for backend Relay: its rate limit "
-        f"of 1 a minute (next slot at {slot}); they cannot leave sooner." in alert.body
-    )
+    expected = f"Among the stuck messages: {_only_wait_for_relay(stuck_backlog)}"
+    assert expected in alert.body
