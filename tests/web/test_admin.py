@@ -103,6 +103,16 @@ def _admin_url(model: type[Any], action: str = "changelist", pk: int | None = No
     return f"{base}{pk}/{action}/"
 
 
+def _assert_add_refused(root: Client, model: type[Any], data: dict[str, str]) -> None:
+    """The add page of `model` is refused, and so is posting `data` to it,
+    with nothing written."""
+    before = _counts()
+    url = _admin_url(model, "add")
+    assert root.get(url).status_code == 403
+    assert root.post(url, data).status_code == 403
+    assert _counts() == before
+
+
 # ------------------------------------------------------------- messages
 
 
@@ -110,10 +120,9 @@ def test_adding_a_message_in_the_admin_is_refused_and_writes_nothing(
     root: Client, rows: dict[str, Any]
 ) -> None:
     add_block(kind="address", value="victim@example.com", actor="test")
-    before = _counts()
-    assert root.get(_admin_url(Message, "add")).status_code == 403
-    response = root.post(
-        _admin_url(Message, "add"),
+    _assert_add_refused(
+        root,
+        Message,
         {
             "channel": "email",
             "message_to": "victim@example.com",
@@ -123,8 +132,6 @@ def test_adding_a_message_in_the_admin_is_refused_and_writes_nothing(
             "attempt_count": "0",
         },
     )
-    assert response.status_code == 403
-    assert _counts() == before
     assert not Message.objects.filter(message_to="victim@example.com").exists()
 
 
@@ -184,9 +191,9 @@ def test_history_rows_have_no_admin_urls_that_write(
 
 
 def test_a_bad_contact_posted_to_the_admin_is_not_stored(root: Client) -> None:
-    before = _counts()
-    response = root.post(
-        _admin_url(Contact, "add"),
+    _assert_add_refused(
+        root,
+        Contact,
         {
             "name": "Bob",
             "email": "bob@@example..com",
@@ -197,8 +204,6 @@ def test_a_bad_contact_posted_to_the_admin_is_not_stored(root: Client) -> None:
             "external_id": "",
         },
     )
-    assert response.status_code == 403
-    assert _counts() == before
     assert not Contact.objects.filter(email="bob@@example..com").exists()
 
 
