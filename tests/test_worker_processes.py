@@ -14,23 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 
 from outbound.models import Message, WorkerHeartbeat
 from outbound.services.intake import queue_emails
 from outbound.states import Status
+from tests.dburl import database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 OUTBOUND = str(Path(sys.executable).with_name("outbound"))
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{s['NAME']}"
-    user = s.get("USER") or "postgres"
-    return f"postgres://{user}@{s.get('HOST') or '127.0.0.1'}:{s.get('PORT') or 5432}/{s['NAME']}"
 
 
 @pytest.fixture
@@ -40,7 +32,7 @@ def spawn() -> Iterator[Any]:
     def start(*args: str, lease: float = 30) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(),
             "OUTBOUND_LEASE_SECONDS": str(lease),
             "OUTBOUND_POLL_INTERVAL": "0.1",
             "OUTBOUND_HEARTBEAT_INTERVAL": "0.5",

@@ -256,14 +256,15 @@ def test_a_reader_that_goes_away_ends_the_listing_quietly(transactional_db):
     import subprocess
 
     from outbound.services.intake import queue_emails
-    from tests.cli.conftest import SCRIPT, _database_url
+    from tests.cli.conftest import SCRIPT
+    from tests.dburl import database_url
 
     queue_emails([{"to": f"user{i}@example.com", "subject": f"Hello {i}"} for i in range(20)])
     read_end, write_end = os.pipe()
     os.close(read_end)  # nobody will ever read
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     proc = subprocess.run(

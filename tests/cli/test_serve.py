@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import SCRIPT, Run, _database_url
+from tests.cli.conftest import SCRIPT, Run
+from tests.dburl import database_url
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ def _get(url: str) -> tuple[int, bytes, dict[str, str]]:
 def _env() -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "OUTBOUND_DEBUG": "0",
         "OUTBOUND_POLL_INTERVAL": "0.1",
