@@ -112,7 +112,11 @@ def test_a_wrong_auth_token_fails_the_test_as_an_authentication_error(
     assert backend.health == "failing"
     from outbound.web.test_advice import advice_for
 
-    assert "account or password is wrong" in advice_for(result.reason).headline
+    # Advice in Twilio's terms (the kind of the backend tested), not an SMTP
+    # server's account and password.
+    assert backend.kind == "twilio"
+    headline = advice_for(result.reason, kind=backend.kind).headline
+    assert "account SID or auth token is wrong" in headline
 
 
 def test_an_invalid_number_at_twilio_is_not_sent_with_the_code(
