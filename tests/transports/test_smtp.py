@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -55,12 +54,17 @@ def transport_for(server: SmtpTestServer, **config: Any) -> SmtpTransport:
     return SmtpTransport(SmtpConfig(server.host, server.port, **config), on_phase=on_phase)
 
 
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+def tls_login_transport(server: SmtpTestServer, security: str, **config: Any) -> SmtpTransport:
+    """A transport that logs in as user/pw (the servers' auth={"user": "pw"})
+    over TLS (`security` "starttls" or "tls"), trusting the test CA."""
+    return transport_for(
+        server,
+        security=security,
+        username="user",
+        password="pw",
+        ssl_context=server.client_ssl_context(),
+        **config,
+    )
 
 
 # --- delivery ---------------------------------------------------------------
@@ -88,14 +92,7 @@ def test_plain_send_returns_final_reply_and_queue_id(smtp_server: SmtpTestServer
 def test_phases_are_reported_in_order_with_tls_and_auth(make_smtp_server: MakeServer) -> None:
     server = make_smtp_server(tls="starttls", auth={"user": "pw"})
     phases: list[str] = []
-    transport = transport_for(
-        server,
-        security="starttls",
-        username="user",
-        password="pw",
-        ssl_context=server.client_ssl_context(),
-        on_phase=phases.append,
-    )
+    transport = tls_login_transport(server, "starttls", on_phase=phases.append)
     with transport:
         transport.send(envelope())
 
@@ -495,13 +492,7 @@ def test_server_requiring_auth_without_credentials_is_a_configuration_error(
 
 def test_starttls_with_the_test_ca_succeeds(make_smtp_server: MakeServer) -> None:
     server = make_smtp_server(tls="starttls", auth={"user": "pw"}, auth_require_tls=True)
-    transport = transport_for(
-        server,
-        security="starttls",
-        username="user",
-        password="pw",
-        ssl_context=server.client_ssl_context(),
-    )
+    transport = tls_login_transport(server, "starttls")
     with transport:
         assert transport.send(envelope()).code == 250
 
@@ -552,13 +543,7 @@ def test_starttls_not_advertised_is_tls_failed_with_no_auth_and_no_mail(
     make_smtp_server: MakeServer,
 ) -> None:
     server = make_smtp_server(tls="starttls", strip_starttls=True, auth={"user": "pw"})
-    transport = transport_for(
-        server,
-        security="starttls",
-        username="user",
-        password="pw",
-        ssl_context=server.client_ssl_context(),
-    )
+    transport = tls_login_transport(server, "starttls")
     with pytest.raises(BackendConfigurationError) as caught:
         transport.send(envelope())
 
@@ -572,14 +557,7 @@ def test_starttls_not_advertised_is_tls_failed_with_no_auth_and_no_mail(
 def test_implicit_tls(make_smtp_server: MakeServer) -> None:
     server = make_smtp_server(tls="implicit", auth={"user": "pw"}, auth_require_tls=True)
     phases: list[str] = []
-    transport = transport_for(
-        server,
-        security="tls",
-        username="user",
-        password="pw",
-        ssl_context=server.client_ssl_context(),
-        on_phase=phases.append,
-    )
+    transport = tls_login_transport(server, "tls", on_phase=phases.append)
     with transport:
         assert transport.send(envelope()).code == 250
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,14 +26,6 @@ CALLBACK = "https://outbound.example.com/hooks/sms/1/twilio"
 def server() -> Iterator[TwilioTestServer]:
     with TwilioTestServer() as started:
         yield started
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def transport_for(server: TwilioTestServer, **config: Any) -> TwilioTransport:
