@@ -182,8 +182,13 @@ class _Facts:
 
 def _gather(message: Message) -> _Facts:
     backend = message.backend
-    default_backend = backend is None
-    if backend is None:
+    # A message not named to a backend at intake follows its channel's
+    # default until it is validated for sending: while it waits or is held,
+    # the default as it is now is the one that decides.
+    default_backend = not message.backend_chosen and (
+        backend is None or message.status in (Status.WAITING, Status.BACKEND_TEST_REQUIRED)
+    )
+    if default_backend:
         backend = Backend.objects.filter(channel=message.channel, is_default=True).first()
     contact = message.contact
     attempts = list(message.attempts.order_by("started_at", "id"))

@@ -513,3 +513,78 @@ def test_an_untested_backend_made_the_default_releases_nothing_until_its_test(
     message.refresh_from_db()
     assert message.status == Status.WAITING
     assert "The test of backend Relay succeeded" in message.reason_text
+
+
+def test_messages_held_for_a_failing_default_go_through_the_new_default(
+    make_smtp_server: Any, run_worker: Any
+) -> None:
+    """The administrator gives up on a broken relay and makes a new one the
+    default: what the broken one held goes out through the new one, except
+    a message that was named to the broken relay at intake."""
+    broken_relay = make_smtp_server(auth={"mailer": "right"})
+    broken = save_backend_settings(
+        data=_settings(broken_relay, username="mailer", password="wrong"), actor="admin"
+    )
+    assert not test_backend(broken).ok
+    followers = [queue_email(to=f"u{i}@example.com") for i in range(2)]
+    pinned = queue_email(to="pinned@example.com", backend="Relay")
+    assert pinned.backend_chosen and not followers[0].backend_chosen
+    run_worker()
+    for m in [*followers, pinned]:
+        m.refresh_from_db()
+        assert (m.status, m.backend_id) == (Status.BACKEND_TEST_REQUIRED, broken.pk)
+
+    new_relay = make_smtp_server()
+    new = save_backend_settings(
+        data=_settings(new_relay, name="New relay", is_default=False), actor="admin"
+    )
+    assert test_backend(new).ok
+    # Tested but not the default yet: it decides nothing for them.
+    assert Message.objects.filter(status=Status.BACKEND_TEST_REQUIRED).count() == 3
+    save_backend_settings(backend=new, data={"is_default": True}, actor="ada")
+    assert _audit_result() == (
+        "Changed: is_default; the default email backend instead of Relay; "
+        "2 held message(s) released"
+    )
+    run_worker()
+    for m in followers:
+        m.refresh_from_db()
+        assert (m.status, m.backend_id) == (Status.SENT, new.pk)
+    assert sorted(r for m in new_relay.messages for r in m.rcpt_tos) == [
+        "u0@example.com",
+        "u1@example.com",
+    ]
+    pinned.refresh_from_db()
+    assert (pinned.status, pinned.backend_id) == (Status.BACKEND_TEST_REQUIRED, broken.pk)
+    assert broken_relay.messages == []
+
+
+def test_an_untested_new_default_releases_what_the_old_default_held_at_its_test(
+    make_smtp_server: Any, run_worker: Any
+) -> None:
+    broken = save_backend_settings(
+        data=_settings(make_smtp_server(auth={"mailer": "right"}), username="mailer"),
+        actor="admin",
+    )
+    assert not test_backend(broken).ok
+    message = queue_email(to="ann@example.com")
+    run_worker()
+    message.refresh_from_db()
+    assert (message.status, message.backend_id) == (Status.BACKEND_TEST_REQUIRED, broken.pk)
+    new_relay = make_smtp_server()
+    new = save_backend_settings(data=_settings(new_relay, name="New relay"), actor="admin")
+    message.refresh_from_db()
+    assert message.status == Status.BACKEND_TEST_REQUIRED
+    # The old default passing its test now releases nothing: the message
+    # follows the default, which is the new relay.
+    save_backend_settings(backend=broken, data={"password": "right"}, actor="admin")
+    assert test_backend(Backend.objects.get(pk=broken.pk)).ok
+    message.refresh_from_db()
+    assert message.status == Status.BACKEND_TEST_REQUIRED
+    assert test_backend(Backend.objects.get(pk=new.pk)).ok
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (Status.WAITING, Reason.RELEASED)
+    run_worker()
+    message.refresh_from_db()
+    assert (message.status, message.backend_id) == (Status.SENT, new.pk)
+    assert [m.rcpt_tos for m in new_relay.messages] == [["ann@example.com"]]

@@ -1,4 +1,5 @@
-"""What the schema itself must give the hot paths (migration 0013)."""
+"""What the schema itself must give the hot paths (migration 0013), and
+what migrating keeps (0014)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,33 @@ def test_attempt_updates_stay_on_their_page_on_postgresql() -> None:
     # About 0.3 / 0.7 of a page's rows fit again in its free room.
     assert hot >= 250, f"only {hot} of 1000 updates were heap-only"
     assert "fillfactor=70" in options
+
+
+@pytest.mark.django_db(transaction=True)
+def test_marking_chosen_backends_keeps_stored_messages_and_their_search() -> None:
+    """Migration 0014 on a database with messages: one still as intake left
+    it keeps its named backend, a validated one follows the default, and the
+    text search still finds what is stored and what comes after (on SQLite
+    a table rebuild would have dropped its triggers)."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    from outbound.models import Backend, Message
+    from outbound.selectors import MessageFilters
+
+    backend = Backend.objects.create(name="Relay", host="localhost", from_address="a@example.com")
+    named = queue_email(to="named@example.com", subject="Named relay", backend=backend)
+    validated = queue_email(to="other@example.com", subject="Validated one")
+    executor = MigrationExecutor(connection)
+    executor.migrate([("outbound", "0013_attempt_updates_in_place")])
+    old = executor.loader.project_state(("outbound", "0013_attempt_updates_in_place")).apps
+    old.get_model("outbound", "Message").objects.filter(pk=validated.pk).update(
+        backend_id=backend.pk, reason_code="validated", status="to_send"
+    )
+    executor = MigrationExecutor(connection)
+    executor.migrate([("outbound", "0014_message_backend_chosen")])
+    chosen = dict(Message.objects.values_list("pk", "backend_chosen"))
+    assert chosen == {named.pk: True, validated.pk: False}
+    later = queue_email(to="later@example.com", subject="Queued after the migration")
+    for text, pk in [("Named relay", named.pk), ("after the migration", later.pk)]:
+        found = MessageFilters(q=text).apply(Message.objects.all())
+        assert list(found.values_list("pk", flat=True)) == [pk]

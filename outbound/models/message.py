@@ -39,6 +39,10 @@ class Message(models.Model):
         related_name="+",
         db_index=False,
     )
+    # The backend was named at intake: the message goes through that one
+    # only. Otherwise it follows its channel's default backend, which
+    # validation reads each time (a held message moves with the role).
+    backend_chosen = models.BooleanField(default=False)
 
     status = models.CharField(
         max_length=30, choices=Status.choices, default=Status.WAITING, db_index=False

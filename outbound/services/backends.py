@@ -9,7 +9,8 @@ and holds the backend's queued messages; it changes nothing if the settings
 were edited since the failing attempt (the new settings await their own test).
 ``save_backend_settings`` keeps one default backend per channel once there is
 one, and a tested backend that becomes the default releases, through the same
-``release_held``, the messages held because the channel had no default.
+``release_held``, the held messages that follow the channel's default (those
+not named to a backend at intake), whichever backend held them before.
 """
 
 from __future__ import annotations
@@ -72,10 +73,13 @@ def smtp_config(backend: Backend) -> SmtpConfig:
     )
 
 
-def _held_filter(backend: Backend) -> Q:
-    q = Q(backend=backend)
+def held_for(backend: Backend) -> Q:
+    """The messages whose hold ``backend`` decides: those sent through it by
+    name, and, when it is its channel's default, every message of the
+    channel that follows the default (whichever backend held it before)."""
+    q = Q(backend=backend, backend_chosen=True)
     if backend.is_default:
-        q |= Q(backend__isnull=True, channel=backend.channel)
+        q |= Q(backend_chosen=False, channel=backend.channel)
     return q
 
 
@@ -84,23 +88,21 @@ def release_held(
 ) -> list[int]:
     """Send messages held as Backend test required back to Waiting.
 
-    After a successful test of ``backend``: every message held for it (and,
-    when it is its channel's default, those held with no backend). With
-    ``became_default``, when a tested and working ``backend`` has just become
-    its channel's default: only the messages held because that channel had no
-    default backend; messages held for another backend wait for that one.
+    After a successful test of ``backend``, or when a tested and working
+    ``backend`` has just become its channel's default (``became_default``):
+    every message whose hold it decides (``held_for``). Messages named to
+    another backend at intake wait for that one.
     """
     now = timezone.now()
     at = now.isoformat(timespec="seconds")
+    held = held_for(backend)
     if became_default:
-        held = Q(backend__isnull=True, channel=backend.channel, reason_code=Reason.BACKEND_MISSING)
         text = (
             f"Backend {backend.name}, whose settings passed the test, became the default "
             f"{_channel_noun(backend.channel)} backend at {at}; the message is released to "
             "be sent through it."
         )
     else:
-        held = _held_filter(backend)
         text = (
             f"The test of backend {backend.name} succeeded at {at}; the message is released "
             "to be sent."

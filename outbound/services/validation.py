@@ -371,7 +371,8 @@ def _backends_as_read(
     """The backend facts a batch's decisions rest on, as read: each backend
     used, and which backend is each channel's default."""
     seen: dict[int | str, tuple[Any, ...]] = {}
-    for backend in [*(m.backend for m in messages), *defaults.values()]:
+    chosen = [m.backend for m in messages if m.backend_chosen]
+    for backend in [*chosen, *defaults.values()]:
         if backend is not None:
             seen[backend.pk] = (
                 *(getattr(backend, f) for f in _DECIDING_FIELDS),
@@ -522,7 +523,7 @@ def _plan(
     number_blocks = find_number_blocks(n for n, _ in numbers.values())
 
     for m in messages:
-        backend = m.backend or defaults.get(m.channel)
+        backend = _backend_for(m, defaults)
         if m.channel == Channel.SMS:
             decision = _decide_sms(
                 m, backend=backend, settings=settings, numbers=numbers, blocks=number_blocks
@@ -566,6 +567,14 @@ def _plan(
             plan.claims.append((m, change))
         plan.recipients += decision.recipients
     return plan
+
+
+def _backend_for(message: Message, defaults: dict[str, Backend]) -> Backend | None:
+    """The backend named at intake, else the channel's default as it is now:
+    a message held for a default that lost the role goes through the new one."""
+    if message.backend_chosen:
+        return message.backend
+    return defaults.get(message.channel)
 
 
 def _changed_fields(message: Message, fields: dict[str, Any]) -> dict[str, Any]:
