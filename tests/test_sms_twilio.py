@@ -184,18 +184,32 @@ def test_a_provider_that_never_answers_leaves_the_message_possibly_delivered(
     assert "may have reached the recipient" in message.reason_text
 
 
-def test_a_lost_answer_is_looked_up_so_the_sms_is_not_sent_twice(
-    twilio: Backend, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
-) -> None:
+def _send_losing_the_answer(
+    twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
+) -> Message:
+    """Twilio creates the SMS but its answer is lost: the message waits To
+    send, possibly delivered. Twilio's later answers are no longer lost."""
     twilio_server.drop_after_create = True
     message = _send(run_worker)
     assert message.status == Status.TO_SEND
     assert message.possibly_delivered
-    [sid] = list(twilio_server.messages)
     twilio_server.drop_after_create = False
+    return message
+
+
+def _retry_now(message: Message, run_worker: Callable[..., Any]) -> None:
+    """Make the message's next attempt due and run the worker."""
     Message.objects.filter(pk=message.pk).update(next_attempt_at=message.created_at)
     run_worker()
     message.refresh_from_db()
+
+
+def test_a_lost_answer_is_looked_up_so_the_sms_is_not_sent_twice(
+    twilio: Backend, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
+) -> None:
+    message = _send_losing_the_answer(twilio_server, run_worker)
+    [sid] = list(twilio_server.messages)
+    _retry_now(message, run_worker)
     assert message.status == Status.SENT, message.reason_text
     assert len(twilio_server.received) == 1
     assert message.attempts.order_by("-id").first().provider_id == sid
@@ -205,21 +219,14 @@ def test_a_lost_answer_is_looked_up_so_the_sms_is_not_sent_twice(
 def test_a_lookup_refused_by_twilio_sends_nothing_and_is_tried_again(
     twilio: Backend, twilio_server: TwilioTestServer, run_worker: Callable[..., Any]
 ) -> None:
-    twilio_server.drop_after_create = True
-    message = _send(run_worker)
-    assert message.possibly_delivered
-    twilio_server.drop_after_create = False
+    message = _send_losing_the_answer(twilio_server, run_worker)
     twilio_server.queue_failure(500, 20500, "Try later")
-    Message.objects.filter(pk=message.pk).update(next_attempt_at=message.created_at)
-    run_worker()
-    message.refresh_from_db()
+    _retry_now(message, run_worker)
     assert (message.status, message.reason_code) == (Status.TO_SEND, Reason.RETRY_SCHEDULED)
     assert "Try later" in message.reason_text
     assert message.possibly_delivered
     assert len(twilio_server.received) == 1
-    Message.objects.filter(pk=message.pk).update(next_attempt_at=message.created_at)
-    run_worker()
-    message.refresh_from_db()
+    _retry_now(message, run_worker)
     assert message.status == Status.SENT, message.reason_text
     assert len(twilio_server.received) == 1
 
