@@ -32,7 +32,7 @@ def test_apikey_bad_usage_exits_2(cli):
 
 
 def test_send_email_queues_a_message(cli):
-    r = cli(
+    args = (
         "send-email",
         "--to",
         "ann@example.com",
@@ -46,25 +46,13 @@ def test_send_email_queues_a_message(cli):
         "k1",
         "--json",
     )
+    r = cli(*args)
     assert r.code == 0, r.err
     body = r.json()
     message = Message.objects.get(pk=body["id"])
     assert message.subject == "Hello" and message.group_key == "g1"
     assert message.source == "manual"
-    replay = cli(
-        "send-email",
-        "--to",
-        "ann@example.com",
-        "--subject",
-        "Hello",
-        "--text",
-        "Body",
-        "--group",
-        "g1",
-        "--idempotency-key",
-        "k1",
-        "--json",
-    )
+    replay = cli(*args)
     assert replay.json()["id"] == body["id"]
     again = ("--to", "ann@example.com", "--subject", "Hello", "--text", "Body", "--group", "g1")
     said = cli("send-email", *again, "--idempotency-key", "k1")
