@@ -64,6 +64,13 @@ def operator_client(operator: User) -> Client:
 
 
 @pytest.fixture
+def admin_client(admin_user_: User) -> Client:
+    """Logged in as ada, of the Administrator role (not pytest-django's
+    superuser of the same fixture name)."""
+    return _client(admin_user_)
+
+
+@pytest.fixture
 def browser() -> Iterator[Any]:
     """A headless Chromium (Debian's) for one test."""
     if not os.path.exists(CHROMIUM):

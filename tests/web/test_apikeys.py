@@ -20,13 +20,6 @@ pytestmark = pytest.mark.django_db
 URL = "/settings/api-keys/"
 
 
-@pytest.fixture
-def admin_client(admin_user_: User) -> Client:
-    client = Client()
-    client.force_login(admin_user_)
-    return client
-
-
 def _secret(html: str) -> str:
     match = re.search(r'id="new-key-secret"[^>]*>([^<]+)<', html)
     assert match, "the new key is not on the page"

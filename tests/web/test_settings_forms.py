@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from outbound import secrets
@@ -20,13 +19,6 @@ from tests.web.conftest import as_shown
 pytestmark = pytest.mark.django_db
 
 SECRET = "pw-Zq81-never-shown"
-
-
-@pytest.fixture
-def admin_client(admin_user_: User) -> Client:
-    client = Client()
-    client.force_login(admin_user_)
-    return client
 
 
 def _form(prefix: str, **changes: Any) -> dict[str, Any]:

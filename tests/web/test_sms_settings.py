@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 from outbound.models import Backend
@@ -17,13 +16,6 @@ from tests.twilio_server import TwilioTestServer
 from tests.web.conftest import as_shown
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def admin_client(admin_user_: User) -> Client:
-    client = Client()
-    client.force_login(admin_user_)
-    return client
 
 
 def _new(**fields: Any) -> dict[str, Any]:
