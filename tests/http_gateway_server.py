@@ -8,13 +8,15 @@
 ``route(path, status, answer)`` fixes the answer of one path (for probe
 URLs). By default every request is answered 200 {"id": "gw-<n>"}. ``hang``
 reads the request and never answers; ``drop`` closes the connection without an
-answer.
+answer; ``delay`` waits that many seconds before answering. ``peak`` is the
+most requests it was answering at once.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +52,9 @@ class GatewayTestServer(LocalHttpServer):
         self.requests: list[GatewayRequest] = []
         self.hang = False
         self.drop = False
+        self.delay = 0.0
+        self.peak = 0
+        self._answering = 0
         self._queued: deque[tuple[int, Any]] = deque()
         self._default: tuple[int, Any] | None = None
         self._routes: dict[str, tuple[int, Any]] = {}
@@ -117,6 +122,13 @@ class _Handler(BaseHTTPRequestHandler):
         if state.drop:
             self.close_connection = True
             return
+        if state.delay:
+            with state._lock:
+                state._answering += 1
+                state.peak = max(state.peak, state._answering)
+            time.sleep(state.delay)
+            with state._lock:
+                state._answering -= 1
         status, answer = state._answer_for(path, count)
         if isinstance(answer, bytes):
             payload = answer

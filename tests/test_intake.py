@@ -217,6 +217,10 @@ def test_without_a_from_address_the_message_id_takes_the_default_senders_domain(
     # A from address of the message's own still decides.
     own = queue_email(to="a@example.com", from_address="Shop <shop@shop.example>")
     assert own.message_id.endswith("@shop.example>")
+    # An SMS has no sender address: the same domain as the platform's email.
+    from outbound.services.intake import queue_sms
+
+    assert queue_sms(to="+4915112345678", body="Hi").message_id.endswith("@relay.example>")
 
 
 def test_bulk_intake_of_more_rows_than_one_statement_holds() -> None:

@@ -21,7 +21,7 @@ import logging
 from dataclasses import asdict, dataclass
 from email import policy as email_policy
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 from typing import Any
 
 import idna
@@ -36,7 +36,7 @@ from outbound.models.backend import CONNECTION_FIELDS
 from outbound.services import alerts, sms_backends, transitions
 from outbound.services.addresses import check_email, check_mobile
 from outbound.services.audit import record_audit
-from outbound.services.intake import make_message_id
+from outbound.services.intake import make_message_id, sms_message_id
 from outbound.states import Channel, Reason, Status
 from outbound.transports.base import Envelope
 from outbound.transports.sms_base import SmsEnvelope
@@ -717,7 +717,7 @@ def send_test_sms(backend: Backend, *, to: str, actor: str) -> TestMessageResult
             to=number,
             sender=backend.from_address,
             body=f"Outbound test SMS from backend {backend.name}, sent by {actor}.",
-            message_id=make_msgid(domain="outbound.local"),
+            message_id=sms_message_id(),
         )
         try:
             transport = sms_backends.sms_transport(backend)

@@ -681,16 +681,7 @@ class Deliverer:
         # Connections of older settings versions of this backend are stale.
         for old in [k for k in self._connections if k[0] == backend.pk]:
             self._connections.pop(old).close()
-        if backend.max_connections and backend.pk not in self._slots:
-            slot = acquire_slot(
-                backend.pk, backend.max_connections, holder=self._holder, lease=self._slot_lease
-            )
-            if slot is None:
-                raise BackendBusy(
-                    f"All {backend.max_connections} connection(s) of backend {backend.name} "
-                    "are in use."
-                )
-            self._slots[backend.pk] = slot
+        self._hold_slot(backend)
         transport = SmtpTransport(smtp_config(backend), on_phase=lambda p: _set_phase(outcome, p))
         self._connections[key] = transport
         transport.open()
@@ -705,10 +696,27 @@ class Deliverer:
             return transport
         for old in [k for k in self._sms if k[0] == backend.pk]:
             self._sms.pop(old).close()
+        self._hold_slot(backend)
         transport = sms_backends.sms_transport(backend)
         transport.open()
         self._sms[key] = transport
         return transport
+
+    def _hold_slot(self, backend: Backend) -> None:
+        """Take one of a capped backend's connection slots for this thread,
+        kept while it keeps its connection (an SMTP session, or an SMS
+        provider's client: one request at a time); raises BackendBusy when
+        all are taken."""
+        if not backend.max_connections or backend.pk in self._slots:
+            return
+        slot = acquire_slot(
+            backend.pk, backend.max_connections, holder=self._holder, lease=self._slot_lease
+        )
+        if slot is None:
+            raise BackendBusy(
+                f"All {backend.max_connections} connection(s) of backend {backend.name} are in use."
+            )
+        self._slots[backend.pk] = slot
 
     def _drop_broken(self) -> None:
         for key in [k for k, t in self._connections.items() if not t.is_open]:

@@ -144,6 +144,12 @@ def make_message_id(from_address: str = "") -> str:
     return f"<{time.time_ns() // 1000:014x}.{os.urandom(12).hex()}@{domain}>"
 
 
+def sms_message_id() -> str:
+    """A Message-ID for an SMS, which has no sender address: with the domain
+    the platform's email leaves from, as for an email without a from."""
+    return make_message_id(_default_sender())
+
+
 @functools.lru_cache(maxsize=256)
 def _id_domain(configured: str, from_address: str) -> str:
     domain = configured
@@ -520,7 +526,7 @@ def _build_sms(
         created_at=now,
         send_at=due,
         next_attempt_at=due,
-        message_id=make_message_id(),
+        message_id=sms_message_id(),
         idempotency_key=idempotency_key,
         content_hash=_content_hash(fields, ()) if idempotency_key else "",
         group_key=group_key,

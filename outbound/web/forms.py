@@ -300,7 +300,12 @@ class SmsBackendForm(BackendSettingsForm):
         required=False, help_text="Messages (credits) this backend may send; empty for no limit."
     )
     rate_per_minute = forms.IntegerField(required=False, label="Rate per minute")
-    max_connections = forms.IntegerField(required=False, label="Connections at most")
+    max_connections = forms.IntegerField(
+        required=False,
+        label="Connections at most",
+        help_text="Most requests all workers together make to the provider at once; empty for "
+        "no cap.",
+    )
     is_default = forms.BooleanField(
         required=False,
         label="Default SMS backend",
