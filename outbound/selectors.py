@@ -326,8 +326,7 @@ def backend_rows(now: datetime | None = None) -> list[BackendRow]:
             ok = bool(result.get("ok"))
             reply = " ".join(str(x) for x in (result.get("code") or "", result.get("reply")) if x)
             summary = ("Succeeded" if ok else "Failed") + (f": {reply}" if reply else "")
-        starts = rate_window(b.pk, now) if b.rate_per_minute else []
-        next_slot = rate_slots(starts, b.rate_per_minute, now, 1)[0] if b.rate_per_minute else now
+        pace = rate_pace(b.pk, b.rate_per_minute, now) if b.rate_per_minute else None
         rows.append(
             BackendRow(
                 backend=b,
@@ -341,8 +340,8 @@ def backend_rows(now: datetime | None = None) -> list[BackendRow]:
                 last_test_ok=ok,
                 last_test_summary=summary,
                 rate_per_minute=b.rate_per_minute,
-                rate_used=len(starts),
-                next_slot_at=next_slot if next_slot > now else None,
+                rate_used=pace.started if pace else 0,
+                next_slot_at=pace.next_slot if pace and pace.next_slot > now else None,
                 paused_until=b.paused_until if _paused(b, now) else None,
                 max_connections=b.max_connections if _capped(b) else None,
                 connections_open=len(open_slots(b.pk, now)) if _capped(b) else 0,
@@ -371,6 +370,41 @@ def rate_window(backend_id: int, now: datetime) -> list[datetime]:
         .order_by("started_at")
         .values_list("started_at", flat=True)
     )
+
+
+@dataclass(frozen=True)
+class RatePace:
+    """Where a backend's rate limit stands at ``now``, in two cheap reads
+    (``rate_pace``) where ``rate_window`` reads every start of the minute."""
+
+    rate: int
+    # The attempts the limit counts at ``now``.
+    started: int
+    # The backend's next free slot: ``now`` while one is free
+    # (``rate_slots(rate_window(...), rate, now, 1)[0]``).
+    next_slot: datetime
+    # While a slot is free: when the oldest free one opened, None when the
+    # backend never started ``rate`` attempts (free since ever). Only read
+    # with ``free_since=True``.
+    free_since: datetime | None = None
+
+
+def rate_pace(backend_id: int, rate: int, now: datetime, *, free_since: bool = False) -> RatePace:
+    """The backend's rate limit at ``now``: one COUNT of the starts in the
+    minute, and only when they reach the rate (or ``free_since`` asks when
+    the free slots opened) the rate-th newest start, one indexed row. The
+    next slot opens a minute after that start, as the claim counts."""
+    starts = Attempt.objects.filter(backend_id=backend_id)
+    started = starts.filter(started_at__gt=now - RATE_WINDOW).count()
+    if started < rate and not free_since:
+        return RatePace(rate=rate, started=started, next_slot=now)
+    newest = list(
+        starts.order_by("-started_at").values_list("started_at", flat=True)[rate - 1 : rate]
+    )
+    opens = newest[0] + RATE_WINDOW if newest else None
+    if started >= rate and opens is not None:
+        return RatePace(rate=rate, started=started, next_slot=max(now, opens))
+    return RatePace(rate=rate, started=started, next_slot=now, free_since=opens)
 
 
 def rate_slots(starts: list[datetime], rate: int, now: datetime, count: int) -> list[datetime]:
