@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from outbound.errors import HeaderInjection, IdempotencyConflict, IntakeError, UnknownContact
 from outbound.models import Attachment, Contact, Event, Message
-from outbound.services.intake import AttachmentIn, queue_email, queue_emails
+from outbound.services.intake import AttachmentIn, queue_email, queue_emails, queue_sms
 from outbound.states import Reason, Source, Status
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +52,19 @@ def test_send_at_in_the_future_is_scheduled() -> None:
     message = queue_email(to="a@example.com", send_at=later)
     assert message.reason_code == Reason.SCHEDULED
     assert message.next_attempt_at == later
+
+
+def test_send_at_years_ahead_is_refused_as_a_mistyped_year() -> None:
+    far = timezone.now() + timedelta(days=3653)
+    for channel_queue, fields in [
+        (queue_email, {"to": "a@example.com"}),
+        (queue_sms, {"to": "+4915112345678", "body": "Hi"}),
+    ]:
+        with pytest.raises(IntakeError, match="more than 10 years ahead; check the year"):
+            channel_queue(send_at=far, **fields)
+    assert not Message.objects.exists()
+    # Nine years ahead is a reminder someone may mean.
+    queue_email(to="a@example.com", send_at=timezone.now() + timedelta(days=9 * 365))
 
 
 def test_same_idempotency_key_returns_the_first_message() -> None:
@@ -218,8 +231,6 @@ def test_without_a_from_address_the_message_id_takes_the_default_senders_domain(
     own = queue_email(to="a@example.com", from_address="Shop <shop@shop.example>")
     assert own.message_id.endswith("@shop.example>")
     # An SMS has no sender address: the same domain as the platform's email.
-    from outbound.services.intake import queue_sms
-
     assert queue_sms(to="+4915112345678", body="Hi").message_id.endswith("@relay.example>")
 
 

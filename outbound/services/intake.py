@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -206,6 +206,12 @@ def _resolve_backend(backend: Backend | str | None, channel: str) -> Backend | N
         raise IntakeError(f"There is no {channel} backend named {backend!r}.") from err
 
 
+# The furthest ahead a message may be scheduled: a reminder a few years out is
+# plausible, a date beyond this is a mistyped year, and the message would sit
+# in the outbox, counted as Waiting, for ever.
+SEND_AT_HORIZON = timedelta(days=3652)
+
+
 def _check_common(
     *,
     to_user: str,
@@ -221,6 +227,11 @@ def _check_common(
     if source not in SOURCES:
         raise IntakeError(f"Unknown source {source!r}; use one of {', '.join(Source.values)}.")
     check_moment("send_at", send_at)
+    if send_at is not None and send_at - timezone.now() > SEND_AT_HORIZON:
+        raise IntakeError(
+            f"send_at {send_at.isoformat()} is more than {SEND_AT_HORIZON.days // 365} years "
+            "ahead; check the year."
+        )
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 255):
         raise IntakeError("The idempotency key must be 1 to 255 characters long.")
 

@@ -39,6 +39,12 @@ def test_a_send_at_without_zone_is_422(api):
     assert "send_at" in body["details"]
 
 
+def test_a_send_at_years_ahead_is_422_and_nothing_is_stored(api):
+    body = assert_error(api.post("/messages", {**EMAIL, "send_at": "9999-12-31T23:59:00Z"}), 422)
+    assert "more than 10 years ahead" in str(body)
+    assert not Message.objects.exists()
+
+
 def test_an_idempotent_replay_returns_the_first_message(api):
     headers = {"Idempotency-Key": "order-42"}
     first = api.post("/messages", EMAIL, headers=headers)

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from outbound.models import ApiKey, Backend, Contact, Message
 from outbound.services.apikeys import authenticate
@@ -75,7 +78,7 @@ def test_send_email_reads_the_html_body_from_a_file(cli, tmp_path):
         "--html-file",
         str(html),
         "--send-at",
-        "2099-01-01T09:00:00+00:00",
+        (timezone.now() + timedelta(days=30)).isoformat(),
     )
     assert r.code == 0, r.err
     message = Message.objects.get()
@@ -88,6 +91,7 @@ def test_send_email_reads_the_html_body_from_a_file(cli, tmp_path):
     [
         (["send-email", "--subject", "no recipient"], 2),
         (["send-email", "--to", "a@example.com", "--send-at", "tomorrow"], 2),
+        (["send-email", "--to", "a@example.com", "--send-at", "9999-12-31T09:00:00+00:00"], 1),
         (["send-email", "--to", "a@example.com", "--bogus"], 2),
         (["send-email", "--to", "a@example.com", "--subject", "a\nBcc: x@example.com"], 1),
         (["send-email", "--contact", "999"], 1),
