@@ -557,6 +557,14 @@ def _due_unclaimed(backend_id: int, now: datetime) -> QuerySet[Message]:
     )
 
 
+# How long a rate-limit slot may stay free, with a message due for it, before
+# that message counts as stuck rather than as the backend's pace: the
+# workers claim every poll interval (well under a second by default) and
+# check for stuck messages every minute, so a slot still free a minute after
+# it opened, for a message due as long, is not being taken.
+PACE_GRACE = timedelta(minutes=1)
+
+
 @dataclass(frozen=True)
 class HeldStuck:
     """Stuck messages of one backend that only wait for its pause, rate limit
@@ -569,7 +577,7 @@ class HeldStuck:
 
 def held_stuck(now: datetime | None = None) -> list[HeldStuck]:
     """Per backend that holds some, the stuck messages its pause, rate limit
-    or connection cap holds."""
+    or connection cap holds. A few reads per paced backend, none per message."""
     now = now or timezone.now()
     busy_retry, _ = _claim_rules()
     groups: list[HeldStuck] = []
@@ -588,15 +596,29 @@ def held_stuck(now: datetime | None = None) -> list[HeldStuck]:
         else:
             rate = backend.rate_per_minute
             if rate:
-                starts = rate_window(backend.pk, now)
+                pace = rate_pace(backend.pk, rate, now, free_since=True)
                 # At most the free part of the rate can be claimed now; every
-                # other due stuck message waits for a later slot.
+                # other due stuck message waits for a later slot. The claim
+                # takes the longest due first, so the free slots are owed to
+                # those due for more than PACE_GRACE, and only once the slots
+                # themselves have been free that long: a slot that opened
+                # moments ago, or a message made due moments ago (validated,
+                # released), is for a worker's next round, the pace as well.
                 due = stuck.filter(next_attempt_at__lte=now).count()
-                slot = rate_slots(starts, rate, now, 1)[0]
+                free = min(max(rate - pace.started, 0), due)
+                if free and pace.free_since is not None and pace.free_since > now - PACE_GRACE:
+                    free = 0
+                if free:
+                    owed = stuck.filter(next_attempt_at__lte=now - PACE_GRACE).count()
+                    free = min(free, owed)
                 hold = BackendHold(
-                    kind="rate_limit", backend=backend, until=slot, rate=rate, started=len(starts)
+                    kind="rate_limit",
+                    backend=backend,
+                    until=pace.next_slot,
+                    rate=rate,
+                    started=pace.started,
                 )
-                found = (hold, max(due - max(rate - len(starts), 0), 0))
+                found = (hold, max(due - free, 0))
             if (found is None or not found[1]) and _capped(backend):
                 assert backend.max_connections is not None
                 slots_open = open_slots(backend.pk, now)
@@ -612,6 +634,34 @@ def held_stuck(now: datetime | None = None) -> list[HeldStuck]:
         if found is not None and found[1]:
             groups.append(HeldStuck(hold=found[0], count=found[1]))
     return groups
+
+
+@dataclass(frozen=True)
+class StuckNow:
+    """The stuck messages (``stuck_messages``) and which of them are truly
+    stuck: not being sent right now, and not only waiting for their
+    backend's pace (``held_stuck``)."""
+
+    stuck: int
+    # Claimed by a worker whose lease still runs: leaving right now.
+    sending: int
+    paced: list[HeldStuck]
+
+    @property
+    def truly_stuck(self) -> int:
+        return max(self.stuck - self.sending - sum(h.count for h in self.paced), 0)
+
+
+def stuck_now(now: datetime | None = None) -> StuckNow:
+    """One grouped count of the stuck messages, then, when some are not being
+    sent, a few reads per paced backend (``held_stuck``): none per message."""
+    now = now or timezone.now()
+    counts = stuck_messages(now).aggregate(
+        stuck=Count("id"),
+        sending=Count("id", filter=Q(claim_token__isnull=False, lease_until__gte=now)),
+    )
+    stuck, sending = counts["stuck"] or 0, counts["sending"] or 0
+    return StuckNow(stuck=stuck, sending=sending, paced=held_stuck(now) if stuck > sending else [])
 
 
 def worker_rows(now: datetime | None = None) -> list[WorkerRow]:

@@ -1,20 +1,175 @@
-"""Alerts to the Backend Failure Email that must not cry wolf, and the
-reads they rest on. Real SMTP servers, the real worker."""
+"""Alerts to the Backend Failure Email that must not cry wolf: a stuck queue
+that only moves at its backend's pace, a failed backend test that holds no
+message, an "all clear" for an incident nobody was told of. Real SMTP
+servers (the relay and the deployment's system mail), the real worker."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from outbound.models import Attempt, Backend
-from outbound.selectors import rate_pace, rate_slots, rate_window
+from outbound.models import Alert, Attempt, Backend, GlobalSettings, Message
+from outbound.selectors import RATE_WINDOW, held_stuck, rate_pace, rate_slots, rate_window
+from outbound.services.alerts import check_alerts
 from outbound.services.intake import queue_email
+from outbound.services.operations import cancel_message
+from outbound.states import Status
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def system_mail(make_smtp_server: Callable[..., Any], settings: Any) -> Any:
+    """The deployment's system mail, and ops@example.com as the Backend
+    Failure Email: every alert mailed lands in this server."""
+    server = make_smtp_server()
+    settings.OUTBOUND_SYSTEM_MAIL_URL = f"smtp://{server.host}:{server.port}"
+    gs = GlobalSettings.load()
+    gs.backend_failure_email = "ops@example.com"
+    gs.save()
+    return server
+
+
+def _mailed(server: Any, needle: str) -> list[str]:
+    """Subject and text of the alerts mailed to the Backend Failure Email
+    that contain ``needle``."""
+    found = []
+    for m in server.messages:
+        if m.rcpt_tos != ["ops@example.com"]:
+            continue
+        parsed = message_from_bytes(m.raw, policy=policy.default)
+        text = f"Subject: {parsed['Subject']}\n\n{parsed.get_content()}"
+        if needle in text:
+            found.append(text)
+    return found
+
+
+def _clock(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%H:%M:%S")
+
+
+def _open(kind: str) -> Alert | None:
+    return Alert.objects.filter(kind=kind, closed_at__isnull=True).first()
+
+
+# --------------------------------------------------------------- stuck queue
+
+
+@pytest.fixture
+def paced_backlog(
+    smtp_server: Any, make_backend: Callable[..., Backend], run_worker: Callable[..., Any]
+) -> tuple[Backend, datetime]:
+    """A backend limited to one message a minute and four messages due an
+    hour ago (past the 15-minute stuck threshold): one worker round sends
+    one, the other three wait for the next slots."""
+    backend = make_backend(smtp_server, rate_per_minute=1)
+    late = timezone.now() - timedelta(hours=1)
+    for i in range(4):
+        queue_email(to=f"u{i}@example.com", send_at=late)
+    run_worker()
+    assert Message.objects.filter(status=Status.SENT).count() == 1
+    assert Message.objects.filter(status=Status.TO_SEND, claim_token__isnull=True).count() == 3
+    return backend, late
+
+
+def test_a_backlog_that_only_waits_for_the_rate_limit_raises_no_stuck_alert(
+    paced_backlog: tuple[Backend, datetime], system_mail: Any
+) -> None:
+    # The worker ran the check itself; run it again on the facts as they are.
+    check_alerts()
+    assert held_stuck()[0].count == 3  # past the threshold, yet only paced
+    assert not Alert.objects.filter(kind=Alert.Kind.QUEUE_STUCK).exists()
+    assert _mailed(system_mail, "stuck") == []
+
+
+def test_a_truly_stuck_message_raises_it_naming_the_paced_ones_and_clears_after(
+    paced_backlog: tuple[Backend, datetime], system_mail: Any
+) -> None:
+    _, late = paced_backlog
+    # Due an hour ago and never validated (no worker ran since): stuck.
+    lost = queue_email(to="lost@example.com", send_at=late)
+    check_alerts()
+    alert = _open(Alert.Kind.QUEUE_STUCK)
+    assert alert is not None
+    assert "4 message(s) have been Waiting or To send for more than 0:15:00" in alert.body
+    slot = _clock(Attempt.objects.get().started_at + RATE_WINDOW)
+    assert (
+        "Among the stuck messages: 3 of them only wait for backend Relay: its rate limit of 1 "
+        f"a minute (next slot at {slot}); they cannot leave sooner." in alert.body
+    )
+    [mail] = _mailed(system_mail, "Subject: Outbound: messages are stuck")
+    assert "3 of them only wait for backend Relay" in mail
+
+    # The stuck one is cancelled: what is left only waits for the rate limit.
+    assert cancel_message(lost, actor="admin").ok
+    check_alerts()
+    alert.refresh_from_db()
+    assert alert.closed_at is not None
+    [clear] = _mailed(system_mail, "all clear, no message is stuck")
+    assert "3 message(s) are still more than 0:15:00 past their due time" in clear
+    # Nothing more while only the pace holds them back.
+    check_alerts()
+    assert Alert.objects.filter(kind=Alert.Kind.QUEUE_STUCK).count() == 1
+    assert len(_mailed(system_mail, "stuck")) == 2
+
+
+def test_a_rate_limit_slot_left_unused_for_over_a_minute_is_stuck(
+    paced_backlog: tuple[Backend, datetime], system_mail: Any
+) -> None:
+    """A slot that opened moments ago, or a message that became due moments
+    ago, is for a worker's next round: the pace. A slot nobody took for more
+    than a minute, for a message due as long, is not."""
+    attempt = Attempt.objects.get()
+    waiting = Message.objects.filter(status=Status.TO_SEND)
+    now = timezone.now()
+    # The one start was 90 s ago: its slot opened 30 s ago.
+    Attempt.objects.filter(pk=attempt.pk).update(started_at=now - timedelta(seconds=90))
+    waiting.update(next_attempt_at=now - timedelta(minutes=5))
+    check_alerts()
+    assert _open(Alert.Kind.QUEUE_STUCK) is None
+    # The one start was 3 minutes ago: its slot has been free for 2 minutes,
+    # but the messages only became due now (as validation leaves them).
+    Attempt.objects.filter(pk=attempt.pk).update(started_at=now - timedelta(minutes=3))
+    waiting.update(next_attempt_at=now)
+    check_alerts()
+    assert _open(Alert.Kind.QUEUE_STUCK) is None
+    # Both for minutes: the oldest due message could have left; it is stuck.
+    waiting.update(next_attempt_at=now - timedelta(minutes=5))
+    [group] = held_stuck()
+    assert group.count == 2
+    check_alerts()
+    alert = _open(Alert.Kind.QUEUE_STUCK)
+    assert alert is not None
+    assert "Among the stuck messages: 2 of them only wait for backend Relay" in alert.body
+    assert len(_mailed(system_mail, "Subject: Outbound: messages are stuck")) == 1
+
+
+def test_a_paused_backend_raises_no_stuck_alert(
+    smtp_server: Any,
+    make_backend: Callable[..., Backend],
+    run_worker: Callable[..., Any],
+    system_mail: Any,
+) -> None:
+    backend = make_backend(smtp_server)
+    pause_end = timezone.now() + timedelta(minutes=10)
+    Backend.objects.filter(pk=backend.pk).update(paused_until=pause_end)
+    late = timezone.now() - timedelta(hours=1)
+    for i in range(2):
+        queue_email(to=f"u{i}@example.com", send_at=late)
+    run_worker()
+    assert Message.objects.filter(status=Status.TO_SEND).count() == 2
+    check_alerts()
+    assert not Alert.objects.filter(kind=Alert.Kind.QUEUE_STUCK).exists()
+    # The pause is lifted and no worker sends them: now they are stuck.
+    Backend.objects.filter(pk=backend.pk).update(paused_until=None)
+    check_alerts()
+    alert = _open(Alert.Kind.QUEUE_STUCK)
+    assert alert is not None and "Among the stuck messages" not in alert.body
 
 
 def test_the_rate_pace_agrees_with_the_full_window(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from outbound.models import Message
-from outbound.selectors import held_stuck, stuck_messages
+from outbound.selectors import HeldStuck, held_stuck, stuck_messages
 from outbound.services import transitions
 from outbound.services.audit import record_audit
 from outbound.services.intake import make_message_id
@@ -201,12 +201,13 @@ def send_outgoing(*, actor: str) -> ActionResult:
     return ActionResult(True, text, changed)
 
 
-def held_back_note() -> str:
+def held_back_note(groups: list[HeldStuck] | None = None) -> str:
     """What of the stuck messages only waits for its backend's pace (rate
     limit, pause, connection cap): being due now does not make those leave
-    sooner, and the answer must not let the administrator believe it."""
+    sooner, and the answer must not let the administrator believe it.
+    ``groups`` is ``held_stuck()`` when the caller has read it already."""
     notes = []
-    for h in held_stuck():
+    for h in held_stuck() if groups is None else groups:
         hold = h.hold
         at = timezone.localtime(hold.until).strftime("%H:%M:%S")
         if hold.kind == "rate_limit":
