@@ -10,7 +10,7 @@ import pytest
 from outbound.models import Backend, Contact, Event, GlobalSettings, Message, Recipient, Suppression
 from outbound.services.intake import queue_email
 from outbound.services.validation import validate_due
-from outbound.states import Reason, Status
+from outbound.states import Channel, Reason, Status
 
 pytestmark = pytest.mark.django_db
 
@@ -210,3 +210,32 @@ def test_a_backend_tested_while_a_batch_is_being_decided_is_not_missed(
         validation._write(plan)
     m.refresh_from_db()
     assert (m.status, m.reason_code) == (Status.TO_SEND, Reason.VALIDATED)
+
+
+def test_a_batch_whose_backends_did_not_change_is_written_as_decided(
+    healthy_backend: Backend, stored_backend: Any
+) -> None:
+    """The check before the write finds every backend the decisions read
+    as it was, the chosen one and the default alike: no second decision."""
+    from django.utils import timezone
+
+    from outbound.services import validation
+
+    other = stored_backend(name="Other", is_default=False)
+    queue_email(to="a@example.com", from_address="x@example.com")
+    queue_email(to="b@example.com", from_address="x@example.com", backend=other)
+    settings = GlobalSettings.load()
+    now = timezone.now()
+    defaults = validation._default_backends()
+    messages = validation._due(now, 100)
+    plan = validation._plan(messages, settings=settings, defaults=defaults, now=now)
+    seen = validation._backends_as_read(messages, defaults)
+    assert set(seen) == {healthy_backend.pk, other.pk, *Channel.values}
+    assert (
+        validation._as_stored(messages, plan, seen, settings=settings, now=now, claim=None) is plan
+    )
+    Backend.objects.filter(pk=other.pk).update(health="failing")
+    assert (
+        validation._as_stored(messages, plan, seen, settings=settings, now=now, claim=None)
+        is not plan
+    )

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from outbound.models import Backend, GlobalSettings, Message, Recipient
@@ -352,6 +353,7 @@ def _due(now: datetime, limit: int) -> list[Message]:
 # What a decision reads of a backend, besides whether its allowance is used
 # up (not its count, which every recorded batch changes).
 _DECIDING_FIELDS = (
+    # These two first: _backend_state reads them by position.
     "is_default",
     "channel",
     "settings_version",
@@ -385,15 +387,19 @@ def _backends_as_read(
 
 
 def _backend_state(seen: dict[int | str, tuple[Any, ...]]) -> dict[int | str, tuple[Any, ...]]:
-    """The same facts as stored now (one query)."""
+    """The same facts as stored now, in one query: the backends read, and
+    whichever backends are the defaults now."""
     ids = [key for key in seen if isinstance(key, int)]
-    now: dict[int | str, tuple[Any, ...]] = {
-        row[0]: (*row[1:-2], _used_up(row[-2], row[-1]))
-        for row in Backend.objects.filter(pk__in=ids).values_list(
-            "id", *_DECIDING_FIELDS, "limit", "sent_count"
-        )
-    }
-    defaults = dict(Backend.objects.filter(is_default=True).values_list("channel", "id"))
+    now: dict[int | str, tuple[Any, ...]] = {}
+    defaults: dict[str, int] = {}
+    rows = Backend.objects.filter(Q(pk__in=ids) | Q(is_default=True)).values_list(
+        "id", *_DECIDING_FIELDS, "limit", "sent_count"
+    )
+    for pk, is_default, channel, *facts in rows:
+        if pk in seen:
+            now[pk] = (is_default, channel, *facts[:-2], _used_up(facts[-2], facts[-1]))
+        if is_default:
+            defaults[channel] = pk
     for channel in Channel.values:
         now[channel] = (defaults.get(channel),)
     return now

@@ -225,7 +225,7 @@ _KIND_ADVICE: dict[str, dict[str, tuple[str, str, str]]] = {
 }
 
 
-def advice_for(reason: str, *, kind: str = "smtp") -> TestAdvice:
+def advice_for(reason: str, *, kind: str) -> TestAdvice:
     """The advice for a test result reason of a backend of ``kind`` (its
     ``Backend.kind``); an unknown reason gets a generic text."""
     if kind == "smtp":
