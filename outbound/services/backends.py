@@ -238,25 +238,36 @@ def _record_test(backend: Backend, version: int, result: ProbeResult, *, actor: 
 
 # ------------------------------------------------------------------ settings
 
-BACKEND_FIELDS = (
+# The settings an administrator sets that are columns of their own, by the
+# names the forms, the API and the CLI give them: what the audit names when a
+# backend changes.
+SETTING_COLUMNS = (
     "name",
-    "channel",
     "kind",
-    "receipt_secret",
-    "clear_receipt_secret",
-    *sorted(sms_backends.OPTION_KEYS),
     "host",
     "port",
     "security",
     "username",
-    "password",
-    "clear_password",
     "from_address",
     "timeout",
     "is_default",
     "limit",
     "rate_per_minute",
     "max_connections",
+)
+
+# Everything a save may carry: those, the channel (on creation), the secrets
+# and their clear flags, and an SMS provider's options.
+BACKEND_FIELDS = frozenset(
+    {
+        *SETTING_COLUMNS,
+        "channel",
+        "password",
+        "clear_password",
+        "receipt_secret",
+        "clear_receipt_secret",
+        *sms_backends.OPTION_KEYS,
+    }
 )
 
 
@@ -345,7 +356,7 @@ def _bad_host_name(value: str) -> str:
 
 def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[str, Any]:
     errors: dict[str, list[str]] = {}
-    unknown = set(data) - set(BACKEND_FIELDS)
+    unknown = set(data) - BACKEND_FIELDS
     if unknown:
         errors["__all__"] = [f"Unknown field(s): {', '.join(sorted(unknown))}."]
     cleaned: dict[str, Any] = {}
@@ -480,24 +491,6 @@ def _clean_backend_data(data: dict[str, Any], current: Backend | None) -> dict[s
     if errors:
         raise InvalidInput(errors)
     return cleaned
-
-
-# What the audit names when a backend changes: the settings an administrator
-# sets, by the names the forms, the API and the CLI give them.
-SETTING_COLUMNS = (
-    "name",
-    "kind",
-    "host",
-    "port",
-    "security",
-    "username",
-    "from_address",
-    "timeout",
-    "is_default",
-    "limit",
-    "rate_per_minute",
-    "max_connections",
-)
 
 
 def _setting_values(backend: Backend) -> dict[str, Any]:

@@ -9,7 +9,18 @@ from outbound.api.render import backend_out
 from outbound.errors import InvalidInput
 from outbound.management.commands._output import write_json, write_table
 from outbound.models import Backend
-from outbound.services.backends import save_backend_settings, test_backend
+from outbound.services.backends import (
+    BACKEND_FIELDS,
+    save_backend_settings,
+    test_backend,
+)
+
+# The settings whose option, when given, goes to the service as it was
+# parsed; the name, the limit and the secrets are read apart.
+PASSED_AS_GIVEN = sorted(
+    BACKEND_FIELDS
+    - {"name", "limit", "password", "clear_password", "receipt_secret", "clear_receipt_secret"}
+)
 
 
 class Command(BaseCommand):
@@ -120,31 +131,7 @@ class Command(BaseCommand):
         data: dict[str, Any] = {}
         if backend is None or options["rename"]:
             data["name"] = options["rename"] or options["name"]
-        for key in (
-            "host",
-            "port",
-            "security",
-            "username",
-            "from_address",
-            "timeout",
-            "rate_per_minute",
-            "max_connections",
-            "is_default",
-            "channel",
-            "kind",
-            "base_url",
-            "url",
-            "method",
-            "headers",
-            "body_template",
-            "id_path",
-            "error_path",
-            "error_code_path",
-            "idempotency_header",
-            "invalid_number_codes",
-            "probe_url",
-            "probe_method",
-        ):
+        for key in PASSED_AS_GIVEN:
             if options[key] is not None:
                 data[key] = options[key]
         if options["limit"] is not None:
