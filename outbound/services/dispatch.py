@@ -114,14 +114,7 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
     # at BEGIN, so an empty round must not open one.
     if not due.exists():
         return []
-    paused = list(Backend.objects.filter(paused_until__gt=now).values_list("id", flat=True))
-    rated: dict[int, int] = {
-        pk: rate
-        for pk, rate in Backend.objects.filter(rate_per_minute__isnull=False).values_list(
-            "id", "rate_per_minute"
-        )
-        if rate is not None
-    }
+    paused, rated = _paced_backends(now)
     with GATE.writing(), transaction.atomic():
         qs = Message.objects.filter(
             status=Status.TO_SEND, next_attempt_at__lte=now, claim_token__isnull=True
@@ -129,7 +122,7 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True, of=("self",))
         ids = list(
-            qs.exclude(backend_id__in=paused + list(rated)).values_list("id", flat=True)[:limit]
+            qs.exclude(backend_id__in=[*paused, *rated]).values_list("id", flat=True)[:limit]
         )
         for backend_id, rate in rated.items():
             if len(ids) >= limit or backend_id in paused:
@@ -169,6 +162,21 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
     ]
 
 
+def _paced_backends(now: datetime) -> tuple[set[int], dict[int, int]]:
+    """The backends whose messages leave at their own pace, in one query:
+    those paused now, and the rate-limited ones with their rate."""
+    paused: set[int] = set()
+    rated: dict[int, int] = {}
+    for pk, paused_until, rate in Backend.objects.filter(
+        Q(paused_until__gt=now) | Q(rate_per_minute__isnull=False)
+    ).values_list("id", "paused_until", "rate_per_minute"):
+        if paused_until is not None and paused_until > now:
+            paused.add(pk)
+        if rate is not None:
+            rated[pk] = rate
+    return paused, rated
+
+
 def _start_attempts(
     rows: Sequence[tuple[int, int | None, int | None]],
     *,
@@ -206,11 +214,8 @@ def validate_and_claim(*, worker: str, limit: int, lease: timedelta) -> tuple[in
     """
     now = timezone.now()
     token = uuid.uuid4()
-    skip = frozenset(
-        Backend.objects.filter(
-            Q(paused_until__gt=now) | Q(rate_per_minute__isnull=False)
-        ).values_list("id", flat=True)
-    )
+    paused, rated = _paced_backends(now)
+    skip = frozenset(paused | rated.keys())
     attempts: dict[int, Attempt] = {}
 
     def start(messages: list[Message]) -> None:
