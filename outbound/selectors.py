@@ -252,6 +252,18 @@ def stuck_messages(now: datetime | None = None) -> QuerySet[Message]:
     )
 
 
+def held_for_backend(backend: Backend) -> QuerySet[Message]:
+    """The messages held as Backend test required that wait for this backend:
+    those its successful test releases (``services.backends.held_for``, the
+    one rule: with the backend's channel default role, the messages that
+    follow the default too)."""
+    # Imported here, not at the top: backends imports alerts, which reads
+    # through this module.
+    from outbound.services.backends import held_for
+
+    return Message.objects.filter(held_for(backend), status=Status.BACKEND_TEST_REQUIRED)
+
+
 @dataclass
 class BackendRow:
     backend: Backend

@@ -16,8 +16,10 @@ from django.utils import timezone
 from outbound.models import Alert, Attempt, Backend, GlobalSettings, Message
 from outbound.selectors import RATE_WINDOW, held_stuck, rate_pace, rate_slots, rate_window
 from outbound.services.alerts import check_alerts
+from outbound.services.backends import save_backend_settings, test_backend
 from outbound.services.intake import queue_email
 from outbound.services.operations import cancel_message
+from outbound.services.validation import validate_due
 from outbound.states import Status
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,6 +49,10 @@ def _mailed(server: Any, needle: str) -> list[str]:
         if needle in text:
             found.append(text)
     return found
+
+
+def _held_line(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith("Messages held as"))
 
 
 def _clock(moment: datetime) -> str:
@@ -200,3 +206,100 @@ def test_the_rate_pace_agrees_with_the_full_window(
     # left the minute 10 s ago; five a minute: free since ever.
     assert rate_pace(backend.pk, 4, now, free_since=True).free_since == now - timedelta(seconds=10)
     assert rate_pace(backend.pk, 5, now, free_since=True).free_since is None
+
+
+# ----------------------------------------------------------- failing backend
+
+
+def _relay_settings(server: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "Relay",
+        "host": server.host,
+        "port": server.port,
+        "security": "none",
+        "from_address": "noreply@example.com",
+        "is_default": True,
+        "timeout": 5,
+        **extra,
+    }
+
+
+def test_a_failed_test_with_nothing_held_mails_nothing_until_messages_are_held(
+    make_smtp_server: Callable[..., Any], system_mail: Any
+) -> None:
+    relay = make_smtp_server(auth={"mailer": "right"})
+    backend = save_backend_settings(
+        data=_relay_settings(relay, username="mailer", password="wrong"), actor="admin"
+    )
+    # The operator's own test fails: the page says so; nothing is held.
+    assert not test_backend(backend, actor="admin").ok
+    check_alerts()
+    assert not Alert.objects.filter(kind=Alert.Kind.BACKEND_FAILING).exists()
+    assert _mailed(system_mail, "backend Relay") == []
+
+    # A message arrives and is held for the failing backend: the minute
+    # check tells the Backend Failure Email.
+    message = queue_email(to="ann@example.com")
+    validate_due()
+    message.refresh_from_db()
+    assert message.status == Status.BACKEND_TEST_REQUIRED
+    check_alerts()
+    [mail] = _mailed(system_mail, "Subject: Outbound: backend Relay is failing")
+    assert _held_line(mail).endswith(": 1")
+
+    # Fixed and tested: all clear, the message goes out.
+    backend = save_backend_settings(backend=backend, data={"password": "right"}, actor="admin")
+    assert test_backend(backend, actor="admin").ok
+    assert len(_mailed(system_mail, "all clear, backend Relay works again")) == 1
+    assert _open(Alert.Kind.BACKEND_FAILING) is None
+
+
+def test_a_fixed_backend_whose_failure_was_never_mailed_sends_no_all_clear(
+    make_smtp_server: Callable[..., Any], system_mail: Any
+) -> None:
+    relay = make_smtp_server(auth={"mailer": "right"})
+    backend = save_backend_settings(
+        data=_relay_settings(relay, username="mailer", password="wrong"), actor="admin"
+    )
+    assert not test_backend(backend, actor="admin").ok
+    backend = save_backend_settings(backend=backend, data={"password": "right"}, actor="admin")
+    assert test_backend(backend, actor="admin").ok
+    assert system_mail.messages == []
+    assert not Alert.objects.exists()
+
+
+def test_the_default_backend_counts_what_follows_the_default_not_what_another_holds(
+    make_smtp_server: Callable[..., Any], system_mail: Any
+) -> None:
+    """Held for a backend: named to it, or (for its channel's default) left to
+    the default. A message named to another failing backend is not the
+    default's: only that backend is reported."""
+    main_relay = make_smtp_server(auth={"mailer": "right"})
+    other_relay = make_smtp_server(auth={"mailer": "right"})
+    main = save_backend_settings(
+        data=_relay_settings(main_relay, username="mailer", password="wrong"), actor="admin"
+    )
+    other = save_backend_settings(
+        data=_relay_settings(
+            other_relay, name="Other", username="mailer", password="wrong", is_default=False
+        ),
+        actor="admin",
+    )
+    assert not test_backend(main, actor="admin").ok
+    assert not test_backend(other, actor="admin").ok
+    named = queue_email(to="bob@example.com", backend="Other")
+    validate_due()
+    named.refresh_from_db()
+    assert (named.status, named.backend_id) == (Status.BACKEND_TEST_REQUIRED, other.pk)
+    check_alerts()
+    assert _mailed(system_mail, "backend Relay is failing") == []
+    assert len(_mailed(system_mail, "backend Other is failing")) == 1
+
+    # A message left to the default is held for Relay, the default.
+    queue_email(to="ann@example.com")
+    validate_due()
+    check_alerts()
+    [mail] = _mailed(system_mail, "backend Relay is failing")
+    assert _held_line(mail).endswith(": 1")
+    [other_mail] = _mailed(system_mail, "backend Other is failing")
+    assert _held_line(other_mail).endswith(": 1")

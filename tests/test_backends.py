@@ -179,9 +179,14 @@ def test_a_failing_backend_alerts_once_then_all_clear(
 
 
 def test_without_system_mail_the_alert_is_recorded(smtp_server: Any, settings: Any) -> None:
+    from outbound.services.validation import validate_due
+
     settings.OUTBOUND_SYSTEM_MAIL_URL = ""
     backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
     Backend.objects.filter(pk=backend.pk).update(health="failing", health_detail="535 no")
+    # The alert is about held messages: one is held for the failing backend.
+    queue_email(to="ann@example.com")
+    validate_due()
     alerts.check_alerts()
     alert = Alert.objects.get()
     assert alert.kind == Alert.Kind.BACKEND_FAILING

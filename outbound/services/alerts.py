@@ -133,7 +133,15 @@ def clear_alert(*, key: str, subject: str, body: str) -> Alert | None:
 
 
 def backend_failing(backend: Backend) -> Alert | None:
-    held = Message.objects.filter(backend=backend, status=Status.BACKEND_TEST_REQUIRED).count()
+    """Alert that the backend's settings hold messages back, or remind of it.
+
+    Nothing while no message is held for it: the operator whose own test
+    failed sees that on screen, and the minute check (``check_alerts``)
+    raises the alert once messages are held.
+    """
+    held = selectors.held_for_backend(backend).count()
+    if not held:
+        return None
     # No count in the subject: the alert page keeps the subject of the
     # incident, and the number held changes while it lasts.
     subject = f"Outbound: backend {backend.name} is failing"

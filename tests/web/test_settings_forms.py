@@ -272,10 +272,15 @@ def test_alerts_are_shown_even_when_no_mail_could_be_sent(
     admin_client: Client, settings: Any
 ) -> None:
     from outbound.services import alerts
+    from outbound.services.intake import queue_email
+    from outbound.services.validation import validate_due
 
     settings.OUTBOUND_SYSTEM_MAIL_URL = ""
     backend = _backend()
     Backend.objects.filter(pk=backend.pk).update(health="failing", health_detail="535 bad")
+    # The alert is about held messages: one is held for the failing backend.
+    queue_email(to="ann@example.com")
+    validate_due()
     alerts.check_alerts()
     html = admin_client.get("/settings/").content.decode()
     assert "backend Relay is failing" in html
