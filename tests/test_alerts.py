@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from outbound.models import Alert, Attempt, Backend, GlobalSettings, Message
 from outbound.selectors import RATE_WINDOW, held_stuck, rate_pace, rate_slots, rate_window
+from outbound.services import dispatch
 from outbound.services.alerts import check_alerts
 from outbound.services.backends import save_backend_settings, test_backend
 from outbound.services.intake import queue_email
@@ -176,6 +177,25 @@ def test_a_paused_backend_raises_no_stuck_alert(
     check_alerts()
     alert = _open(Alert.Kind.QUEUE_STUCK)
     assert alert is not None and "Among the stuck messages" not in alert.body
+
+
+def test_a_message_being_sent_is_not_stuck_until_its_lease_runs_out(
+    smtp_server: Any, make_backend: Callable[..., Backend], system_mail: Any
+) -> None:
+    make_backend(smtp_server)
+    queue_email(to="ann@example.com", send_at=timezone.now() - timedelta(hours=1))
+    validate_due()
+    # A worker claims it (and is about to send it): leaving right now.
+    [job] = dispatch.claim_batch(worker="host-b:worker-1", limit=10, lease=timedelta(minutes=1))
+    check_alerts()
+    assert _open(Alert.Kind.QUEUE_STUCK) is None
+    # The worker died with it: its lease ran out and nobody sends it.
+    Message.objects.filter(pk=job.message_id).update(
+        lease_until=timezone.now() - timedelta(seconds=1)
+    )
+    check_alerts()
+    assert _open(Alert.Kind.QUEUE_STUCK) is not None
+    assert len(_mailed(system_mail, "Subject: Outbound: messages are stuck")) == 1
 
 
 def test_the_rate_pace_agrees_with_the_full_window(

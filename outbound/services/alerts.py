@@ -221,7 +221,7 @@ def check_alerts() -> None:
     found = selectors.StuckNow(stuck=0, sending=0, paced=[])
     if oldest is not None and now - oldest > settings.stuck_threshold:
         found = selectors.stuck_now(now)
-    stuck, paced = found.stuck, found.paced
+    paced = found.paced
     if oldest is not None and found.truly_stuck > 0:
         held = held_back_note(paced).strip()
         raise_alert(
@@ -229,7 +229,7 @@ def check_alerts() -> None:
             key="queue",
             subject="Outbound: messages are stuck",
             body=(
-                f"{stuck} message(s) have been Waiting or To send for more than "
+                f"{found.stuck} message(s) have been Waiting or To send for more than "
                 f"{settings.stuck_threshold} past their due time; the oldest due message has "
                 f"waited {_age(oldest)}.\n\nWhat to do: check that a worker is running "
                 "(Workers page) and that the backends are healthy, then use Send outgoing "
@@ -250,7 +250,8 @@ def check_alerts() -> None:
             subject="Outbound: all clear, no message is stuck",
             body="The queue is moving again.\n"
             + (
-                f"\n{stuck} message(s) are still more than {settings.stuck_threshold} past "
+                f"\n{sum(h.count for h in paced)} message(s) are still more than "
+                f"{settings.stuck_threshold} past "
                 f"their due time, at the pace set in the settings: {held}\n"
                 if held
                 else ""
