@@ -252,15 +252,19 @@ def stuck_messages(now: datetime | None = None) -> QuerySet[Message]:
     )
 
 
-def held_for_backend(backend: Backend) -> QuerySet[Message]:
-    """The messages held as Backend test required that wait for this backend:
-    those its successful test releases (``services.backends.held_for``, the
-    one rule: with the backend's channel default role, the messages that
-    follow the default too)."""
-    # Imported here, not at the top: backends imports alerts, which reads
-    # through this module.
-    from outbound.services.backends import held_for
+def held_for(backend: Backend) -> Q:
+    """The messages whose hold ``backend`` decides (its successful test
+    releases them): those named to it at intake, and, when it is its
+    channel's default, every message of the channel that follows the default
+    (whichever backend held it before)."""
+    q = Q(backend=backend, backend_chosen=True)
+    if backend.is_default:
+        q |= Q(backend_chosen=False, channel=backend.channel)
+    return q
 
+
+def held_for_backend(backend: Backend) -> QuerySet[Message]:
+    """The messages held as Backend test required that wait for this backend."""
     return Message.objects.filter(held_for(backend), status=Status.BACKEND_TEST_REQUIRED)
 
 
@@ -460,8 +464,8 @@ def _paused(backend: Backend, now: datetime) -> bool:
 
 
 def _capped(backend: Backend) -> bool:
-    # Only SMTP connections take slots; SMS providers are called over HTTP.
-    return bool(backend.max_connections) and backend.channel == Channel.EMAIL
+    # An SMTP session, or an SMS provider's client, takes a slot.
+    return bool(backend.max_connections)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from outbound.models import Backend, BackendSlot, GlobalSettings, Message
+from outbound.selectors import backend_rows
 from outbound.services.backends import save_backend_settings, send_test_sms
 from outbound.services.intake import queue_sms
 from outbound.states import Status
@@ -51,7 +52,10 @@ def test_the_cap_holds_the_gateway_to_that_many_requests_at_once(
     gateway: GatewayTestServer, run_worker: Callable[..., Any]
 ) -> None:
     gateway.delay = 0.05
-    _gateway_backend(gateway, max_connections=2)
+    backend = _gateway_backend(gateway, max_connections=2)
+    # The Settings page shows the cap of an SMS backend as of an SMTP one.
+    [row] = [r for r in backend_rows() if r.backend.pk == backend.pk]
+    assert (row.max_connections, row.connections_open) == (2, 0)
     for i in range(12):
         queue_sms(to=f"+4915112345{i:03d}", body=f"Code {i}")
     for _ in range(30):

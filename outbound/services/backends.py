@@ -26,13 +26,13 @@ from typing import Any
 
 import idna
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from outbound import conf, secrets
 from outbound.errors import InvalidInput, TransportError
 from outbound.models import Backend, GlobalSettings, Health, Message, Security
 from outbound.models.backend import CONNECTION_FIELDS
+from outbound.selectors import held_for
 from outbound.services import alerts, sms_backends, transitions
 from outbound.services.addresses import check_email, check_mobile
 from outbound.services.audit import record_audit
@@ -71,16 +71,6 @@ def smtp_config(backend: Backend) -> SmtpConfig:
         ssl_context=conf.ssl_context() if backend.security != "none" else None,
         address_allowed=conf.host_policy(),
     )
-
-
-def held_for(backend: Backend) -> Q:
-    """The messages whose hold ``backend`` decides: those sent through it by
-    name, and, when it is its channel's default, every message of the
-    channel that follows the default (whichever backend held it before)."""
-    q = Q(backend=backend, backend_chosen=True)
-    if backend.is_default:
-        q |= Q(backend_chosen=False, channel=backend.channel)
-    return q
 
 
 def release_held(
