@@ -289,6 +289,9 @@ class BackendRow:
     paused_until: datetime | None = None
     max_connections: int | None = None
     connections_open: int = 0
+    # Messages held as Backend test required that this backend's successful
+    # test releases (``held_for``).
+    held: int = 0
 
 
 @dataclass
@@ -361,6 +364,7 @@ def backend_rows(now: datetime | None = None) -> list[BackendRow]:
                 paused_until=b.paused_until if _paused(b, now) else None,
                 max_connections=b.max_connections if _capped(b) else None,
                 connections_open=len(open_slots(b.pk, now)) if _capped(b) else 0,
+                held=held_for_backend(b).count(),
             )
         )
     return rows

@@ -13,6 +13,8 @@ from django.test import Client
 from outbound import secrets
 from outbound.models import AuditEntry, Backend, GlobalSettings
 from outbound.services.backends import save_backend_settings
+from outbound.services.intake import queue_email
+from outbound.services.validation import validate_due
 from outbound.web.forms import BackendForm
 from tests.web.conftest import as_shown
 
@@ -163,6 +165,15 @@ def test_a_wrong_password_test_shows_authentication_failed_with_advice(
     assert "wrong" not in html.split('<pre class="transcript">')[1].split("</pre>")[0]
     backend.refresh_from_db()
     assert backend.health == "failing"
+    assert "Held for it" not in html
+    # Messages queued meanwhile are held for it, and its card counts them.
+    for i in range(2):
+        queue_email(to=f"u{i}@example.com")
+    validate_due()
+    html = admin_client.get("/settings/").content.decode()
+    held = html.split(f'id="backend-{backend.pk}"')[1].split("</dl>")[0]
+    assert "<dt>Held for it</dt>" in held
+    assert ">2 messages</a> as Backend test required" in held
     # The right password, Save and test in one click: success.
     response = admin_client.post(
         f"/settings/backends/{backend.pk}/",
@@ -177,6 +188,7 @@ def test_a_wrong_password_test_shows_authentication_failed_with_advice(
     )
     html = admin_client.get(response["Location"]).content.decode()
     assert "saved and tested: Success" in html
+    assert "Held for it" not in html
     backend.refresh_from_db()
     assert backend.is_usable
 
