@@ -120,3 +120,17 @@ def run_worker() -> Callable[..., Any]:
         return Worker(concurrency=concurrency, once=True, name="test-worker").run()
 
     return run
+
+
+@pytest.fixture
+def system_mail(make_smtp_server: Callable[..., Any], settings: Any) -> Any:
+    """The deployment's system mail, and ops@example.com as the Backend
+    Failure Email: every alert mailed lands in this server."""
+    from outbound.models import GlobalSettings
+
+    server = make_smtp_server()
+    settings.OUTBOUND_SYSTEM_MAIL_URL = f"smtp://{server.host}:{server.port}"
+    gs = GlobalSettings.load()
+    gs.backend_failure_email = "ops@example.com"
+    gs.save()
+    return server

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from outbound.models import Alert, Attempt, Backend, GlobalSettings, Message
+from outbound.models import Alert, Attempt, Backend, Message
 from outbound.selectors import RATE_WINDOW, held_stuck, rate_pace, rate_slots, rate_window
 from outbound.services import dispatch
 from outbound.services.alerts import check_alerts
@@ -22,20 +22,9 @@ from outbound.services.intake import queue_email
 from outbound.services.operations import cancel_message
 from outbound.services.validation import validate_due
 from outbound.states import Status
+from tests.relays import relay_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def system_mail(make_smtp_server: Callable[..., Any], settings: Any) -> Any:
-    """The deployment's system mail, and ops@example.com as the Backend
-    Failure Email: every alert mailed lands in this server."""
-    server = make_smtp_server()
-    settings.OUTBOUND_SYSTEM_MAIL_URL = f"smtp://{server.host}:{server.port}"
-    gs = GlobalSettings.load()
-    gs.backend_failure_email = "ops@example.com"
-    gs.save()
-    return server
 
 
 def _mailed(server: Any, needle: str) -> list[str]:
@@ -231,28 +220,21 @@ def test_the_rate_pace_agrees_with_the_full_window(
 # ----------------------------------------------------------- failing backend
 
 
-def _relay_settings(server: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": "Relay",
-        "host": server.host,
-        "port": server.port,
-        "security": "none",
-        "from_address": "noreply@example.com",
-        "is_default": True,
-        "timeout": 5,
-        **extra,
-    }
+def _failing_relay(make_smtp_server: Callable[..., Any], **extra: Any) -> Backend:
+    """A backend whose server wants another password: its test fails."""
+    relay = make_smtp_server(auth={"mailer": "right"})
+    backend = save_backend_settings(
+        data=relay_settings(relay, username="mailer", password="wrong", **extra), actor="admin"
+    )
+    assert not test_backend(backend, actor="admin").ok
+    return backend
 
 
 def test_a_failed_test_with_nothing_held_mails_nothing_until_messages_are_held(
     make_smtp_server: Callable[..., Any], system_mail: Any
 ) -> None:
-    relay = make_smtp_server(auth={"mailer": "right"})
-    backend = save_backend_settings(
-        data=_relay_settings(relay, username="mailer", password="wrong"), actor="admin"
-    )
     # The operator's own test fails: the page says so; nothing is held.
-    assert not test_backend(backend, actor="admin").ok
+    backend = _failing_relay(make_smtp_server)
     check_alerts()
     assert not Alert.objects.filter(kind=Alert.Kind.BACKEND_FAILING).exists()
     assert _mailed(system_mail, "backend Relay") == []
@@ -277,11 +259,7 @@ def test_a_failed_test_with_nothing_held_mails_nothing_until_messages_are_held(
 def test_a_fixed_backend_whose_failure_was_never_mailed_sends_no_all_clear(
     make_smtp_server: Callable[..., Any], system_mail: Any
 ) -> None:
-    relay = make_smtp_server(auth={"mailer": "right"})
-    backend = save_backend_settings(
-        data=_relay_settings(relay, username="mailer", password="wrong"), actor="admin"
-    )
-    assert not test_backend(backend, actor="admin").ok
+    backend = _failing_relay(make_smtp_server)
     backend = save_backend_settings(backend=backend, data={"password": "right"}, actor="admin")
     assert test_backend(backend, actor="admin").ok
     assert system_mail.messages == []
@@ -294,19 +272,8 @@ def test_the_default_backend_counts_what_follows_the_default_not_what_another_ho
     """Held for a backend: named to it, or (for its channel's default) left to
     the default. A message named to another failing backend is not the
     default's: only that backend is reported."""
-    main_relay = make_smtp_server(auth={"mailer": "right"})
-    other_relay = make_smtp_server(auth={"mailer": "right"})
-    main = save_backend_settings(
-        data=_relay_settings(main_relay, username="mailer", password="wrong"), actor="admin"
-    )
-    other = save_backend_settings(
-        data=_relay_settings(
-            other_relay, name="Other", username="mailer", password="wrong", is_default=False
-        ),
-        actor="admin",
-    )
-    assert not test_backend(main, actor="admin").ok
-    assert not test_backend(other, actor="admin").ok
+    _failing_relay(make_smtp_server)
+    other = _failing_relay(make_smtp_server, name="Other", is_default=False)
     named = queue_email(to="bob@example.com", backend="Other")
     validate_due()
     named.refresh_from_db()

@@ -15,21 +15,9 @@ from outbound.services import alerts
 from outbound.services.backends import rotate_secrets, save_backend_settings, test_backend
 from outbound.services.intake import queue_email, queue_emails
 from outbound.states import Reason, Status
+from tests.relays import relay_settings
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _settings(server: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": "Relay",
-        "host": server.host,
-        "port": server.port,
-        "security": "none",
-        "from_address": "noreply@example.com",
-        "is_default": True,
-        "timeout": 5,
-        **extra,
-    }
 
 
 @pytest.mark.parametrize(
@@ -47,7 +35,7 @@ def _settings(server: Any, **extra: Any) -> dict[str, Any]:
 def test_bad_settings_get_field_errors_and_nothing_changes(
     smtp_server: Any, field: str, value: Any, needle: str
 ) -> None:
-    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    backend = save_backend_settings(data=relay_settings(smtp_server), actor="admin")
     before = Backend.objects.filter(pk=backend.pk).values().get()
     with pytest.raises(InvalidInput) as err:
         save_backend_settings(backend=backend, data={field: value}, actor="admin")
@@ -55,14 +43,14 @@ def test_bad_settings_get_field_errors_and_nothing_changes(
     assert Backend.objects.filter(pk=backend.pk).values().get() == before
     with pytest.raises(InvalidInput):
         save_backend_settings(
-            data={**_settings(smtp_server), "name": "B2", field: value}, actor="admin"
+            data={**relay_settings(smtp_server), "name": "B2", field: value}, actor="admin"
         )
     assert Backend.objects.count() == 1
 
 
 def test_the_password_is_write_only_and_encrypted(smtp_server: Any) -> None:
     backend = save_backend_settings(
-        data=_settings(smtp_server, username="u", password="s3cret-pass"), actor="admin"
+        data=relay_settings(smtp_server, username="u", password="s3cret-pass"), actor="admin"
     )
     assert "s3cret-pass" not in backend.secret
     assert secrets.decrypt(backend.secret) == "s3cret-pass"
@@ -81,7 +69,7 @@ def test_editing_the_password_holds_200_queued_messages_until_a_test_succeeds(
     old = make_smtp_server(auth={"mailer": "old"})
     new = make_smtp_server(auth={"mailer": "new"})
     backend = save_backend_settings(
-        data=_settings(old, username="mailer", password="old"), actor="admin"
+        data=relay_settings(old, username="mailer", password="old"), actor="admin"
     )
     assert test_backend(backend).ok
     messages = queue_emails([{"to": f"u{i}@example.com"} for i in range(200)])
@@ -109,7 +97,7 @@ def test_editing_the_password_holds_200_queued_messages_until_a_test_succeeds(
 def test_raising_the_limit_releases_messages_waiting_for_allowance(
     smtp_server: Any, run_worker: Any
 ) -> None:
-    backend = save_backend_settings(data=_settings(smtp_server, limit=1), actor="admin")
+    backend = save_backend_settings(data=relay_settings(smtp_server, limit=1), actor="admin")
     assert test_backend(backend).ok
     first = queue_email(to="a@example.com")
     run_worker()
@@ -125,16 +113,6 @@ def test_raising_the_limit_releases_messages_waiting_for_allowance(
     assert Backend.objects.get(pk=backend.pk).left == 3
 
 
-@pytest.fixture
-def system_mail(make_smtp_server: Any, settings: Any) -> Any:
-    server = make_smtp_server()
-    settings.OUTBOUND_SYSTEM_MAIL_URL = f"smtp://{server.host}:{server.port}"
-    gs = GlobalSettings.load()
-    gs.backend_failure_email = "ops@example.com"
-    gs.save()
-    return server
-
-
 def test_a_failing_backend_alerts_once_then_all_clear(
     make_smtp_server: Any, system_mail: Any, run_worker: Any
 ) -> None:
@@ -143,7 +121,7 @@ def test_a_failing_backend_alerts_once_then_all_clear(
     gs.save()
     relay = make_smtp_server(auth={"mailer": "right"})
     backend = save_backend_settings(
-        data=_settings(relay, username="mailer", password="right"), actor="admin"
+        data=relay_settings(relay, username="mailer", password="right"), actor="admin"
     )
     assert test_backend(backend).ok
     relay.configure(auth={"mailer": "rotated"})
@@ -182,7 +160,7 @@ def test_without_system_mail_the_alert_is_recorded(smtp_server: Any, settings: A
     from outbound.services.validation import validate_due
 
     settings.OUTBOUND_SYSTEM_MAIL_URL = ""
-    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    backend = save_backend_settings(data=relay_settings(smtp_server), actor="admin")
     Backend.objects.filter(pk=backend.pk).update(health="failing", health_detail="535 no")
     # The alert is about held messages: one is held for the failing backend.
     queue_email(to="ann@example.com")
@@ -199,7 +177,7 @@ def test_an_unreadable_secret_holds_messages_and_never_sends(
     relay = make_smtp_server(auth={"mailer": "pw"})
     settings.OUTBOUND_SECRET_KEYS = Fernet.generate_key().decode()
     backend = save_backend_settings(
-        data=_settings(relay, username="mailer", password="pw"), actor="admin"
+        data=relay_settings(relay, username="mailer", password="pw"), actor="admin"
     )
     assert test_backend(backend).ok
     # The key is replaced: the stored secret can no longer be read.
@@ -219,7 +197,7 @@ def test_an_unreadable_secret_holds_messages_and_never_sends(
 def test_secrets_are_re_encrypted_under_a_new_key(smtp_server: Any, settings: Any) -> None:
     old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     settings.OUTBOUND_SECRET_KEYS = old_key
-    backend = save_backend_settings(data=_settings(smtp_server, password="pw"), actor="a")
+    backend = save_backend_settings(data=relay_settings(smtp_server, password="pw"), actor="a")
     settings.OUTBOUND_SECRET_KEYS = f"{new_key},{old_key}"
     assert rotate_secrets() == (1, [])
     settings.OUTBOUND_SECRET_KEYS = new_key
@@ -229,7 +207,7 @@ def test_secrets_are_re_encrypted_under_a_new_key(smtp_server: Any, settings: An
 def test_the_host_policy_is_checked_on_the_address_connected_to(
     smtp_server: Any, settings: Any, run_worker: Any
 ) -> None:
-    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    backend = save_backend_settings(data=relay_settings(smtp_server), actor="admin")
     settings.OUTBOUND_FORBID_PRIVATE_HOSTS = True
     result = test_backend(backend)
     assert (result.ok, result.reason) == (False, "host_forbidden")
@@ -252,7 +230,7 @@ def test_the_host_policy_is_checked_on_the_address_connected_to(
 def test_a_used_up_allowance_alerts_once_and_clears_when_raised(
     smtp_server: Any, system_mail: Any, run_worker: Any
 ) -> None:
-    backend = save_backend_settings(data=_settings(smtp_server, limit=1), actor="admin")
+    backend = save_backend_settings(data=relay_settings(smtp_server, limit=1), actor="admin")
     assert test_backend(backend).ok
     queue_email(to="a@example.com")
     run_worker()
@@ -274,7 +252,9 @@ def test_a_used_up_allowance_alerts_once_and_clears_when_raised(
 
 
 def test_the_rate_limit_holds_for_all_workers_together(smtp_server: Any, run_worker: Any) -> None:
-    backend = save_backend_settings(data=_settings(smtp_server, rate_per_minute=3), actor="admin")
+    backend = save_backend_settings(
+        data=relay_settings(smtp_server, rate_per_minute=3), actor="admin"
+    )
     assert test_backend(backend).ok
     for i in range(5):
         queue_email(to=f"u{i}@example.com")
@@ -288,7 +268,7 @@ def test_a_test_message_needs_a_tested_backend_and_a_valid_address(smtp_server: 
     from outbound.models import AuditEntry
     from outbound.services.backends import send_test_message
 
-    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    backend = save_backend_settings(data=relay_settings(smtp_server), actor="admin")
     refused = send_test_message(backend, to="admin@example.com", actor="admin")
     assert not refused.ok and "test of the current settings" in refused.text
     assert smtp_server.messages == []
@@ -312,10 +292,10 @@ def _audit_result() -> str:
 
 def test_the_audit_names_only_the_settings_whose_value_changed(smtp_server: Any) -> None:
     backend = save_backend_settings(
-        data=_settings(smtp_server, username="mailer", password="first-pw"), actor="admin"
+        data=relay_settings(smtp_server, username="mailer", password="first-pw"), actor="admin"
     )
     # Everything sent again, only the port different: only the port is named.
-    every_field = {**_settings(smtp_server), "username": "mailer", "limit": None}
+    every_field = {**relay_settings(smtp_server), "username": "mailer", "limit": None}
     every_field["port"] = smtp_server.port + 1
     save_backend_settings(backend=backend, data=every_field, actor="admin")
     assert _audit_result() == "Changed: port; settings version 2, test required"
@@ -328,10 +308,15 @@ def test_the_audit_names_only_the_settings_whose_value_changed(smtp_server: Any)
 def test_a_save_that_changes_nothing_says_so_and_needs_no_test(make_smtp_server: Any) -> None:
     smtp_server = make_smtp_server(auth={"mailer": "same-pw"})
     backend = save_backend_settings(
-        data=_settings(smtp_server, username="mailer", password="same-pw"), actor="admin"
+        data=relay_settings(smtp_server, username="mailer", password="same-pw"), actor="admin"
     )
     assert test_backend(backend).ok
-    same = {**_settings(smtp_server), "timeout": 5.0, "username": " mailer ", "password": "same-pw"}
+    same = {
+        **relay_settings(smtp_server),
+        "timeout": 5.0,
+        "username": " mailer ",
+        "password": "same-pw",
+    }
     backend = save_backend_settings(backend=backend, data=same, actor="admin")
     assert _audit_result() == "Changed: nothing"
     assert backend.is_usable and backend.settings_version == 1
@@ -341,7 +326,7 @@ def test_a_password_change_is_audited_by_name_never_by_value(smtp_server: Any) -
     from outbound.models import AuditEntry
 
     backend = save_backend_settings(
-        data=_settings(smtp_server, password="old-Secret-1"), actor="admin"
+        data=relay_settings(smtp_server, password="old-Secret-1"), actor="admin"
     )
     save_backend_settings(backend=backend, data={"password": "new-Secret-2"}, actor="admin")
     assert _audit_result() == "Changed: password; settings version 2, test required"
@@ -377,7 +362,7 @@ def test_a_password_change_is_audited_by_name_never_by_value(smtp_server: Any) -
 def test_a_host_that_is_not_a_host_name_is_refused_and_nothing_changes(
     smtp_server: Any, host: str, message: str
 ) -> None:
-    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    backend = save_backend_settings(data=relay_settings(smtp_server), actor="admin")
     before = Backend.objects.filter(pk=backend.pk).values().get()
     with pytest.raises(InvalidInput) as err:
         save_backend_settings(backend=backend, data={"host": host}, actor="admin")
@@ -385,7 +370,7 @@ def test_a_host_that_is_not_a_host_name_is_refused_and_nothing_changes(
     assert Backend.objects.filter(pk=backend.pk).values().get() == before
     with pytest.raises(InvalidInput):
         save_backend_settings(
-            data={**_settings(smtp_server), "name": "B2", "host": host}, actor="a"
+            data={**relay_settings(smtp_server), "name": "B2", "host": host}, actor="a"
         )
     assert Backend.objects.count() == 1
 
@@ -405,7 +390,7 @@ def test_a_host_that_is_not_a_host_name_is_refused_and_nothing_changes(
 def test_ip_addresses_and_international_host_names_are_accepted(
     smtp_server: Any, typed: str, stored: str
 ) -> None:
-    backend = save_backend_settings(data=_settings(smtp_server, host=typed), actor="admin")
+    backend = save_backend_settings(data=relay_settings(smtp_server, host=typed), actor="admin")
     assert Backend.objects.get(pk=backend.pk).host == stored
 
 
@@ -418,7 +403,7 @@ def test_a_backend_with_an_ipv6_host_is_tested_and_sends(make_smtp_server: Any) 
         server = make_smtp_server(host="::1")
     except OSError:
         pytest.skip("cannot listen on ::1 here")
-    backend = save_backend_settings(data=_settings(server, host="[::1]"), actor="admin")
+    backend = save_backend_settings(data=relay_settings(server, host="[::1]"), actor="admin")
     assert backend.host == "::1"
     assert test_backend(backend).ok
 
@@ -437,7 +422,7 @@ def test_a_backend_with_an_ipv6_host_is_tested_and_sends(make_smtp_server: Any) 
 def test_number_ranges_read_naturally(
     smtp_server: Any, field: str, value: Any, message: str
 ) -> None:
-    backend = save_backend_settings(data=_settings(smtp_server), actor="admin")
+    backend = save_backend_settings(data=relay_settings(smtp_server), actor="admin")
     with pytest.raises(InvalidInput) as err:
         save_backend_settings(backend=backend, data={field: value}, actor="admin")
     assert err.value.errors[field] == [message]
@@ -446,7 +431,7 @@ def test_number_ranges_read_naturally(
 def test_the_only_default_backend_cannot_be_unset_and_the_role_moves_instead(
     make_smtp_server: Any,
 ) -> None:
-    first = save_backend_settings(data=_settings(make_smtp_server()), actor="admin")
+    first = save_backend_settings(data=relay_settings(make_smtp_server()), actor="admin")
     before = Backend.objects.filter(pk=first.pk).values().get()
     with pytest.raises(InvalidInput) as err:
         save_backend_settings(backend=first, data={"is_default": False, "limit": 3}, actor="admin")
@@ -456,7 +441,7 @@ def test_the_only_default_backend_cannot_be_unset_and_the_role_moves_instead(
     ]
     assert Backend.objects.filter(pk=first.pk).values().get() == before
     second = save_backend_settings(
-        data={**_settings(make_smtp_server()), "name": "Second", "is_default": False},
+        data={**relay_settings(make_smtp_server()), "name": "Second", "is_default": False},
         actor="admin",
     )
     assert Backend.objects.get(pk=first.pk).is_default
@@ -475,7 +460,9 @@ def test_a_tested_backend_made_the_default_releases_messages_held_for_want_of_on
 ) -> None:
     from outbound.models import Event
 
-    backend = save_backend_settings(data=_settings(smtp_server, is_default=False), actor="admin")
+    backend = save_backend_settings(
+        data=relay_settings(smtp_server, is_default=False), actor="admin"
+    )
     assert test_backend(backend).ok
     message = queue_email(to="ann@example.com", subject="Held", from_address="me@example.com")
     run_worker()
@@ -507,7 +494,9 @@ def test_an_untested_backend_made_the_default_releases_nothing_until_its_test(
 ) -> None:
     message = queue_email(to="ann@example.com", from_address="me@example.com")
     run_worker()
-    backend = save_backend_settings(data=_settings(smtp_server, is_default=False), actor="admin")
+    backend = save_backend_settings(
+        data=relay_settings(smtp_server, is_default=False), actor="admin"
+    )
     save_backend_settings(backend=backend, data={"is_default": True}, actor="admin")
     message.refresh_from_db()
     assert (message.status, message.reason_code) == (
@@ -528,7 +517,7 @@ def test_messages_held_for_a_failing_default_go_through_the_new_default(
     a message that was named to the broken relay at intake."""
     broken_relay = make_smtp_server(auth={"mailer": "right"})
     broken = save_backend_settings(
-        data=_settings(broken_relay, username="mailer", password="wrong"), actor="admin"
+        data=relay_settings(broken_relay, username="mailer", password="wrong"), actor="admin"
     )
     assert not test_backend(broken).ok
     followers = [queue_email(to=f"u{i}@example.com") for i in range(2)]
@@ -541,7 +530,7 @@ def test_messages_held_for_a_failing_default_go_through_the_new_default(
 
     new_relay = make_smtp_server()
     new = save_backend_settings(
-        data=_settings(new_relay, name="New relay", is_default=False), actor="admin"
+        data=relay_settings(new_relay, name="New relay", is_default=False), actor="admin"
     )
     assert test_backend(new).ok
     # Tested but not the default yet: it decides nothing for them.
@@ -568,7 +557,7 @@ def test_an_untested_new_default_releases_what_the_old_default_held_at_its_test(
     make_smtp_server: Any, run_worker: Any
 ) -> None:
     broken = save_backend_settings(
-        data=_settings(make_smtp_server(auth={"mailer": "right"}), username="mailer"),
+        data=relay_settings(make_smtp_server(auth={"mailer": "right"}), username="mailer"),
         actor="admin",
     )
     assert not test_backend(broken).ok
@@ -577,7 +566,7 @@ def test_an_untested_new_default_releases_what_the_old_default_held_at_its_test(
     message.refresh_from_db()
     assert (message.status, message.backend_id) == (Status.BACKEND_TEST_REQUIRED, broken.pk)
     new_relay = make_smtp_server()
-    new = save_backend_settings(data=_settings(new_relay, name="New relay"), actor="admin")
+    new = save_backend_settings(data=relay_settings(new_relay, name="New relay"), actor="admin")
     message.refresh_from_db()
     assert message.status == Status.BACKEND_TEST_REQUIRED
     # The old default passing its test now releases nothing: the message

@@ -3,11 +3,15 @@ a reason that names the facts."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from outbound.models import Backend, Contact, Event, GlobalSettings, Message, Recipient, Suppression
+from outbound.services import validation
 from outbound.services.intake import queue_email
 from outbound.services.validation import validate_due
 from outbound.states import Channel, Reason, Status
@@ -179,6 +183,33 @@ def test_scheduled_messages_wait_for_their_time(healthy_backend: Backend) -> Non
     assert m.status == Status.WAITING
 
 
+@dataclass
+class _DecidedBatch:
+    """The due messages read and decided as validate_due does, before the
+    write transaction opens."""
+
+    messages: list[Message]
+    plan: Any
+    seen: dict[int | str, tuple[Any, ...]]
+    settings: GlobalSettings
+    now: datetime
+
+    @classmethod
+    def read(cls) -> _DecidedBatch:
+        settings = GlobalSettings.load()
+        now = timezone.now()
+        defaults = validation._default_backends()
+        messages = validation._due(now, 100)
+        plan = validation._plan(messages, settings=settings, defaults=defaults, now=now)
+        return cls(messages, plan, validation._backends_as_read(messages, defaults), settings, now)
+
+    def as_stored(self) -> Any:
+        """The plan checked against the backends as stored now."""
+        return validation._as_stored(
+            self.messages, self.plan, self.seen, settings=self.settings, now=self.now, claim=None
+        )
+
+
 def test_a_backend_tested_while_a_batch_is_being_decided_is_not_missed(
     smtp_server: Any, make_backend: Any
 ) -> None:
@@ -187,27 +218,16 @@ def test_a_backend_tested_while_a_batch_is_being_decided_is_not_missed(
     is still Waiting). The write must not hold the message on the stale
     decision, where no later test would release it."""
     from django.db import transaction
-    from django.utils import timezone
-
-    from outbound.services import validation
 
     m = queue_email(to="a@example.com", from_address="x@example.com")
-    settings = GlobalSettings.load()
-    now = timezone.now()
-    defaults = validation._default_backends()
-    messages = validation._due(now, 100)
-    plan = validation._plan(messages, settings=settings, defaults=defaults, now=now)
-    seen = validation._backends_as_read(messages, defaults)
-    assert [c.to for c in plan.changes] == [Status.BACKEND_TEST_REQUIRED]
+    batch = _DecidedBatch.read()
+    assert [c.to for c in batch.plan.changes] == [Status.BACKEND_TEST_REQUIRED]
     # Nothing changed yet: the plan stands as decided, with no second look.
-    assert (
-        validation._as_stored(messages, plan, seen, settings=settings, now=now, claim=None) is plan
-    )
+    assert batch.as_stored() is batch.plan
 
     make_backend(smtp_server)
     with transaction.atomic():
-        plan = validation._as_stored(messages, plan, seen, settings=settings, now=now, claim=None)
-        validation._write(plan)
+        validation._write(batch.as_stored())
     m.refresh_from_db()
     assert (m.status, m.reason_code) == (Status.TO_SEND, Reason.VALIDATED)
 
@@ -217,25 +237,11 @@ def test_a_batch_whose_backends_did_not_change_is_written_as_decided(
 ) -> None:
     """The check before the write finds every backend the decisions read
     as it was, the chosen one and the default alike: no second decision."""
-    from django.utils import timezone
-
-    from outbound.services import validation
-
     other = stored_backend(name="Other", is_default=False)
     queue_email(to="a@example.com", from_address="x@example.com")
     queue_email(to="b@example.com", from_address="x@example.com", backend=other)
-    settings = GlobalSettings.load()
-    now = timezone.now()
-    defaults = validation._default_backends()
-    messages = validation._due(now, 100)
-    plan = validation._plan(messages, settings=settings, defaults=defaults, now=now)
-    seen = validation._backends_as_read(messages, defaults)
-    assert set(seen) == {healthy_backend.pk, other.pk, *Channel.values}
-    assert (
-        validation._as_stored(messages, plan, seen, settings=settings, now=now, claim=None) is plan
-    )
+    batch = _DecidedBatch.read()
+    assert set(batch.seen) == {healthy_backend.pk, other.pk, *Channel.values}
+    assert batch.as_stored() is batch.plan
     Backend.objects.filter(pk=other.pk).update(health="failing")
-    assert (
-        validation._as_stored(messages, plan, seen, settings=settings, now=now, claim=None)
-        is not plan
-    )
+    assert batch.as_stored() is not batch.plan
