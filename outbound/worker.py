@@ -1,7 +1,14 @@
 """The `outbound worker` process: validate, claim, deliver, record, reap.
 
-One main thread validates, claims batches and keeps leases and the
-heartbeat fresh; N delivery threads each keep their own connections and
+At concurrency 1 the main thread does it all in turn: it validates and
+claims a batch, delivers it over one connection, journalling each attempt
+before its body, and records the results; a heartbeat thread keeps the
+leases and the heartbeat fresh meanwhile. One interpreter runs one thread
+at a time, and handing each message between threads cost more than the
+bookkeeping itself (bench/RESULTS.md, 2026-12-06).
+
+At concurrency N > 1 the main thread validates, claims batches and keeps
+leases and the heartbeat fresh; N delivery threads each keep their own connections and
 commit the data-phase journal of the attempts about to send their body
 (group commit: one thread writes every request waiting at that moment); one
 recorder thread writes results in batches so the delivery threads never
@@ -49,6 +56,8 @@ RECORD_BATCH = 50
 # must not wait behind the recorder's or the claim's Python work.
 SWITCH_INTERVAL = 0.0002
 RECORD_GATHER_SECONDS = 0.05
+# A delivery connection unused this long is closed (and its server slot freed).
+IDLE_CLOSE_SECONDS = 30.0
 
 
 @dataclass
@@ -104,6 +113,10 @@ class Worker:
         self._last_beat = 0.0
         self._last_alert_check = 0.0
         self._last_reap = -REAP_INTERVAL
+        # Concurrency 1: the main thread delivers (see the module's docstring).
+        self.inline = concurrency == 1
+        self._deliverer: dispatch.Deliverer | None = None
+        self._last_delivery = 0.0
 
     # ------------------------------------------------------------- lifecycle
 
@@ -146,6 +159,11 @@ class Worker:
         return self.stats
 
     def _start_threads(self) -> None:
+        if self.inline:
+            beat = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
+            beat.start()
+            self._threads.append(beat)
+            return
         for i in range(self.concurrency):
             t = threading.Thread(target=self._deliver_loop, name=f"deliver-{i}", daemon=True)
             t.start()
@@ -196,6 +214,8 @@ class Worker:
             close_old_connections()
             self._last_reap = time.monotonic()
             self.stats.reaped += dispatch.reap_expired()
+        if self.inline:
+            return self._step_inline()
         validated = claimed = 0
         if self.jobs.qsize() < low_water:
             # Retries, released and handed-back messages first: they are older.
@@ -211,17 +231,87 @@ class Worker:
                 self.stats.validated += validated
                 claimed += self._enqueue(fresh)
         self._beat()
+        self._housekeeping()
+        return validated + claimed
+
+    def _housekeeping(self) -> None:
         if time.monotonic() - self._last_alert_check > ALERT_CHECK_INTERVAL:
             self._last_alert_check = time.monotonic()
             alerts.check_alerts()
             # Housekeeping on the same beat: stored API answers expire after a day.
             replays.prune_replays()
-        return validated + claimed
+
+    def _step_inline(self) -> int:
+        """Concurrency 1: claim a batch (retries and handed-back messages
+        first, then validate what is Waiting), deliver it here, one message
+        after the other, and record the results as they gather. A stop
+        request hands back what was not started."""
+        limit = self.tuning.batch_size
+        jobs = dispatch.claim_batch(worker=self.name, limit=limit, lease=self.lease)
+        validated = 0
+        if len(jobs) < self._low_water:
+            validated, fresh = dispatch.validate_and_claim(
+                worker=self.name, limit=limit - len(jobs), lease=self.lease
+            )
+            self.stats.validated += validated
+            jobs += fresh
+        # Retries and fresh messages come under two claim tokens; the
+        # heartbeat extends the leases by token.
+        by_token: dict[uuid.UUID, list[dispatch.Job]] = {}
+        for job in jobs:
+            by_token.setdefault(job.claim_token, []).append(job)
+        for same in by_token.values():
+            self._register(same)
+        # Before the batch is sent, as the threaded worker does while its
+        # delivery threads send.
+        self._housekeeping()
+        if jobs:
+            self._deliver_inline(jobs)
+        elif self._deliverer and time.monotonic() - self._last_delivery > IDLE_CLOSE_SECONDS:
+            self._deliverer.close()
+        return validated + len(jobs)
+
+    def _deliver_inline(self, jobs: list[dispatch.Job]) -> None:
+        if self._deliverer is None:
+            self._deliverer = self._new_deliverer()
+        pending: list[dispatch.Outcome] = []
+        try:
+            settings = GlobalSettings.load()
+            gather_until = 0.0
+            for index, job in enumerate(jobs):
+                if self.stopping.is_set():
+                    left = jobs[index:]
+                    dispatch.release_jobs(left)
+                    self._done([j.claim_token for j in left])
+                    break
+                outcome = self._deliver_one(self._deliverer, job)
+                if outcome is not None:
+                    if not pending:
+                        gather_until = time.monotonic() + RECORD_GATHER_SECONDS
+                    pending.append(outcome)
+                if len(pending) >= RECORD_BATCH or (pending and time.monotonic() >= gather_until):
+                    batch, pending = pending, []
+                    self._record(batch, settings)
+            if pending:
+                batch, pending = pending, []
+                self._record(batch, settings)
+        finally:
+            self._last_delivery = time.monotonic()
+            # After an error nothing more of this batch is sent or recorded
+            # here: its leases are no longer kept, and the reaper takes the
+            # messages back when they run out (as after a crash).
+            with self.in_flight_lock:
+                self.in_flight.clear()
+
+    def _register(self, batch: list[dispatch.Job]) -> None:
+        """Count the batch's jobs in flight under their claim token."""
+        with self.in_flight_lock:
+            token = batch[0].claim_token
+            self.in_flight[token] = self.in_flight.get(token, 0) + len(batch)
 
     def _enqueue(self, batch: list[dispatch.Job]) -> int:
         if batch:
-            with self.in_flight_lock:
-                self.in_flight[batch[0].claim_token] = len(batch)
+            self._register(batch)
             for job in batch:
                 self.jobs.put(job)
             self.stats.claimed += len(batch)
@@ -246,29 +336,39 @@ class Worker:
             released = dispatch.release_jobs(unstarted)
             self._done([j.claim_token for j in unstarted])
             logger.info("worker %s released %s unstarted messages", self.name, released)
-        for _ in self._threads:
-            self.jobs.put(_STOP)
         deadline = time.monotonic() + self.tuning.lease_seconds
+        if self.inline:
+            # The main thread finished its batch (or handed it back) before
+            # coming here; the heartbeat thread sees ``stopping``.
+            if self._deliverer is not None:
+                self._deliverer.close()
+        else:
+            for _ in self._threads:
+                self.jobs.put(_STOP)
         for t in self._threads:
             t.join(timeout=max(deadline - time.monotonic(), 0.1))
-        self.writes.put(_STOP)
-        self._recorder.join(timeout=max(deadline - time.monotonic(), 1))
+        if not self.inline:
+            self.writes.put(_STOP)
+            self._recorder.join(timeout=max(deadline - time.monotonic(), 1))
         WorkerHeartbeat.objects.filter(name=self.name).update(
             stopped_at=timezone.now(), last_seen=timezone.now(), processed=self.stats.recorded
         )
 
     # --------------------------------------------------------------- threads
 
-    def _deliver_loop(self) -> None:
-        deliverer = dispatch.Deliverer(
+    def _new_deliverer(self) -> dispatch.Deliverer:
+        return dispatch.Deliverer(
             journal=self._journal,
             holder=f"{self.name}/{threading.current_thread().name}",
             slot_lease=self.lease,
         )
+
+    def _deliver_loop(self) -> None:
+        deliverer = self._new_deliverer()
         try:
             while True:
                 try:
-                    item = self.jobs.get(timeout=30)
+                    item = self.jobs.get(timeout=IDLE_CLOSE_SECONDS)
                 except queue.Empty:
                     # Idle: do not hold connections (and their server slots) open.
                     deliverer.close()
@@ -282,24 +382,46 @@ class Worker:
                     dispatch.release_jobs([item])
                     self._done([item.claim_token])
                     continue
-                try:
-                    outcome = deliverer.deliver(item, failed_backends=self.failed_backends)
-                except Exception:  # the worker goes on whatever one message does
-                    logger.exception("unexpected error delivering message %s", item.message_id)
-                    # Nothing to record: the heartbeat stops keeping its
-                    # lease, which then expires, and the reaper takes the
-                    # message back as after a crash (possibly delivered if
-                    # its journal says the body may have left). Without
-                    # this a --once worker would wait for it for ever.
-                    self._done([item.claim_token])
-                    continue
-                if outcome.busy:
-                    dispatch.release_jobs([item], delay=dispatch.BUSY_RETRY)
-                    self._done([item.claim_token])
-                    continue
-                self.writes.put(outcome)
+                outcome = self._deliver_one(deliverer, item)
+                if outcome is not None:
+                    self.writes.put(outcome)
         finally:
             deliverer.close()
+            connections.close_all()
+
+    def _deliver_one(
+        self, deliverer: dispatch.Deliverer, job: dispatch.Job
+    ) -> dispatch.Outcome | None:
+        """Deliver one claimed job; its outcome to record, or None when
+        there is nothing to record (handed back, or left to the reaper)."""
+        try:
+            outcome = deliverer.deliver(job, failed_backends=self.failed_backends)
+        except Exception:  # the worker goes on whatever one message does
+            logger.exception("unexpected error delivering message %s", job.message_id)
+            # Nothing to record: the heartbeat stops keeping its lease,
+            # which then expires, and the reaper takes the message back as
+            # after a crash (possibly delivered if its journal says the body
+            # may have left). Without this a --once worker would wait for it
+            # for ever.
+            self._done([job.claim_token])
+            return None
+        if outcome.busy:
+            dispatch.release_jobs([job], delay=dispatch.BUSY_RETRY)
+            self._done([job.claim_token])
+            return None
+        return outcome
+
+    def _beat_loop(self) -> None:
+        """Concurrency 1: the heartbeat beside the main thread, which may be
+        waiting on a slow server while the leases run."""
+        try:
+            while not self.stopping.wait(self.tuning.heartbeat_interval):
+                try:
+                    self._beat(force=True)
+                except Exception:
+                    logger.exception("worker %s: heartbeat failed", self.name)
+                    connections.close_all()
+        finally:
             connections.close_all()
 
     def _journal(self, attempt_id: int) -> Callable[[], None]:

@@ -131,12 +131,16 @@ def test_four_workers_drain_5000_messages_each_received_exactly_once(
     _assert_received_exactly_once(server, _ids(messages))
 
 
+# The killed worker delivers from its main thread (concurrency 1) or from
+# delivery threads (4).
+@pytest.mark.parametrize("killed_concurrency", ["1", "4"])
 def test_a_killed_worker_loses_nothing_and_only_possibly_delivered_ones_repeat(
-    relay: Any, spawn: Any
+    relay: Any, spawn: Any, killed_concurrency: str
 ) -> None:
     server = relay(delay=0.004)
     messages = _queue(1500)
-    workers = [spawn("--concurrency", "4", lease=3) for _ in range(4)]
+    workers = [spawn("--concurrency", killed_concurrency, lease=3)]
+    workers += [spawn("--concurrency", "4", lease=3) for _ in range(3)]
     assert _wait(lambda: len(server.messages) >= 300, 120)
     workers[0].send_signal(signal.SIGKILL)
     workers[0].wait()
@@ -148,10 +152,13 @@ def test_a_killed_worker_loses_nothing_and_only_possibly_delivered_ones_repeat(
     _assert_all_received_and_only_possibly_delivered_repeat(server, messages)
 
 
-def test_sigterm_finishes_in_flight_and_releases_the_rest(relay: Any, spawn: Any) -> None:
+@pytest.mark.parametrize("concurrency", ["1", "2"])
+def test_sigterm_finishes_in_flight_and_releases_the_rest(
+    relay: Any, spawn: Any, concurrency: str
+) -> None:
     server = relay(delay=0.05)
     _queue(200)
-    worker = spawn("--concurrency", "2")
+    worker = spawn("--concurrency", concurrency)
     assert _wait(lambda: len(server.messages) >= 10, 60)
     assert _terminate(worker, timeout=30) == 0
     assert not Message.objects.filter(claim_token__isnull=False).exists()
@@ -163,6 +170,26 @@ def test_sigterm_finishes_in_flight_and_releases_the_rest(relay: Any, spawn: Any
     assert len(sent) + released + waiting == 200
     assert released > 0
     _assert_received_exactly_once(server, sent)
+
+
+def test_a_slow_server_does_not_let_the_lease_of_a_message_being_sent_lapse(
+    relay: Any, spawn: Any
+) -> None:
+    # Each message takes longer than a lease. At concurrency 1 the main
+    # thread waits on the server while the heartbeat thread keeps the
+    # lease; otherwise the other worker would reap the message and send it
+    # again, marked possibly delivered.
+    server = relay(delay=2.5)
+    messages = _queue(3)
+    sender = spawn("--once", "--concurrency", "1", lease=1.5)
+    assert _wait(lambda: not Message.objects.filter(claim_token__isnull=True).exists(), 30)
+    # Claims nothing (all three are claimed), but reaps leases that lapse.
+    reaper = spawn("--concurrency", "1", lease=1.5)
+    assert sender.wait(timeout=60) == 0, _stderr(sender)
+    assert _terminate(reaper, timeout=30) == 0
+    assert _sent_count() == 3
+    _assert_received_exactly_once(server, _ids(messages))
+    assert not Message.objects.filter(possibly_delivered=True).exists()
 
 
 def test_processes_once_drain_everything_exactly_once(relay: Any, spawn: Any) -> None:
