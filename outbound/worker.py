@@ -20,6 +20,7 @@ and hands back the claimed messages that were not started.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -284,7 +285,10 @@ class Worker:
                     dispatch.release_jobs(left)
                     self._done([j.claim_token for j in left])
                     break
-                outcome = self._deliver_one(self._deliverer, job)
+                # While the server takes in this body, the next one is built.
+                after = jobs[index + 1] if index + 1 < len(jobs) else None
+                prepare = functools.partial(dispatch.Deliverer.prepare, after) if after else None
+                outcome = self._deliver_one(self._deliverer, job, meanwhile=prepare)
                 if outcome is not None:
                     if not pending:
                         gather_until = time.monotonic() + RECORD_GATHER_SECONDS
@@ -390,12 +394,17 @@ class Worker:
             connections.close_all()
 
     def _deliver_one(
-        self, deliverer: dispatch.Deliverer, job: dispatch.Job
+        self,
+        deliverer: dispatch.Deliverer,
+        job: dispatch.Job,
+        meanwhile: Callable[[], None] | None = None,
     ) -> dispatch.Outcome | None:
         """Deliver one claimed job; its outcome to record, or None when
         there is nothing to record (handed back, or left to the reaper)."""
         try:
-            outcome = deliverer.deliver(job, failed_backends=self.failed_backends)
+            outcome = deliverer.deliver(
+                job, failed_backends=self.failed_backends, meanwhile=meanwhile
+            )
         except Exception:  # the worker goes on whatever one message does
             logger.exception("unexpected error delivering message %s", job.message_id)
             # Nothing to record: the heartbeat stops keeping its lease,

@@ -20,6 +20,7 @@ No network I/O happens inside a transaction.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import uuid
@@ -79,6 +80,8 @@ class Job:
     message: Message | None = None
     recipients: list[Recipient] | None = None
     attachments: list[Attachment] | None = None
+    # The message as it goes on the wire, when built ahead (Deliverer.prepare).
+    data: bytes | None = None
 
 
 @dataclass
@@ -538,8 +541,12 @@ class Deliverer:
         job: Job,
         *,
         failed_backends: dict[int, tuple[int, BackendConfigurationError]] | None = None,
+        meanwhile: Callable[[], None] | None = None,
     ) -> Outcome:
-        """Send one job; never raises for a delivery problem."""
+        """Send one job; never raises for a delivery problem.
+
+        ``meanwhile`` runs while the server takes in an email's body (see
+        ``SmtpTransport.send``), e.g. preparing the next job."""
         outcome = Outcome(job=job)
         try:
             message = job.message or Message.objects.select_related("backend").get(
@@ -613,7 +620,7 @@ class Deliverer:
                     job.recipients = list(message.recipients.order_by("id"))
                     job.attachments = list(message.attachments.order_by("id"))
                 recipients = [r for r in job.recipients if r.outcome not in skipped]
-                data = build_email(message, recipients, job.attachments)
+                data = job.data or build_email(message, recipients, job.attachments)
                 envelope = Envelope(
                     mail_from=envelope_sender(message.from_address),
                     recipients=[r.address for r in recipients],
@@ -629,7 +636,9 @@ class Deliverer:
                 transport.on_phase = lambda p: _set_phase(outcome, p)
                 outcome.phase = "mail"
                 journalled = self._journal(job.attempt_id)
-                outcome.result = transport.send(envelope, before_data=journalled)
+                outcome.result = transport.send(
+                    envelope, before_data=journalled, after_body=meanwhile
+                )
                 outcome.phase = "done"
         except TransportError as err:
             outcome.error = err
@@ -666,6 +675,22 @@ class Deliverer:
             self.close()
         outcome.finished_at = timezone.now()
         return outcome
+
+    @staticmethod
+    def prepare(job: Job) -> None:
+        """Build a claimed email's wire text ahead of its turn (it is made
+        from what the claim loaded, which does not change). Best effort:
+        whatever goes wrong is met again, and reported, when it is sent."""
+        message = job.message
+        if message is None or job.recipients is None or job.attachments is None:
+            return
+        if message.channel != Channel.EMAIL or job.data is not None:
+            return
+        skipped = {Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED}
+        recipients = [r for r in job.recipients if r.outcome not in skipped]
+        # Deliver builds it again if this fails, and records that error.
+        with contextlib.suppress(Exception):
+            job.data = build_email(message, recipients, job.attachments)
 
     def _connected(
         self, backend_id: int, settings_version: int | None

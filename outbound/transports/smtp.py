@@ -588,16 +588,24 @@ class SmtpTransport:
     # -- sending ------------------------------------------------------------
 
     def send(
-        self, envelope: Envelope, *, before_data: Callable[[], None] | None = None
+        self,
+        envelope: Envelope,
+        *,
+        before_data: Callable[[], None] | None = None,
+        after_body: Callable[[], None] | None = None,
     ) -> SendResult:
-        """Deliver one message over the (re)opened connection."""
+        """Deliver one message over the (re)opened connection.
+
+        ``after_body`` runs once the body is written, while the server takes
+        it in and before its answer is read: the caller's own work, done in
+        time it would otherwise spend waiting. It must not raise."""
         check_envelope(envelope)
         self.open()
         client = self._client
         if client is None:  # open() raises rather than leaving no client
             raise TransientTransportError("not connected", reason="connection_lost")
         try:
-            result = self._transact(client, envelope, before_data)
+            result = self._transact(client, envelope, before_data, after_body)
         except TransportError as err:
             logger.info(
                 "Message %s not accepted by %s: %s %s (%s, phase %s)",
@@ -633,7 +641,11 @@ class SmtpTransport:
         return result
 
     def _transact(
-        self, client: _SmtpClient, envelope: Envelope, before_data: Callable[[], None] | None
+        self,
+        client: _SmtpClient,
+        envelope: Envelope,
+        before_data: Callable[[], None] | None,
+        after_body: Callable[[], None] | None = None,
     ) -> SendResult:
         self._enter("mail")
         utf8_offered = client.has_extn("smtputf8")
@@ -681,6 +693,8 @@ class SmtpTransport:
                     raise
             self._data_command(client)
         client.send_data(payload)
+        if after_body is not None:
+            after_body()
         code, raw = client.getreply()
         text = _decode(raw)
         self._check_421(code, raw, "after the message data")

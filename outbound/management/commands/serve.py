@@ -54,7 +54,8 @@ class Command(BaseCommand):
             raise CommandError("--worker-concurrency must be between 1 and 256.", returncode=2)
         self._check_migrations()
 
-        from waitress import create_server  # type: ignore[import-untyped]
+        # Older waitress releases ship no type hints.
+        from waitress import create_server  # type: ignore[import-untyped,unused-ignore]
 
         from config.wsgi import application
 
