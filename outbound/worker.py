@@ -263,13 +263,25 @@ class Worker:
             by_token.setdefault(job.claim_token, []).append(job)
         for same in by_token.values():
             self._register(same)
-        # Before the batch is sent, as the threaded worker does while its
-        # delivery threads send.
-        self._housekeeping()
-        if jobs:
-            self._deliver_inline(jobs)
-        elif self._deliverer and time.monotonic() - self._last_delivery > IDLE_CLOSE_SECONDS:
-            self._deliverer.close()
+        self.stats.claimed += len(jobs)
+        try:
+            # Before the batch is sent, as the threaded worker does while its
+            # delivery threads send; a failure here must not keep the batch
+            # from going out.
+            try:
+                self._housekeeping()
+            except Exception:
+                logger.exception("worker %s: alert check failed", self.name)
+            if jobs:
+                self._deliver_inline(jobs)
+            elif self._deliverer and time.monotonic() - self._last_delivery > IDLE_CLOSE_SECONDS:
+                self._deliverer.close()
+        finally:
+            # After an error nothing more of this batch is sent or recorded
+            # here: its leases are no longer kept, and the reaper takes the
+            # messages back when they run out (as after a crash).
+            with self.in_flight_lock:
+                self.in_flight.clear()
         return validated + len(jobs)
 
     def _deliver_inline(self, jobs: list[dispatch.Job]) -> None:
@@ -301,11 +313,6 @@ class Worker:
                 self._record(batch, settings)
         finally:
             self._last_delivery = time.monotonic()
-            # After an error nothing more of this batch is sent or recorded
-            # here: its leases are no longer kept, and the reaper takes the
-            # messages back when they run out (as after a crash).
-            with self.in_flight_lock:
-                self.in_flight.clear()
 
     def _register(self, batch: list[dispatch.Job]) -> None:
         """Count the batch's jobs in flight under their claim token."""
