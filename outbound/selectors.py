@@ -786,12 +786,19 @@ def message_timeline(message: Message) -> list[TimelineEntry]:
         if a.finished_at:
             seconds = (a.finished_at - a.started_at).total_seconds()
             details.append(("Duration", f"{seconds:.2f} s"))
+        # A finished attempt stands where its answer came, after the
+        # validation that made the message To send (the attempt is started
+        # in the same write, a moment before that history line is stamped).
         entries.append(
             TimelineEntry(
-                a.started_at, "attempt", f"Attempt: {a.get_outcome_display()}", a.reply, details
+                a.finished_at or a.started_at,
+                "attempt",
+                f"Attempt: {a.get_outcome_display()}",
+                a.reply,
+                details,
             )
         )
-    # An attempt starts before the status change it causes: keep that order.
+    # An attempt ends before the status change it causes: keep that order.
     entries.sort(key=lambda e: (e.at, 0 if e.kind == "attempt" else 1))
     return entries
 

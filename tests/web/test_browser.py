@@ -29,7 +29,14 @@ SCREENSHOTS = Path(
 
 def _shot(page: Any, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    # The window is made as tall as the page for the picture: a full-page
+    # capture leaves an iframe below the fold (the HTML preview) unpainted.
+    size = page.viewport_size
+    height = page.evaluate("document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": height})
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.set_viewport_size(size)
 
 
 def test_invalid_address_is_fixed_and_resent_until_sent(
@@ -65,6 +72,8 @@ def test_invalid_address_is_fixed_and_resent_until_sent(
     explanation = page.locator("section.explanation").inner_text()
     assert "ann@@example" in explanation
     assert "Fix the contact, then Re-send" in explanation
+    # The HTML part is shown as the recipient would see it (sandboxed).
+    assert page.frame_locator("iframe.html-body").locator("h1").inner_text() == "Invoice"
     _shot(page, "message-not-sent")
 
     # Click one: Edit contact. Click two: Save and re-send.

@@ -12,6 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from outbound.models import AuditEntry, Backend, Contact, Message, Suppression, WorkerHeartbeat
+from outbound.selectors import message_timeline
 from outbound.services.intake import queue_email, queue_emails
 from outbound.services.validation import validate_due
 from outbound.states import Reason, Status
@@ -261,6 +262,26 @@ def test_message_page_shows_attempt_and_queue_id(viewer_client: Client, backend:
     html = viewer_client.get(f"/messages/{message.pk}/").content.decode()
     assert "9EA7B1E0AE5" in html and "host:1:abc" in html and "junk" in html
     assert "Attempt: Sent" in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_history_reads_in_the_order_things_happened(
+    viewer_client: Client, smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    make_backend(smtp_server)
+    message = queue_email(to="a@example.com")
+    run_worker()
+    titles = [e.title for e in message_timeline(Message.objects.get(pk=message.pk))]
+    assert titles == [
+        "Created → Waiting",
+        "Waiting → To send",
+        "Attempt: Sent",
+        "To send → Sent",
+    ]
+    html = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    assert (
+        html.index("Waiting → To send") < html.index("Attempt: Sent") < html.index("To send → Sent")
+    )
 
 
 def test_unknown_message_is_a_404_page(viewer_client: Client) -> None:
