@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from outbound.models import AuditEntry, Backend, Contact, Message, Suppression, WorkerHeartbeat
 from outbound.selectors import message_timeline
-from outbound.services.intake import queue_email, queue_emails
+from outbound.services.intake import queue_email, queue_emails, queue_sms
 from outbound.services.validation import validate_due
 from outbound.states import Reason, Status
 
@@ -98,6 +98,14 @@ def test_outgoing_page_shows_backends_counts_banners_and_rows(
     assert f"/messages/{message.pk}/" in html
     assert f"/messages/{message.pk}/resend/" in html
     assert "Send outgoing messages" in html
+
+
+def test_the_table_shows_each_messages_subject_or_sms_text(viewer_client: Client) -> None:
+    queue_email(to="a@example.com", subject="Your invoice 2024-17")
+    queue_sms(to="+14155550123", body="You have a new task: approve invoice 42")
+    html = viewer_client.get("/").content.decode()
+    assert '<td class="subject">Your invoice 2024-17</td>' in html
+    assert "You have a new task: approve invoice 42</span>" in html
 
 
 def test_no_worker_banner_goes_when_a_worker_is_alive(viewer_client: Client) -> None:
