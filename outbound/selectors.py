@@ -60,7 +60,12 @@ class MessageFilters:
             end = datetime.combine(self.date_to + timedelta(days=1), time.min, tz)
             qs = qs.filter(created_at__lt=end)
         text = self.q.strip()
-        if "@" in text and not text.startswith("@"):
+        named = _named_by_id(text)
+        if named:
+            # A Message-ID, or the queue id a relay (or SMS provider) gave:
+            # what a mail administrator or a bounce hands back.
+            qs = qs.filter(pk__in=named)
+        elif "@" in text and not text.startswith("@"):
             # An address, or its beginning: an index range on the lower-cased
             # address, where a substring search would read every row.
             prefix = text.lower()
@@ -101,6 +106,19 @@ class MessageFilters:
                 self.q.strip(),
             )
         )
+
+
+def _named_by_id(text: str) -> list[int]:
+    """The messages whose Message-ID (with or without its angle brackets) or
+    relay queue id is exactly ``text``: two indexed lookups."""
+    if not text or any(c.isspace() for c in text):
+        return []
+    ids: list[int] = []
+    if "@" in text:
+        bare = text.removeprefix("<").removesuffix(">")
+        ids += Message.objects.filter(message_id=f"<{bare}>").values_list("id", flat=True)
+    ids += Attempt.objects.filter(provider_id=text).values_list("message_id", flat=True)
+    return ids
 
 
 class SearchText(Func):

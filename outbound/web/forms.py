@@ -30,7 +30,9 @@ class MessageFilterForm(forms.Form):
         required=False,
         label="Search",
         max_length=200,
-        widget=forms.TextInput(attrs={"placeholder": "Address, name or subject"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "Address, name, subject, Message-ID or queue id"}
+        ),
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -115,6 +115,9 @@ def test_messages_list_show_explain(cli):
     assert [m["id"] for m in listed.json()["items"]] == [second.pk, first.pk]
     table = cli("messages", "list", "--search", "s1").out
     assert "p1@example.com" in table and "p0@example.com" not in table
+    # A Message-ID as a mail log writes it, without its angle brackets.
+    by_id = cli("messages", "list", "--search", first.message_id.strip("<>"), "--json")
+    assert [m["id"] for m in by_id.json()["items"]] == [first.pk]
     assert cli("messages", "list", "--status", "sent", "--json").json()["items"] == []
     page = cli("messages", "list", "--limit", "1", "--json").json()
     assert page["next_cursor"]

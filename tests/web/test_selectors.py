@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from outbound import selectors
-from outbound.models import Backend, GlobalSettings, Message, WorkerHeartbeat
+from outbound.models import Attempt, Backend, GlobalSettings, Message, WorkerHeartbeat
 from outbound.selectors import Cursor, MessageFilters, message_page, overview, status_counts
 from outbound.services.intake import queue_emails
 from outbound.states import Status
@@ -148,6 +148,27 @@ def test_text_search_is_a_case_insensitive_substring_of_address_name_or_subject(
     assert _found("Bob@") == [bob]
     assert _found("ann.lee@mail.example") == [ann]
     assert _found("nobody") == []
+
+
+def test_search_finds_a_message_by_its_message_id_or_relay_queue_id() -> None:
+    ann, bob = _messages(
+        ("ann@mail.example", "Ann", "Invoice"), ("bob@mail.example", "Bob", "Reset")
+    )
+    backend = Backend.objects.create(name="Relay", host="smtp.example.com")
+    Attempt.objects.create(
+        message_id=bob,
+        backend=backend,
+        started_at=timezone.now(),
+        outcome="sent",
+        provider_id="9EA7B1E0AE5",
+    )
+    message_id = Message.objects.get(pk=ann).message_id
+    # As the page shows it, and as a mail log writes it (no angle brackets).
+    assert _found(message_id) == [ann]
+    assert _found(message_id.strip("<>")) == [ann]
+    assert _found("9EA7B1E0AE5") == [bob]
+    # Only whole ids: a part of one is an ordinary text search.
+    assert _found("9EA7B1E0") == []
 
 
 def test_text_search_takes_like_wildcards_literally() -> None:

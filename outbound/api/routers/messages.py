@@ -304,7 +304,11 @@ class MessageQuery(Schema):
     backend: str | None = Field(None, max_length=100, description="Backend id or name.")
     created_after: datetime | None = None
     created_before: datetime | None = None
-    q: str | None = Field(None, max_length=200, description="Recipient, name or subject.")
+    q: str | None = Field(
+        None,
+        max_length=200,
+        description="Recipient, name or subject; or a whole Message-ID or relay queue id.",
+    )
     cursor: str | None = Field(None, max_length=200)
     limit: int = Field(PAGE_SIZE, ge=1, le=200)
 

@@ -42,7 +42,12 @@ class Command(BaseCommand):
         listing.add_argument("--backend", help="Backend name.")
         listing.add_argument("--since", help="Created at or after (ISO 8601).")
         listing.add_argument("--until", help="Created before (ISO 8601).")
-        listing.add_argument("-q", "--search", default="", help="Recipient, name or subject.")
+        listing.add_argument(
+            "-q",
+            "--search",
+            default="",
+            help="Recipient, name or subject; or a whole Message-ID or relay queue id.",
+        )
         listing.add_argument("--limit", type=int, default=50, help="Rows (1-200, default 50).")
         listing.add_argument("--cursor", help="Continue after this cursor (printed at the end).")
         listing.add_argument("--json", action="store_true")
