@@ -5,6 +5,7 @@ servers (the relay and the deployment's system mail), the real worker."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email import message_from_bytes, policy
@@ -100,6 +101,12 @@ def test_a_truly_stuck_message_raises_it_naming_the_paced_ones_and_clears_after(
     )
     [mail] = _mailed(system_mail, "Subject: Outbound: messages are stuck")
     assert "3 of them only wait for backend Relay" in mail
+    # Where it went, in the console's own time format.
+    assert re.fullmatch(
+        r"Mailed to ops@example\.com at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC "
+        r"\(the server answered 250\)\.",
+        Alert.objects.get(pk=alert.pk).delivery,
+    )
 
     # The stuck one is cancelled: what is left only waits for the rate limit.
     assert cancel_message(lost, actor="admin").ok

@@ -80,7 +80,8 @@ def _deliver(subject: str, body: str) -> str:
     except OutboundError as err:
         logger.warning("alert %r could not be mailed: %s", subject, err)
         return f"Not mailed: the system mail server failed: {err}"
-    return f"Mailed to {to} at {timezone.now().isoformat(timespec='seconds')} ({result.code})."
+    moment = timezone.localtime().strftime("%Y-%m-%d %H:%M:%S %Z")
+    return f"Mailed to {to} at {moment} (the server answered {result.code})."
 
 
 def raise_alert(*, kind: str, key: str, subject: str, body: str) -> Alert | None:
