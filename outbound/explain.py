@@ -115,7 +115,10 @@ def _last_test(backend: Backend) -> str:
     result = backend.last_test_result or {}
     if not backend.last_test_at:
         return "never tested"
-    outcome = "succeeded" if result.get("ok") else "failed"
+    if result.get("ok"):
+        # Its last reply is only a step of the test (an SMTP server's 354).
+        return f"succeeded at {_fmt(backend.last_test_at)}"
+    outcome = "failed"
     reply = result.get("reply") or result.get("reason") or ""
     code = result.get("code")
     detail = f": {code} {reply}".rstrip() if code else (f": {reply}" if reply else "")

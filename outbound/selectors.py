@@ -362,7 +362,9 @@ def backend_rows(now: datetime | None = None) -> list[BackendRow]:
         if b.last_test_at:
             ok = bool(result.get("ok"))
             reply = " ".join(str(x) for x in (result.get("code") or "", result.get("reply")) if x)
-            summary = ("Succeeded" if ok else "Failed") + (f": {reply}" if reply else "")
+            # A success's last reply is a step of the test (an SMTP server's
+            # 354 to DATA): only a failure's reply says something here.
+            summary = "Succeeded" if ok else "Failed" + (f": {reply}" if reply else "")
         pace = rate_pace(b.pk, b.rate_per_minute, now) if b.rate_per_minute else None
         rows.append(
             BackendRow(

@@ -3,6 +3,7 @@ CSRF, 404s, pagination and filters."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -13,9 +14,11 @@ from django.utils import timezone
 
 from outbound.models import AuditEntry, Backend, Contact, Message, Suppression, WorkerHeartbeat
 from outbound.selectors import message_timeline
+from outbound.services.backends import save_backend_settings, test_backend
 from outbound.services.intake import queue_email, queue_emails, queue_sms
 from outbound.services.validation import validate_due
 from outbound.states import Reason, Status
+from tests.relays import relay_settings
 
 pytestmark = pytest.mark.django_db
 
@@ -106,6 +109,24 @@ def test_the_table_shows_each_messages_subject_or_sms_text(viewer_client: Client
     html = viewer_client.get("/").content.decode()
     assert '<td class="subject">Your invoice 2024-17</td>' in html
     assert "You have a new task: approve invoice 42</span>" in html
+
+
+def test_backend_panel_and_facts_summarise_the_last_test(
+    viewer_client: Client, make_smtp_server: Any
+) -> None:
+    server = make_smtp_server(mail_reply="550 5.7.1 sender not allowed")
+    backend = save_backend_settings(data=relay_settings(server), actor="admin")
+    assert not test_backend(backend).ok
+    message = queue_email(to="a@example.com")
+    html = viewer_client.get("/").content.decode()
+    assert "Failed: 550 5.7.1 sender not allowed" in html
+    server.options.mail_reply = None
+    assert test_backend(Backend.objects.get(pk=backend.pk)).ok
+    html = viewer_client.get("/").content.decode()
+    # A success's last reply is only the 354 of the test's DATA step.
+    assert " · Succeeded</td>" in html and "354" not in html
+    page = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    assert re.search(r"<dd>succeeded at [0-9-]+ [0-9:]+ UTC</dd>", page)
 
 
 def test_no_worker_banner_goes_when_a_worker_is_alive(viewer_client: Client) -> None:
