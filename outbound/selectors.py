@@ -55,8 +55,9 @@ class MessageFilters:
         tz = timezone.get_current_timezone()
         if self.date_from is not None:
             qs = qs.filter(created_at__gte=datetime.combine(self.date_from, time.min, tz))
-        if self.date_to is not None:
-            # The end date is inclusive: everything before the next midnight.
+        if self.date_to is not None and self.date_to < date.max:
+            # The end date is inclusive: everything before the next midnight
+            # (the last date there is has no next one: no end then).
             end = datetime.combine(self.date_to + timedelta(days=1), time.min, tz)
             qs = qs.filter(created_at__lt=end)
         text = self.q.strip()
@@ -69,9 +70,18 @@ class MessageFilters:
             # An address, or its beginning: an index range on the lower-cased
             # address, where a substring search would read every row.
             prefix = text.lower()
-            qs = qs.alias(address=Lower("message_to")).filter(
-                address__gte=prefix, address__lt=prefix + "\U0010ffff"
+            found = Q(address__gte=prefix, address__lt=prefix + "\U0010ffff")
+            # Also the messages of contacts with that address: one refused
+            # before its "Message to" was filled in (notifications off, an
+            # inactive contact) names its contact only.
+            contacts = list(
+                Contact.objects.filter(email__istartswith=text).values_list("id", flat=True)[
+                    : SEARCH_IDS_MAX + 1
+                ]
             )
+            if 0 < len(contacts) <= SEARCH_IDS_MAX:
+                found |= Q(contact_id__in=contacts)
+            qs = qs.alias(address=Lower("message_to")).filter(found)
         elif text:
             contains = (
                 Q(message_to__icontains=text)

@@ -211,6 +211,29 @@ def test_filters_narrow_the_table(viewer_client: Client) -> None:
     assert "were not understood" in response.content.decode()
 
 
+def test_search_by_a_contacts_address_finds_a_message_refused_before_it_had_one(
+    viewer_client: Client,
+) -> None:
+    bob = Contact.objects.create(name="Bob", email="bob@example.com", notifications_enabled=False)
+    message = queue_email(contact=bob, subject="Your task")
+    validate_due()
+    message.refresh_from_db()
+    assert (message.status, message.message_to) == (Status.NOT_SENT, "")
+    html = viewer_client.get("/?q=Bob@Example.com").content.decode()
+    assert f"/messages/{message.pk}/" in html
+
+
+def test_the_last_date_there_is_filters_without_an_error(viewer_client: Client) -> None:
+    message = queue_email(to="a@example.com")
+    response = viewer_client.get("/?date_to=9999-12-31")
+    assert response.status_code == 200
+    assert f"/messages/{message.pk}/" in response.content.decode()
+    assert (
+        f"/messages/{message.pk}/"
+        not in viewer_client.get("/?date_from=9999-12-31").content.decode()
+    )
+
+
 def test_keyset_pages_through_the_table(viewer_client: Client) -> None:
     queue_emails([{"to": f"u{i:03d}@example.com"} for i in range(120)])
     seen: list[str] = []
