@@ -44,7 +44,7 @@ class Reason(models.TextChoices):
     RETRY_SCHEDULED = "retry_scheduled", "Retry scheduled"
     INTERRUPTED = "interrupted", "Send interrupted; retrying"
     LEASE_EXPIRED = "lease_expired", "Worker lost; retrying"
-    SEND_NOW = "send_now", "Sent now by an operator"
+    SEND_NOW = "send_now", "Made due now by an operator"
     # Into Sent
     ACCEPTED = "accepted", "Accepted by the server"
     PARTIALLY_ACCEPTED = "partially_accepted", "Accepted for some recipients only"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from outbound.models import Message
-from outbound.selectors import HeldStuck, held_stuck, stuck_messages
+from outbound.selectors import HeldStuck, held_stuck, live_workers, stuck_messages
 from outbound.services import transitions
 from outbound.services.audit import record_audit
 from outbound.services.intake import make_message_id
@@ -191,6 +191,12 @@ def send_outgoing(*, actor: str) -> ActionResult:
     )
     if changed:
         text += held_back_note()
+        if not live_workers().exists():
+            # Due is not sent: the button must not read as if it had sent them.
+            text += (
+                " No worker is running, so nothing leaves until one runs: start "
+                "`outbound worker` and check the Workers page."
+            )
     record_audit(
         actor=actor,
         action="send_outgoing",

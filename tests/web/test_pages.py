@@ -189,8 +189,20 @@ def test_send_outgoing_reports_what_it_did(operator_client: Client) -> None:
     stuck = queue_email(to="late@example.com")
     Message.objects.filter(pk=stuck.pk).update(send_at=timezone.now() - timedelta(hours=3))
     response = operator_client.post("/send-outgoing/", follow=True)
-    assert "1 stuck message(s) queued to be sent now." in response.content.decode()
+    answer = response.content.decode()
+    assert "1 stuck message(s) queued to be sent now." in answer
+    # Due is not sent: with no worker alive the answer says so.
+    assert "No worker is running, so nothing leaves until one runs" in answer
+    # Its short reason in the table says what was done, not that it was sent.
+    assert "Made due now by an operator" in operator_client.get("/").content.decode()
     assert AuditEntry.objects.filter(action="send_outgoing", actor="otto").count() == 2
+    WorkerHeartbeat.objects.create(
+        name="w1", hostname="h", pid=1, started_at=timezone.now(), last_seen=timezone.now()
+    )
+    Message.objects.filter(pk=stuck.pk).update(send_at=timezone.now() - timedelta(hours=3))
+    answer = operator_client.post("/send-outgoing/", follow=True).content.decode()
+    assert "1 stuck message(s) queued to be sent now." in answer
+    assert "No worker is running" not in answer
 
 
 def test_filters_narrow_the_table(viewer_client: Client) -> None:
