@@ -75,7 +75,7 @@ class ContactForm(ServiceErrorsMixin, forms.Form):
         required=False,
         max_length=40,
         label="Mobile number",
-        help_text="International format is safest, e.g. +44 7700 900123.",
+        help_text="International format is safest, e.g. +44 7911 123456.",
     )
     preferred_channel = forms.ChoiceField(choices=Channel.choices)
     notifications_enabled = forms.BooleanField(required=False, label="Notifications enabled")
@@ -97,7 +97,7 @@ class BlockForm(ServiceErrorsMixin, forms.Form):
         max_length=320,
         label="Address, domain or number",
         widget=forms.TextInput(
-            attrs={"placeholder": "ann@example.com, example.com, +447700900123"}
+            attrs={"placeholder": "ann@example.com, example.com, +447911123456"}
         ),
     )
     reason = forms.CharField(required=False, max_length=500)

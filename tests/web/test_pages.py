@@ -456,6 +456,24 @@ def test_new_contact(operator_client: Client) -> None:
     assert Contact.objects.get(name="Cy").email == "cy@example.com"
 
 
+def test_the_contact_forms_example_number_is_one_it_accepts(operator_client: Client) -> None:
+    page = operator_client.get("/contacts/new/").content.decode()
+    example = re.search(r"e\.g\. (\+[0-9 ]+[0-9])", page)
+    assert example is not None
+    response = operator_client.post(
+        "/contacts/new/",
+        {
+            "name": "Di",
+            "mobile": example.group(1),
+            "preferred_channel": "sms",
+            "active": "on",
+            "notifications_enabled": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()
+    assert Contact.objects.get(name="Di").mobile
+
+
 # ---------------------------------------------------------------- blocklist
 
 
