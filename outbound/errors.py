@@ -43,6 +43,9 @@ class TransportError(OutboundError):
         # A machine reason code such as "auth_failed" or "timeout"; the
         # transport fills it so the services can pick the explanation.
         self.reason = reason
+        # When every recipient was refused: each one's reply, as
+        # (address, code, reply), so each is recorded on its own.
+        self.recipients: list[tuple[str, int, str]] = []
 
     @property
     def message(self) -> str:

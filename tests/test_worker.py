@@ -119,6 +119,26 @@ def test_permanent_refusals_are_not_sent_with_the_reply(
     assert next(iter(option.values())).split(" ", 1)[1] in m.reason_text
 
 
+def test_every_recipient_refused_is_recorded_with_its_own_reply(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    make_backend(smtp_server)
+    smtp_server.configure(
+        rcpt_replies={
+            "ann@example.com": "550 5.1.1 No such user",
+            "bob@example.com": "553 5.7.1 Relaying denied",
+        }
+    )
+    message = queue_email(to="ann@example.com", cc=["bob@example.com"])
+    run_worker()
+    assert _m(message).status == Status.NOT_SENT
+    rows = {r.address: (r.outcome, r.code, r.reply) for r in _m(message).recipients.all()}
+    assert rows == {
+        "ann@example.com": (Recipient.Outcome.REFUSED, 550, "5.1.1 No such user"),
+        "bob@example.com": (Recipient.Outcome.REFUSED, 553, "5.7.1 Relaying denied"),
+    }
+
+
 def test_552_to_rcpt_is_retried(smtp_server: Any, make_backend: Any, run_worker: Any) -> None:
     make_backend(smtp_server)
     smtp_server.configure(rcpt_reply="552 5.2.2 Mailbox full")

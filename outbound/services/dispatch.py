@@ -789,6 +789,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
     changes: list[transitions.Change] = []
     attempt_updates: list[tuple[int, dict[str, Any]]] = []
     recipient_updates: list[tuple[int, list[dict[str, Any]]]] = []
+    refused_updates: list[tuple[int, list[dict[str, Any]]]] = []
     sent_per_backend: dict[int, int] = {}
     failing: list[tuple[Outcome, BackendConfigurationError]] = []
     now = timezone.now()
@@ -905,6 +906,17 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 )
             elif isinstance(err, PermanentTransportError):
                 att["outcome"] = Attempt.Outcome.PERMANENT
+                if err.recipients:
+                    # Every recipient refused: each one's own reply.
+                    refused_updates.append(
+                        (
+                            job.message_id,
+                            [
+                                {"address": a, "accepted": False, "code": c, "reply": r}
+                                for a, c, r in err.recipients
+                            ],
+                        )
+                    )
                 reason = {
                     "sender_refused": Reason.SENDER_REFUSED,
                     "recipients_refused": Reason.RECIPIENTS_REFUSED,
@@ -972,7 +984,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
         changed = set(transitions.apply_changes(changes))
         update_converted(Attempt, ATTEMPT_RESULT_FIELDS, attempt_rows)
         _accept_recipients([m for m, rows in recipient_updates if m in changed])
-        for message_id, rows in recipient_updates:
+        for message_id, rows in recipient_updates + refused_updates:
             if message_id not in changed:
                 continue
             for row in rows:

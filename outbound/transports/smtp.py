@@ -850,13 +850,15 @@ class SmtpTransport:
                 f"to every recipient ({summary})",
             )
         first = outcomes[0]
-        raise self._reply_error(
+        refused = self._reply_error(
             PermanentTransportError,
             "recipients_refused",
             first.code,
             first.reply,
             f"to every recipient ({summary})",
         )
+        refused.recipients = [(o.address, o.code, o.reply) for o in outcomes]
+        raise refused
 
     def _data_command(self, client: _SmtpClient) -> str:
         code, raw = client.docmd("DATA")
