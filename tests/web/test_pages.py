@@ -233,6 +233,9 @@ def test_search_by_a_contacts_address_finds_a_message_refused_before_it_had_one(
     assert (message.status, message.message_to) == (Status.NOT_SENT, "")
     html = viewer_client.get("/?q=Bob@Example.com").content.decode()
     assert f"/messages/{message.pk}/" in html
+    page = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    assert "None: the message stopped before its recipients were worked out" in page
+    assert "Not resolved yet" not in page
 
 
 def test_the_last_date_there_is_filters_without_an_error(viewer_client: Client) -> None:
