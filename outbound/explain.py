@@ -770,7 +770,8 @@ def _todo_backend(f: _Facts) -> list[str]:
     if b.health_detail:
         health += f" ({b.health_detail})"
     steps = [
-        f"Backend {_backend_line(b)} is {health}; its last test {_last_test(b)}.",
+        f"Backend {_backend_line(b)} is {health}; "
+        + (f"its last test {_last_test(b)}." if b.last_test_at else "it was never tested."),
     ]
     result = b.last_test_result or {}
     tests_current = _tests_current_settings(b)

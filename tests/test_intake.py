@@ -44,7 +44,7 @@ def test_a_queued_email_is_waiting_with_a_message_id_and_a_first_history_line() 
     assert stored.headers == {"X-Workflow": "42"}
     assert Attachment.objects.get(message=stored).content == b"data"
     event = Event.objects.get(message=stored)
-    assert event.to_status == Status.WAITING and "Workflow" in event.text
+    assert event.to_status == Status.WAITING and "Queued by a workflow" in event.text
 
 
 def test_send_at_in_the_future_is_scheduled() -> None:
@@ -314,3 +314,16 @@ def test_bulk_intake_writes_the_rows_djangos_own_insert_writes() -> None:
         assert {k: v for k, v in b.items() if k not in events} == {
             k: v for k, v in s.items() if k not in events
         }
+
+
+def test_the_first_history_line_names_who_queued_it_and_when_it_is_due() -> None:
+    due = timezone.now().replace(microsecond=0) + timedelta(days=3)
+    scheduled = queue_email(to="a@example.com", source="manual", send_at=due)
+    now = queue_email(to="b@example.com", source="api")
+    stamp = timezone.localtime(due).strftime("%Y-%m-%d %H:%M:%S %Z")
+    assert Event.objects.get(message=scheduled).text == (
+        f"Queued by hand (console or command line); due at {stamp}."
+    )
+    assert Event.objects.get(message=now).text == (
+        "Queued by the API; waiting for a worker to validate and send it."
+    )

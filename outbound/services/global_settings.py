@@ -93,8 +93,7 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
             errors["default_region"] = ["Must be text."]
         elif region.strip().upper() not in phonenumbers.SUPPORTED_REGIONS:
             errors["default_region"] = [
-                f"“{region}” is not a region code phonenumbers knows; use two letters "
-                "such as US, GB, FR or DE."
+                f"“{region}” is not a known region code; use two letters such as US, GB, FR or DE."
             ]
         else:
             cleaned["default_region"] = region.strip().upper()

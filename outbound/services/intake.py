@@ -344,11 +344,22 @@ def _build_email(
     return message
 
 
+# Who queued a message, as its first history line says it.
+_QUEUED_BY = {
+    Source.SYSTEM: "the system",
+    Source.WORKFLOW: "a workflow",
+    Source.MANUAL: "hand (console or command line)",
+    Source.API: "the API",
+    Source.DJANGO: "Django mail",
+}
+
+
 def _queued_text(source: str, send_at: datetime | None, now: datetime) -> str:
-    label = Source(source).label if source in SOURCES else source
+    by = _QUEUED_BY.get(Source(source), source) if source in SOURCES else source
     if send_at and send_at > now:
-        return f"Queued by {label}; due at {send_at.isoformat(timespec='seconds')}."
-    return f"Queued by {label}; waiting for a worker to validate and send it."
+        due = timezone.localtime(send_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return f"Queued by {by}; due at {due}."
+    return f"Queued by {by}; waiting for a worker to validate and send it."
 
 
 def _creation_event(message: Message, actor: str) -> Event:

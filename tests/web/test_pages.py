@@ -551,3 +551,17 @@ def test_settings_page_shows_backends_without_secrets(
     assert "Stuck threshold" in html and "Backend failure email" in html
     assert "Relay" in html and "smtp.example.com" in html and "S: 220 ready" in html
     assert "relayuser" not in html
+
+
+def test_a_message_held_for_a_never_tested_backend_says_it_was_never_tested(
+    viewer_client: Client,
+) -> None:
+    Backend.objects.create(
+        name="Fresh", host="smtp.example.com", from_address="a@example.com", is_default=True
+    )
+    message = queue_email(to="a@example.com")
+    validate_due()
+    message.refresh_from_db()
+    assert message.status == Status.BACKEND_TEST_REQUIRED
+    page = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    assert "it was never tested." in page and "its last test never tested" not in page

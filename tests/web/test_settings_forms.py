@@ -224,7 +224,7 @@ def test_global_settings_are_validated_saved_and_audited(admin_client: Client) -
     }
     response = admin_client.post("/settings/global/", data)
     html = response.content.decode()
-    assert "is not a region code" in html
+    assert "is not a known region code; use two letters" in html
     assert "Must be between 1 and 50." in html
     assert not GlobalSettings.load().sms_enabled
     data["global-default_region"] = "gb"
