@@ -361,6 +361,12 @@ class Overview:
     def failing_backends(self) -> list[BackendRow]:
         return [b for b in self.backends if b.health == "failing"]
 
+    @property
+    def untested_holding(self) -> list[BackendRow]:
+        """Backends not failing that hold messages until a test succeeds
+        (never tested, or their settings changed since)."""
+        return [b for b in self.backends if b.health != "failing" and b.held]
+
 
 def backend_rows(now: datetime | None = None) -> list[BackendRow]:
     now = now or timezone.now()
@@ -375,6 +381,8 @@ def backend_rows(now: datetime | None = None) -> list[BackendRow]:
             # A success's last reply is a step of the test (an SMTP server's
             # 354 to DATA): only a failure's reply says something here.
             summary = "Succeeded" if ok else "Failed" + (f": {reply}" if reply else "")
+            if ok and b.tested_version != b.settings_version:
+                summary = "Succeeded, before the settings changed"
         pace = rate_pace(b.pk, b.rate_per_minute, now) if b.rate_per_minute else None
         rows.append(
             BackendRow(

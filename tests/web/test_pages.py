@@ -94,6 +94,7 @@ def test_outgoing_page_shows_backends_counts_banners_and_rows(
     assert "Relay" in html and "1000" in html and "988" in html
     # Banners, each saying what to do
     assert "Backend Broken is failing" in html and "run the Test" in html
+    assert "No message is held for it right now." in html
     assert "No worker is running" in html and "outbound worker" in html
     assert "1 message stuck" in html
     # Table row with the short reason and the actions
@@ -565,3 +566,22 @@ def test_a_message_held_for_a_never_tested_backend_says_it_was_never_tested(
     assert message.status == Status.BACKEND_TEST_REQUIRED
     page = viewer_client.get(f"/messages/{message.pk}/").content.decode()
     assert "it was never tested." in page and "its last test never tested" not in page
+
+
+def test_a_backend_holding_messages_after_a_settings_change_has_a_banner(
+    viewer_client: Client, smtp_server: Any
+) -> None:
+    backend = save_backend_settings(data=relay_settings(smtp_server), actor="admin")
+    assert test_backend(backend).ok
+    save_backend_settings(backend=backend, data={"timeout": 7}, actor="admin")
+    for i in range(2):
+        queue_email(to=f"u{i}@example.com")
+    validate_due()
+    html = viewer_client.get("/").content.decode()
+    assert "Backend Relay needs a test." in html
+    assert "2 messages are held for it as Backend test required" in html
+    assert "its settings changed after its last successful test" in html
+    assert "Succeeded, before the settings changed" in html
+    # Tested again: the messages are released and the banner goes.
+    assert test_backend(Backend.objects.get(pk=backend.pk)).ok
+    assert "needs a test" not in viewer_client.get("/").content.decode()
