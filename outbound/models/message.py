@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from outbound.states import Channel, Source, Status
 
@@ -100,6 +101,15 @@ class Message(models.Model):
     @property
     def status_label(self) -> str:
         return Status(self.status).label
+
+    @property
+    def scheduled(self) -> bool:
+        """Still to leave, at a time to come: Re-send would send it early."""
+        return (
+            self.status in (Status.WAITING, Status.TO_SEND)
+            and self.send_at is not None
+            and self.send_at > timezone.now()
+        )
 
 
 class Attachment(models.Model):

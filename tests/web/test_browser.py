@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from outbound.models import Attempt, Contact, Message
 from outbound.services.intake import queue_email
@@ -167,3 +169,32 @@ def test_stuck_messages_with_no_worker_are_sent_from_the_page(
     page.reload()
     row = page.locator("table.messages tbody tr", has_text="late@example.com")
     assert "Sent" in row.inner_text()
+
+
+def test_sending_a_scheduled_message_early_asks_first(
+    live_server: Any, page: Any, make_user: Callable[..., Any]
+) -> None:
+    make_user("otto", "Operator")
+    due = timezone.now() + timedelta(days=30)
+    message = queue_email(to="ann@example.com", subject="Reminder", send_at=due)
+    login(page, live_server.url, "otto")
+    page.goto(f"{live_server.url}/messages/{message.pk}/")
+    asked: list[str] = []
+
+    def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    # Declined: nothing changes.
+    page.once("dialog", lambda d: answer(d, False))
+    page.get_by_role("button", name="Send now").click()
+    assert asked and "scheduled for" in asked[0] and "Send it now instead?" in asked[0]
+    message.refresh_from_db()
+    assert message.next_attempt_at is not None and message.next_attempt_at > timezone.now()
+    # Accepted: due at once.
+    page.once("dialog", lambda d: answer(d, True))
+    page.get_by_role("button", name="Send now").click()
+    page.wait_for_load_state()
+    page.locator("text=it is now due at once").wait_for()
+    message.refresh_from_db()
+    assert message.next_attempt_at is not None and message.next_attempt_at <= timezone.now()
