@@ -18,6 +18,7 @@ from outbound.services.backends import save_backend_settings, test_backend
 from outbound.services.intake import queue_email, queue_emails, queue_sms
 from outbound.services.validation import validate_due
 from outbound.states import Reason, Status
+from outbound.templatetags.outbound_tags import span
 from tests.relays import relay_settings
 
 pytestmark = pytest.mark.django_db
@@ -97,6 +98,7 @@ def test_outgoing_page_shows_backends_counts_banners_and_rows(
     assert "No message is held for it right now." in html
     assert "No worker is running" in html and "outbound worker" in html
     assert "1 message stuck" in html
+    assert "for more than 15 minutes past their due time" in html
     # Table row with the short reason and the actions
     assert "Not sent" in html and "Recipient invalid" in html
     assert f"/messages/{message.pk}/" in html
@@ -585,3 +587,24 @@ def test_a_backend_holding_messages_after_a_settings_change_has_a_banner(
     # Tested again: the messages are released and the banner goes.
     assert test_backend(Backend.objects.get(pk=backend.pk)).ok
     assert "needs a test" not in viewer_client.get("/").content.decode()
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        (timedelta(minutes=15), "15 minutes"),
+        (timedelta(days=2), "2 days"),
+        (timedelta(hours=1, minutes=30), "1 hour 30 minutes"),
+        (timedelta(seconds=30), "30 seconds"),
+        (timedelta(0), "0 seconds"),
+        (None, "—"),
+    ],
+)
+def test_durations_read_in_words(value: timedelta | None, words: str) -> None:
+    assert span(value) == words
+
+
+def test_settings_show_durations_in_words(viewer_client: Client) -> None:
+    html = viewer_client.get("/settings/").content.decode()
+    assert "<dt>Stuck threshold</dt><dd>15 minutes</dd>" in html
+    assert "0:15:00" not in html
