@@ -544,9 +544,16 @@ def global_settings_save(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _settings_page(request, global_form=form)
     try:
-        save_global_settings(data=form.service_data(), actor=_actor(request))
+        saved = save_global_settings(data=form.service_data(), actor=_actor(request))
     except InvalidInput as err:
         form.add_service_errors(err)
         return _settings_page(request, global_form=form)
-    flash.success(request, "Global settings saved.")
+    if saved.backend_failure_email.strip():
+        flash.success(request, "Global settings saved.")
+    else:
+        flash.warning(
+            request,
+            "Global settings saved. No Backend Failure Email is set: alerts about failing "
+            "backends, stuck messages and silent workers are shown here but mailed to nobody.",
+        )
     return HttpResponseRedirect(f"{reverse('outbound:settings')}#global-title")

@@ -254,6 +254,12 @@ def test_global_settings_are_validated_saved_and_audited(admin_client: Client) -
     assert entry.actor == "ada" and "backend_failure_email" in entry.result
     html = admin_client.get("/settings/").content.decode()
     assert 'value="ops@example.com"' in html and 'value="20"' in html
+    assert "Global settings saved." in html and "mailed to nobody" not in html
+    # Cleared: saved, with a warning that alerts reach nobody now.
+    data["global-backend_failure_email"] = ""
+    html = admin_client.post("/settings/global/", data, follow=True).content.decode()
+    assert GlobalSettings.load().backend_failure_email == ""
+    assert "No Backend Failure Email is set" in html and "mailed to nobody" in html
 
 
 def test_a_real_test_message_is_sent_from_the_settings_page(
