@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from outbound.models import Backend, BackendSlot, GlobalSettings, Message
+from outbound.errors import InvalidInput
+from outbound.models import Backend, BackendSlot, GlobalSettings, Message, Suppression
 from outbound.selectors import backend_rows
 from outbound.services.backends import save_backend_settings, send_test_sms
 from outbound.services.intake import queue_sms
@@ -96,3 +97,16 @@ def test_an_sms_message_id_takes_the_domain_the_platform_mails_from(
     refs = [r.json["ref"] for r in gateway.requests]
     assert len(refs) == 2
     assert all(re.fullmatch(r"<[0-9a-f.]+@platform\.example>", ref) for ref in refs), refs
+
+
+def test_a_test_sms_to_a_blocked_number_is_refused_and_not_sent(
+    gateway: GatewayTestServer,
+) -> None:
+    backend = _gateway_backend(gateway)
+    Suppression.objects.create(kind="number", value="+4915112345679", reason="asked us to stop")
+    with pytest.raises(InvalidInput) as refused:
+        send_test_sms(backend, to="+49 151 12345679", actor="admin")
+    assert "is on the blocklist as +4915112345679 (asked us to stop)" in str(
+        refused.value.errors["to"]
+    )
+    assert gateway.requests == []

@@ -30,11 +30,11 @@ from django.utils import timezone
 
 from outbound import conf, secrets
 from outbound.errors import InvalidInput, TransportError
-from outbound.models import Backend, GlobalSettings, Health, Message, Security
+from outbound.models import Backend, GlobalSettings, Health, Message, Security, Suppression
 from outbound.models.backend import CONNECTION_FIELDS
 from outbound.selectors import held_for
 from outbound.services import alerts, sms_backends, transitions
-from outbound.services.addresses import check_email, check_mobile
+from outbound.services.addresses import check_email, check_mobile, find_blocks, find_number_blocks
 from outbound.services.audit import record_audit
 from outbound.services.intake import make_message_id, sms_message_id
 from outbound.states import Channel, Reason, Status
@@ -684,6 +684,22 @@ class TestMessageResult:
     queue_id: str = ""
 
 
+def _refuse_blocked(entry: Suppression | None, recipient: str) -> None:
+    """The blocklist's promise holds for test messages too: nothing is sent
+    to an entry on it."""
+    if entry is None:
+        return
+    why = f" ({entry.reason})" if entry.reason else ""
+    raise InvalidInput(
+        {
+            "to": [
+                f"{recipient} is on the blocklist as {entry.value}{why}: nothing is sent to it. "
+                "Test with another recipient, or remove the entry from the blocklist first."
+            ]
+        }
+    )
+
+
 def send_test_sms(backend: Backend, *, to: str, actor: str) -> TestMessageResult:
     """Send one real SMS through an SMS backend, straight away, to a number the
     administrator typed: the end-to-end check the credential test cannot make."""
@@ -691,6 +707,7 @@ def send_test_sms(backend: Backend, *, to: str, actor: str) -> TestMessageResult
     number, problem = check_mobile(to or "", region=region)
     if problem:
         raise InvalidInput({"to": [problem]})
+    _refuse_blocked(find_number_blocks([number]).get(number), number)
     if not backend.is_usable:
         result = TestMessageResult(
             False, "Run the test of the current settings first; it must succeed."
@@ -746,6 +763,7 @@ def send_test_message(backend: Backend, *, to: str, actor: str) -> TestMessageRe
     checked = check_email(to or "")
     if checked.error:
         raise InvalidInput({"to": [checked.error]})
+    _refuse_blocked(find_blocks([checked.address]).get(checked.address.lower()), checked.address)
     if backend.is_usable:
         result = _send_test_message(backend, to=checked.address, actor=actor)
     else:

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from outbound import secrets
-from outbound.models import AuditEntry, Backend, GlobalSettings
+from outbound.models import AuditEntry, Backend, GlobalSettings, Suppression
 from outbound.services.backends import save_backend_settings
 from outbound.services.intake import queue_email
 from outbound.services.validation import validate_due
@@ -283,6 +283,14 @@ def test_a_real_test_message_is_sent_from_the_settings_page(
         f"/settings/backends/{backend.pk}/test-message/", {"to": "not an address"}
     )
     assert "not an email address" in admin_client.get(bad["Location"]).content.decode()
+    assert len(smtp_server.messages) == 1
+    # The blocklist holds for test messages too (a domain entry covers its subdomains).
+    Suppression.objects.create(kind="domain", value="blocked.example", reason="complaints")
+    refused = admin_client.post(
+        f"/settings/backends/{backend.pk}/test-message/", {"to": "ann@mail.blocked.example"}
+    )
+    html = admin_client.get(refused["Location"]).content.decode()
+    assert "is on the blocklist as blocked.example (complaints)" in html
     assert len(smtp_server.messages) == 1
 
 
