@@ -10,10 +10,11 @@ from cryptography.fernet import Fernet
 
 from outbound import secrets
 from outbound.errors import InvalidInput
-from outbound.models import Alert, Backend, GlobalSettings, Message
+from outbound.models import Alert, AuditEntry, Backend, GlobalSettings, Message
 from outbound.services import alerts
 from outbound.services.backends import rotate_secrets, save_backend_settings, test_backend
 from outbound.services.intake import queue_email, queue_emails
+from outbound.services.validation import validate_due
 from outbound.states import Reason, Status
 from tests.relays import relay_settings
 
@@ -582,3 +583,21 @@ def test_an_untested_new_default_releases_what_the_old_default_held_at_its_test(
     message.refresh_from_db()
     assert (message.status, message.backend_id) == (Status.SENT, new.pk)
     assert [m.rcpt_tos for m in new_relay.messages] == [["ann@example.com"]]
+
+
+def test_every_backend_test_is_audited_with_what_it_released(smtp_server: Any) -> None:
+    backend = save_backend_settings(data=relay_settings(smtp_server), actor="admin")
+    smtp_server.configure(mail_reply="550 5.7.1 sender not allowed")
+    assert not test_backend(backend, actor="ada").ok
+    for i in range(2):
+        queue_email(to=f"u{i}@example.com")
+    validate_due()
+    smtp_server.configure(mail_reply=None)
+    assert test_backend(Backend.objects.get(pk=backend.pk), actor="ada").ok
+    entries = list(AuditEntry.objects.filter(action="test_backend").order_by("id"))
+    assert [(e.actor, e.ok) for e in entries] == [("ada", False), ("ada", True)]
+    assert "failed at the" in entries[0].result
+    assert entries[1].result == (
+        f"Test of backend Relay (settings version {backend.settings_version}) succeeded; "
+        "2 held message(s) released."
+    )

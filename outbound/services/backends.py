@@ -218,12 +218,28 @@ def _record_test(backend: Backend, version: int, result: ProbeResult, *, actor: 
     # A test of settings that were edited meanwhile says nothing about the new ones.
     updated = Backend.objects.filter(pk=backend.pk, settings_version=version).update(**fields)
     backend.refresh_from_db()
+    released: list[int] = []
     if updated and result.ok:
         released = release_held(backend, actor=actor)
         logger.info("backend %s tested ok; %s messages released", backend.name, len(released))
         alerts.backend_recovered(backend)
     elif updated:
         alerts.backend_failing(backend)
+    # A test changes what is sent (a success releases the held messages): audited.
+    if not updated:
+        outcome = "not recorded: the settings changed while it ran"
+    elif result.ok:
+        outcome = f"succeeded; {len(released)} held message(s) released"
+    else:
+        outcome = f"failed at the {result.phase} step: {result.reason}"
+    record_audit(
+        actor=actor,
+        action="test_backend",
+        object_type="backend",
+        object_ids=[backend.pk],
+        ok=result.ok,
+        result=f"Test of backend {backend.name} (settings version {version}) {outcome}.",
+    )
 
 
 # ------------------------------------------------------------------ settings
