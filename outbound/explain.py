@@ -15,6 +15,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from outbound import conf
+from outbound.formats import stamp
 from outbound.models import Attempt, Backend, Contact, Event, Message, Recipient, Suppression
 from outbound.selectors import BackendHold, backend_hold, open_slots, rate_slots, rate_window
 from outbound.services.addresses import find_blocks, find_number_blocks
@@ -87,7 +88,7 @@ MEANING: dict[str, tuple[str, str]] = {
 def _fmt(moment: datetime | None) -> str:
     if moment is None:
         return ""
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
+    return stamp(moment)
 
 
 def _addresses(text: str) -> list[str]:

@@ -256,13 +256,8 @@ class Worker:
             )
             self.stats.validated += validated
             jobs += fresh
-        # Retries and fresh messages come under two claim tokens; the
-        # heartbeat extends the leases by token.
-        by_token: dict[uuid.UUID, list[dispatch.Job]] = {}
-        for job in jobs:
-            by_token.setdefault(job.claim_token, []).append(job)
-        for same in by_token.values():
-            self._register(same)
+        # Retries and fresh messages come under two claim tokens.
+        self._register(jobs)
         self.stats.claimed += len(jobs)
         try:
             # Before the batch is sent, as the threaded worker does while its
@@ -314,11 +309,13 @@ class Worker:
         finally:
             self._last_delivery = time.monotonic()
 
-    def _register(self, batch: list[dispatch.Job]) -> None:
-        """Count the batch's jobs in flight under their claim token."""
+    def _register(self, jobs: list[dispatch.Job]) -> None:
+        """Count the jobs in flight under their claim tokens (the heartbeat
+        extends the leases by token)."""
         with self.in_flight_lock:
-            token = batch[0].claim_token
-            self.in_flight[token] = self.in_flight.get(token, 0) + len(batch)
+            for job in jobs:
+                token = job.claim_token
+                self.in_flight[token] = self.in_flight.get(token, 0) + 1
 
     def _enqueue(self, batch: list[dispatch.Job]) -> int:
         if batch:

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from outbound import conf, selectors
 from outbound.errors import OutboundError
+from outbound.formats import stamp
 from outbound.models import Alert, Backend, GlobalSettings, Message, WorkerHeartbeat
 from outbound.services.intake import make_message_id
 from outbound.services.operations import held_back_note
@@ -80,8 +81,7 @@ def _deliver(subject: str, body: str) -> str:
     except OutboundError as err:
         logger.warning("alert %r could not be mailed: %s", subject, err)
         return f"Not mailed: the system mail server failed: {err}"
-    moment = timezone.localtime().strftime("%Y-%m-%d %H:%M:%S %Z")
-    return f"Mailed to {to} at {moment} (the server answered {result.code})."
+    return f"Mailed to {to} at {stamp()} (the server answered {result.code})."
 
 
 def raise_alert(*, kind: str, key: str, subject: str, body: str) -> Alert | None:

@@ -43,6 +43,7 @@ from outbound.errors import (
     TransientTransportError,
     TransportError,
 )
+from outbound.formats import stamp
 from outbound.models import (
     Attachment,
     Attempt,
@@ -506,6 +507,15 @@ def _backend_state_sql(vendor: str) -> str:
     return sql
 
 
+# Recipients validation left out (invalid or blocked): not on the envelope.
+_LEFT_OUT = frozenset({Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED})
+
+
+def _addressed(recipients: list[Recipient]) -> list[Recipient]:
+    """The recipients an email goes to."""
+    return [r for r in recipients if r.outcome not in _LEFT_OUT]
+
+
 class Deliverer:
     """Delivers jobs for one worker thread, keeping one open connection per
     backend and settings version."""
@@ -615,11 +625,10 @@ class Deliverer:
                 outcome.result = found or sms_transport.send(sms, before_data=before_request)
                 outcome.phase = "done"
             else:
-                skipped = {Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED}
                 if job.message is None or job.recipients is None or job.attachments is None:
                     job.recipients = list(message.recipients.order_by("id"))
                     job.attachments = list(message.attachments.order_by("id"))
-                recipients = [r for r in job.recipients if r.outcome not in skipped]
+                recipients = _addressed(job.recipients)
                 data = job.data or build_email(message, recipients, job.attachments)
                 envelope = Envelope(
                     mail_from=envelope_sender(message.from_address),
@@ -686,11 +695,9 @@ class Deliverer:
             return
         if message.channel != Channel.EMAIL or job.data is not None:
             return
-        skipped = {Recipient.Outcome.INVALID, Recipient.Outcome.BLOCKED}
-        recipients = [r for r in job.recipients if r.outcome not in skipped]
         # Deliver builds it again if this fails, and records that error.
         with contextlib.suppress(Exception):
-            job.data = build_email(message, recipients, job.attachments)
+            job.data = build_email(message, _addressed(job.recipients), job.attachments)
 
     def _connected(
         self, backend_id: int, settings_version: int | None
@@ -761,10 +768,6 @@ def _set_phase(outcome: Outcome, phase: str) -> None:
 
 
 # -------------------------------------------------------------------- record
-
-
-def _fmt(moment: datetime) -> str:
-    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _reply_text(err: TransportError) -> str:
@@ -841,7 +844,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
             label = "provider id" if o.channel == Channel.SMS else "queue id"
             queue = f" ({label} {r.queue_id})" if r.queue_id and r.queue_id not in r.reply else ""
             answer = r.reply if r.reply.startswith(str(r.code)) else f"{r.code} {r.reply}"
-            text = f"{_server(o)} accepted the message at {_fmt(o.finished_at)}: {answer}{queue}."
+            text = f"{_server(o)} accepted the message at {stamp(o.finished_at)}: {answer}{queue}."
             reason = Reason.ACCEPTED
             if refused:
                 reason = Reason.PARTIALLY_ACCEPTED
@@ -891,7 +894,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 else:
                     reason = CONFIG_REASONS.get(err.reason, Reason.BACKEND_FAILING)
                     text = (
-                        f"{_server(o)} failed at the {o.phase} step at {_fmt(o.finished_at)}: "
+                        f"{_server(o)} failed at the {o.phase} step at {stamp(o.finished_at)}: "
                         f"{reply}. The backend settings must be fixed and tested."
                     )
                     failing.append((o, err))
@@ -924,7 +927,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 }.get(err.reason, Reason.REJECTED)
                 text = (
                     f"{_server(o)} refused the message at the {o.phase} step at "
-                    f"{_fmt(o.finished_at)}: {reply}."
+                    f"{stamp(o.finished_at)}: {reply}."
                 )
                 changes.append(
                     _finish(job, Status.NOT_SENT, reason, text, {**common, "next_attempt_at": None})
@@ -941,8 +944,8 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 )
                 if when is None:
                     text = (
-                        f"Gave up after {count} attempts over {_fmt(first_attempt)} to "
-                        f"{_fmt(now)} (retry lifetime {settings.retry_lifetime}). Last reply "
+                        f"Gave up after {count} attempts over {stamp(first_attempt)} to "
+                        f"{stamp(now)} (retry lifetime {settings.retry_lifetime}). Last reply "
                         f"from {_server(o)} at the {o.phase} step: {reply}."
                     )
                     changes.append(
@@ -957,8 +960,8 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 else:
                     text = (
                         f"Temporary failure at the {o.phase} step with {_server(o)} at "
-                        f"{_fmt(o.finished_at)}: {reply}. Attempt {count}; next attempt at "
-                        f"{_fmt(when)}."
+                        f"{stamp(o.finished_at)}: {reply}. Attempt {count}; next attempt at "
+                        f"{stamp(when)}."
                     )
                     if o.phase == "data" and err.code is None:
                         # The body (or the provider request) had left and no
@@ -1157,14 +1160,14 @@ def reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             reason = Reason.INTERRUPTED
             text = (
                 f"Worker {worker} stopped answering while the message was being transmitted "
-                f"(lease ended {_fmt(now)}). The server may have received it; it is sent again "
+                f"(lease ended {stamp(now)}). The server may have received it; it is sent again "
                 "with the same Message-ID, so a copy may arrive twice."
             )
         else:
             reason = Reason.LEASE_EXPIRED
             text = (
                 f"Worker {worker} stopped answering before the message was transmitted "
-                f"(lease ended {_fmt(now)}); it is tried again."
+                f"(lease ended {stamp(now)}); it is tried again."
             )
         changes.append(
             transitions.Change(

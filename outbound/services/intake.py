@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from outbound import conf
 from outbound.errors import HeaderInjection, IdempotencyConflict, IntakeError, UnknownContact
+from outbound.formats import stamp
 from outbound.models import Attachment, Backend, Contact, Event, GlobalSettings, Message
 from outbound.services.bulk import insert_rows, new_instance
 from outbound.states import Channel, Reason, Source, Status
@@ -357,8 +358,7 @@ _QUEUED_BY = {
 def _queued_text(source: str, send_at: datetime | None, now: datetime) -> str:
     by = _QUEUED_BY.get(Source(source), source) if source in SOURCES else source
     if send_at and send_at > now:
-        due = timezone.localtime(send_at).strftime("%Y-%m-%d %H:%M:%S %Z")
-        return f"Queued by {by}; due at {due}."
+        return f"Queued by {by}; due at {stamp(send_at)}."
     return f"Queued by {by}; waiting for a worker to validate and send it."
 
 
