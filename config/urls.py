@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from outbound.api.health import healthz
 from outbound.api.main import api
@@ -16,6 +18,9 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
+    # Pages that do not carry the console's icon link (the admin, the API
+    # docs) make the browser ask for /favicon.ico: send it the same icon.
+    path("favicon.ico", RedirectView.as_view(url=static("outbound/favicon.svg"), permanent=True)),
     path("hooks/sms/<int:backend_id>/twilio", hooks.twilio_receipt, name="twilio_receipt"),
     path("hooks/sms/<int:backend_id>/http", hooks.http_receipt, name="http_receipt"),
     path("", include("outbound.web.urls")),

@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from outbound import models
+from outbound import models, selectors
 
 admin.site.site_header = "Outbound raw data (read-only)"
 admin.site.site_title = "Outbound raw data"
@@ -141,8 +141,20 @@ class MessageAdmin(ViewOnlyAdmin):
         "channel",
     ]
     list_filter = ["status", "channel", "backend"]
-    search_fields = ["message_to", "to_user", "subject", "message_id"]
+    search_fields = ["message_to", "to_user", "subject"]
     inlines = [RecipientInline, AttachmentInline, EventInline, AttemptInline]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        # What a mail log or a bounce hands back: a whole Message-ID (with or
+        # without its angle brackets) or a relay's or SMS provider's queue id,
+        # found as the console's search finds them, besides the text fields.
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        named = selectors.messages_named_by_id(search_term.strip())
+        if named:
+            found = found | queryset.filter(pk__in=named)
+        return found, may_have_duplicates
 
     def console_url(self, obj: Model | None) -> str:
         if obj is None:

@@ -61,7 +61,7 @@ class MessageFilters:
             end = datetime.combine(self.date_to + timedelta(days=1), time.min, tz)
             qs = qs.filter(created_at__lt=end)
         text = self.q.strip()
-        named = _named_by_id(text)
+        named = messages_named_by_id(text)
         if named:
             # A Message-ID, or the queue id a relay (or SMS provider) gave:
             # what a mail administrator or a bounce hands back.
@@ -118,7 +118,7 @@ class MessageFilters:
         )
 
 
-def _named_by_id(text: str) -> list[int]:
+def messages_named_by_id(text: str) -> list[int]:
     """The messages whose Message-ID (with or without its angle brackets) or
     relay queue id is exactly ``text``: two indexed lookups."""
     if not text or any(c.isspace() for c in text):

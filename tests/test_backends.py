@@ -601,3 +601,33 @@ def test_every_backend_test_is_audited_with_what_it_released(smtp_server: Any) -
         f"Test of backend Relay (settings version {backend.settings_version}) succeeded; "
         "2 held message(s) released."
     )
+
+
+def test_the_default_from_address_keeps_its_display_name_in_messages_and_alerts(
+    smtp_server: Any,
+    make_backend: Any,
+    run_worker: Any,
+    system_mail: Any,
+) -> None:
+    from email import message_from_bytes
+
+    from outbound.services.global_settings import save_global_settings
+
+    saved = save_global_settings(
+        data={"default_from": " Outbound <outbound@example.com> "}, actor="ada"
+    )
+    assert saved.default_from == "Outbound <outbound@example.com>"
+    # A backend without a from address of its own: the global default is the sender.
+    backend = make_backend(smtp_server, from_address="")
+    message = queue_email(to="ann@example.com", subject="Hi", backend=backend)
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.SENT, message.reason_text
+    got = smtp_server.messages[-1]
+    assert got.mail_from == "outbound@example.com"
+    assert message_from_bytes(got.raw)["From"] == "Outbound <outbound@example.com>"
+    # An alert goes out from it too: the name in From, the bare address in MAIL FROM.
+    alerts.raise_alert(kind="backend_failing", key="k", subject="Backend Relay failing", body="x")
+    mailed = system_mail.messages[-1]
+    assert mailed.mail_from == "outbound@example.com"
+    assert message_from_bytes(mailed.raw)["From"] == "Outbound <outbound@example.com>"

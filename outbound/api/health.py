@@ -29,9 +29,11 @@ def health_report() -> tuple[bool, dict[str, Any]]:
             cursor.execute("SELECT 1")
         report["database"] = True
         report["workers_alive"] = live_workers(now).count()
+        # The newest heartbeat of any worker, stopped ones included: when
+        # every worker is gone, how long ago the last one was heard from is
+        # what the person paged needs first.
         last = (
-            WorkerHeartbeat.objects.filter(stopped_at__isnull=True)
-            .order_by("-last_seen")
+            WorkerHeartbeat.objects.order_by("-last_seen")
             .values_list("last_seen", flat=True)
             .first()
         )

@@ -24,6 +24,7 @@ from outbound import conf, selectors
 from outbound.errors import OutboundError
 from outbound.formats import stamp
 from outbound.models import Alert, Backend, GlobalSettings, Message, WorkerHeartbeat
+from outbound.services.addresses import check_email
 from outbound.services.intake import make_message_id
 from outbound.services.operations import held_back_note
 from outbound.states import Reason, Status
@@ -74,7 +75,9 @@ def _deliver(subject: str, body: str) -> str:
     msg["Date"] = format_datetime(timezone.now())
     msg["Message-ID"] = make_message_id(sender)
     msg.set_content(body)
-    envelope = Envelope(mail_from=sender, recipients=[to], message=msg.as_bytes())
+    # The default from address may carry a display name; MAIL FROM takes none.
+    mail_from = check_email(sender).address or sender
+    envelope = Envelope(mail_from=mail_from, recipients=[to], message=msg.as_bytes())
     try:
         with SmtpTransport(config) as transport:
             result = transport.send(envelope)

@@ -64,8 +64,12 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
         checked = check_email(raw)
         if checked.error:
             errors[key] = [checked.error]
+        elif key == "default_from":
+            # A sender keeps its display name ("Outbound <outbound@example.com>"),
+            # as a backend's from address does; the envelope takes the bare address.
+            cleaned[key] = raw
         else:
-            # Alerts use these as SMTP envelope addresses, which take no display name.
+            # Alerts are mailed to this address: a name would only be dropped.
             cleaned[key] = checked.address
     for key, (field, unit, low, high) in DURATIONS.items():
         if key not in data:

@@ -255,3 +255,29 @@ def test_a_tested_backend_made_the_default_by_the_api_releases_held_email(api, s
     validate_due()
     message.refresh_from_db()
     assert message.status == Status.TO_SEND and message.backend_id == backend.pk
+
+
+@pytest.mark.parametrize("url", ["/healthz", "/api/v1/healthz"])
+def test_healthz_gives_the_newest_heartbeat_age_when_every_worker_has_stopped(url):
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        name="w-old",
+        hostname="h",
+        pid=1,
+        started_at=now - timedelta(hours=2),
+        last_seen=now - timedelta(hours=1),
+        stopped_at=now - timedelta(hours=1),
+    )
+    WorkerHeartbeat.objects.create(
+        name="w-new",
+        hostname="h",
+        pid=2,
+        started_at=now - timedelta(minutes=30),
+        last_seen=now - timedelta(minutes=10),
+        stopped_at=now - timedelta(minutes=10),
+    )
+    r = Client().get(url)
+    assert r.status_code == 503
+    body = r.json()
+    assert body["workers_alive"] == 0
+    assert 600 <= body["last_heartbeat_age_seconds"] < 900

@@ -349,3 +349,20 @@ def test_setup_dev_sets_a_backend_failure_email_only_when_there_is_none() -> Non
     settings.save()
     call_command("setup_dev", stdout=io.StringIO())
     assert GlobalSettings.load().backend_failure_email == "admin@platform.example"
+
+
+def test_the_admin_search_finds_a_message_by_message_id_and_by_relay_queue_id(
+    root: Client, sent_message: Message
+) -> None:
+    other = queue_email(to="zed@example.com", subject="Other")
+    queue_id = Attempt.objects.get(message=sent_message, outcome="sent").provider_id
+    assert queue_id
+    bare_id = sent_message.message_id.strip("<>")
+    url = _admin_url(Message)
+    for term in (sent_message.message_id, bare_id, queue_id):
+        page = root.get(url, {"q": term}).content.decode()
+        assert f"/admin/outbound/message/{sent_message.pk}/change/" in page, term
+        assert f"/admin/outbound/message/{other.pk}/change/" not in page, term
+    # The text fields are still searched.
+    page = root.get(url, {"q": "zed@example"}).content.decode()
+    assert f"/admin/outbound/message/{other.pk}/change/" in page

@@ -608,3 +608,19 @@ def test_settings_show_durations_in_words(viewer_client: Client) -> None:
     html = viewer_client.get("/settings/").content.decode()
     assert "<dt>Stuck threshold</dt><dd>15 minutes</dd>" in html
     assert "0:15:00" not in html
+
+
+def test_every_page_names_a_favicon_that_is_served_and_favicon_ico_leads_to_it(
+    viewer_client: Client,
+) -> None:
+    for url in ("/accounts/login/", "/"):
+        client = Client() if url.startswith("/accounts") else viewer_client
+        html = client.get(url).content.decode()
+        found = re.search(r'<link rel="icon" href="([^"]+)" type="image/svg\+xml">', html)
+        assert found, url
+        icon = Client().get(found.group(1))
+        assert icon.status_code == 200
+        assert icon["Content-Type"].startswith("image/svg+xml")
+        assert b"<svg" in b"".join(icon.streaming_content)  # type: ignore[attr-defined]
+    legacy = Client().get("/favicon.ico")
+    assert legacy.status_code == 301 and legacy["Location"] == found.group(1)
