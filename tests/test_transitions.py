@@ -1,4 +1,9 @@
-"""The transition table, walked whole through the one function that applies it."""
+"""The transition table, walked whole through the one function that applies it.
+
+The allowed moves are written out below from what each status means (the
+status table in DESIGN.md, with the README's design notes), not read from
+``states.TRANSITIONS``: a change to the table has to be made here too, on
+purpose, or a test fails."""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from outbound.services import transitions
 from outbound.services.intake import queue_email
 from outbound.states import TRANSITIONS, Status
 
+S = Status
+
 pytestmark = pytest.mark.django_db
 
 
@@ -23,6 +30,33 @@ def _message_in(status: Status) -> Message:
 
 
 ALL_PAIRS = list(itertools.product(list(Status), list(Status)))
+
+# Where each status may go, from its meaning. ``None`` is "created".
+ALLOWED: dict[Status | None, set[Status]] = {
+    # Every message starts Waiting, whoever made it.
+    None: {S.WAITING},
+    # Waiting: validated (To send), found unsendable (Not sent), held for its
+    # backend (Backend test required), withdrawn (Cancelled); Waiting again
+    # when an operator makes it due now or the backend's allowance holds it.
+    S.WAITING: {S.WAITING, S.TO_SEND, S.NOT_SENT, S.BACKEND_TEST_REQUIRED, S.CANCELLED},
+    # To send: accepted (Sent), refused for good (Not sent), a configuration
+    # failure (Backend test required), a retry scheduled (To send), withdrawn.
+    S.TO_SEND: {S.TO_SEND, S.SENT, S.NOT_SENT, S.BACKEND_TEST_REQUIRED, S.CANCELLED},
+    # Sent and Not sent leave only when an operator re-sends them. Sent is
+    # never turned into anything else: not To send, not Not sent.
+    S.SENT: {S.WAITING},
+    S.NOT_SENT: {S.WAITING},
+    # Held until a backend test succeeds, which makes it Waiting. Cancelled on
+    # purpose (README design notes): cancelling a group must withdraw its held
+    # messages too. Never straight to To send or Sent: it is validated again.
+    S.BACKEND_TEST_REQUIRED: {S.WAITING, S.CANCELLED},
+    # Final.
+    S.CANCELLED: set(),
+}
+
+
+def test_the_table_allows_exactly_the_moves_the_statuses_mean() -> None:
+    assert {source: set(targets) for source, targets in TRANSITIONS.items()} == ALLOWED
 
 
 def test_labels_are_the_platforms_words() -> None:
@@ -40,7 +74,7 @@ def test_labels_are_the_platforms_words() -> None:
 def test_every_pair_is_applied_or_refused_as_the_table_says(source: Status, target: Status) -> None:
     message = _message_in(source)
     events_before = Event.objects.filter(message=message).count()
-    allowed = target in TRANSITIONS[source]
+    allowed = target in ALLOWED[source]
     if allowed:
         moved = transitions.transition(
             message, to=target, reason="test", text="walked", expect=[source]
@@ -55,6 +89,8 @@ def test_every_pair_is_applied_or_refused_as_the_table_says(source: Status, targ
             transitions.transition(
                 message, to=target, reason="test", text="walked", expect=[source]
             )
+        # Without ``expect`` the table alone decides: nothing moves either.
+        assert not transitions.transition(message, to=target, reason="test", text="walked")
         message.refresh_from_db()
         assert message.status == source
         assert Event.objects.filter(message=message).count() == events_before
