@@ -28,6 +28,14 @@ class WriteGate:
         self._owner: int | None = None
         self._depth = 0
         self._urgent_waiting = 0
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """How many threads wait for the gate now (so a test can queue them in
+        a known order without sleeping)."""
+        with self._cond:
+            return self._waiting
 
     @contextmanager
     def writing(self, *, urgent: bool = False) -> Iterator[None]:
@@ -42,10 +50,12 @@ class WriteGate:
             else:
                 if urgent:
                     self._urgent_waiting += 1
+                self._waiting += 1
                 try:
                     while self._owner is not None or (not urgent and self._urgent_waiting):
                         self._cond.wait()
                 finally:
+                    self._waiting -= 1
                     if urgent:
                         self._urgent_waiting -= 1
                 self._owner, self._depth = me, 1
