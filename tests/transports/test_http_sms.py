@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -355,7 +356,11 @@ def test_probe_without_url_says_so(gateway: GatewayTestServer) -> None:
 
 def test_probe_of_silent_gateway_times_out(gateway: GatewayTestServer) -> None:
     gateway.hang = True
+    started = time.monotonic()
     result = transport_for(gateway, probe_url=gateway.url("/h"), timeout=30).probe(deadline=1)
+    # The 1 s deadline ended it, not the 30 s timeout.
+    assert time.monotonic() - started < 3
+    assert result.elapsed < 3
     assert (result.ok, result.reason) == (False, "timeout")
 
 
