@@ -201,7 +201,8 @@ class _DecidedBatch:
         defaults = validation._default_backends()
         messages = validation._due(now, 100)
         plan = validation._plan(messages, settings=settings, defaults=defaults, now=now)
-        return cls(messages, plan, validation._backends_as_read(messages, defaults), settings, now)
+        seen = validation._backends_as_read(messages, defaults, plan.allowance)
+        return cls(messages, plan, seen, settings, now)
 
     def as_stored(self) -> Any:
         """The plan checked against the backends as stored now."""

@@ -60,7 +60,6 @@ from outbound.services.bulk import insert_rows
 from outbound.services.prepared import convert_rows, update_converted
 from outbound.services.validation import backend_block
 from outbound.services.writegate import GATE
-from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
 from outbound.transports.base import Envelope, SendResult
 from outbound.transports.sms_base import SmsEnvelope, SmsTransport
@@ -118,7 +117,7 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
     # at BEGIN, so an empty round must not open one.
     if not due.exists():
         return []
-    paused, rated = _paced_backends(now)
+    paused, rated, limited = _paced_backends(now)
     with GATE.writing(), transaction.atomic():
         qs = Message.objects.filter(
             status=Status.TO_SEND, next_attempt_at__lte=now, claim_token__isnull=True
@@ -126,17 +125,25 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
         if connection.features.has_select_for_update_skip_locked:
             qs = qs.select_for_update(skip_locked=True, of=("self",))
         ids = list(
-            qs.exclude(backend_id__in=[*paused, *rated]).values_list("id", flat=True)[:limit]
+            qs.exclude(backend_id__in=[*paused, *rated, *limited]).values_list("id", flat=True)[
+                :limit
+            ]
         )
-        for backend_id, rate in rated.items():
-            if len(ids) >= limit or backend_id in paused:
-                continue
-            quota = _rate_quota(backend_id, rate, now)
+        # Backends that take messages at their own pace, in id order (the
+        # order every claimer locks their rows in).
+        for backend_id in sorted((rated.keys() | limited) - paused):
+            if len(ids) >= limit:
+                break
+            quota = limit - len(ids)
+            if backend_id in rated:
+                quota = min(quota, _rate_quota(backend_id, rated[backend_id], now))
+            left = _allowance_quota(backend_id) if backend_id in limited else None
+            if left is not None:
+                quota = min(quota, left)
             if quota > 0:
-                ids += list(
-                    qs.filter(backend_id=backend_id).values_list("id", flat=True)[
-                        : min(quota, limit - len(ids))
-                    ]
+                pending = qs.filter(backend_id=backend_id)
+                ids += _within_allowance(
+                    list(pending.values_list("id", "channel", "text_body")[:quota]), left
                 )
         if not ids:
             return []
@@ -166,19 +173,52 @@ def claim_batch(*, worker: str, limit: int, lease: timedelta) -> list[Job]:
     ]
 
 
-def _paced_backends(now: datetime) -> tuple[set[int], dict[int, int]]:
+def _paced_backends(now: datetime) -> tuple[set[int], dict[int, int], set[int]]:
     """The backends whose messages leave at their own pace, in one query:
-    those paused now, and the rate-limited ones with their rate."""
+    those paused now, the rate-limited ones with their rate, and those with
+    an allowance (a limit)."""
     paused: set[int] = set()
     rated: dict[int, int] = {}
-    for pk, paused_until, rate in Backend.objects.filter(
-        Q(paused_until__gt=now) | Q(rate_per_minute__isnull=False)
-    ).values_list("id", "paused_until", "rate_per_minute"):
+    limited: set[int] = set()
+    for pk, paused_until, rate, allowance in Backend.objects.filter(
+        Q(paused_until__gt=now) | Q(rate_per_minute__isnull=False) | Q(limit__isnull=False)
+    ).values_list("id", "paused_until", "rate_per_minute", "limit"):
         if paused_until is not None and paused_until > now:
             paused.add(pk)
         if rate is not None:
             rated[pk] = rate
-    return paused, rated
+        if allowance is not None:
+            limited.add(pk)
+    return paused, rated, limited
+
+
+def _allowance_quota(backend_id: int) -> int | None:
+    """What is left of a limited backend's allowance for this claim, in
+    messages (email) or credits (SMS).
+
+    Validation takes the allowance when it makes a message To send, so this
+    only bites when the limit was lowered under messages already To send:
+    the messages workers hold count, and only what is left of the allowance
+    is claimed (the rest stays To send until the limit is raised or the
+    count reset). The backend row is locked first, as for the rate.
+    """
+    left = validation.allowance_left(backend_id, claimed_only=True, lock=True)
+    return None if left is None else max(left, 0)
+
+
+def _within_allowance(rows: list[tuple[int, str, str]], left: int | None) -> list[int]:
+    """The ids of ``rows`` (id, channel, text), in order, whose cost fits in
+    ``left`` (None: no limit); an SMS costs one credit per segment."""
+    if left is None:
+        return [pk for pk, _, _ in rows]
+    ids = []
+    for pk, channel, text in rows:
+        units = validation.units_of(channel, text)
+        if units > left:
+            break
+        left -= units
+        ids.append(pk)
+    return ids
 
 
 def _start_attempts(
@@ -218,7 +258,7 @@ def validate_and_claim(*, worker: str, limit: int, lease: timedelta) -> tuple[in
     """
     now = timezone.now()
     token = uuid.uuid4()
-    paused, rated = _paced_backends(now)
+    paused, rated, _ = _paced_backends(now)
     skip = frozenset(paused | rated.keys())
     attempts: dict[int, Attempt] = {}
 
@@ -607,7 +647,7 @@ class Deliverer:
                     message_id=message.message_id,
                     status_callback=sms_backends.status_callback_url(backend),
                 )
-                outcome.units = max(analyse(message.text_body).segments, 1)
+                outcome.units = validation.units_of(Channel.SMS, message.text_body)
                 sms_transport = self._sms_transport(backend)
                 outcome.phase = "connect"
 
@@ -1039,7 +1079,8 @@ def _count_sent(sent_per_backend: dict[int, int]) -> None:
     """Add what was sent to each backend's count (its allowance)."""
     table = connection.ops.quote_name(Backend._meta.db_table)
     with connection.cursor() as cursor:
-        for backend_id, n in sent_per_backend.items():
+        # In id order, the order the claim and validation lock backend rows in.
+        for backend_id, n in sorted(sent_per_backend.items()):
             cursor.execute(
                 f"UPDATE {table} SET sent_count = sent_count + %s WHERE id = %s",  # noqa: S608
                 [n, backend_id],

@@ -367,11 +367,101 @@ def _used_up(limit: int | None, sent_count: int) -> bool:
     return limit is not None and sent_count >= limit
 
 
+def units_of(channel: str, text_body: str) -> int:
+    """What a message costs from its backend's allowance: one per email, one
+    per segment for an SMS (providers bill SMS credits per segment)."""
+    if channel == Channel.SMS:
+        return max(analyse(text_body).segments, 1)
+    return 1
+
+
+def allowance_left(
+    backend_id: int, *, claimed_only: bool = False, lock: bool = False
+) -> int | None:
+    """What is left of a backend's allowance once the messages already on
+    their way through it are counted, or None when it has no limit.
+
+    The allowance is taken when a message becomes To send, not when it is
+    sent: counting only what was sent let one batch validate (and one
+    worker send) every message queued together past the limit. With
+    ``claimed_only`` only the messages a worker holds count (the claim's
+    guard, for a limit lowered under messages already To send). ``lock``
+    takes the backend row's lock first (PostgreSQL), so that deciders take
+    turns and a recorder cannot move a message to Sent between the two
+    reads; SQLite's single write lock does the same for a caller inside a
+    write transaction.
+    """
+    qs = Backend.objects.filter(pk=backend_id)
+    if lock and connection.features.has_select_for_update:
+        qs = qs.select_for_update()
+    row = qs.values_list("limit", "sent_count", "channel").first()
+    if row is None:
+        return None
+    limit, sent, channel = row
+    if limit is None:
+        return None
+    on_the_way = Message.objects.filter(backend_id=backend_id, status=Status.TO_SEND)
+    if claimed_only:
+        on_the_way = on_the_way.filter(claim_token__isnull=False)
+    if channel == Channel.SMS:
+        taken = sum(units_of(channel, t) for t in on_the_way.values_list("text_body", flat=True))
+    else:
+        taken = on_the_way.count()
+    return limit - sent - taken
+
+
+class _Allowance:
+    """The allowance a batch may still hand out, per limited backend: read
+    once (in backend order, so that deciders lock rows in one order), then
+    taken message by message as the batch turns them To send."""
+
+    def __init__(self) -> None:
+        self.read: dict[int, int] = {}
+        self.left: dict[int, int] = {}
+
+    def read_for(self, backends: list[Backend | None]) -> None:
+        locking = connection.in_atomic_block
+        for pk in sorted({b.pk for b in backends if b is not None and b.limit is not None}):
+            self._read(pk, lock=locking)
+
+    def _read(self, pk: int, *, lock: bool) -> None:
+        left = allowance_left(pk, lock=lock)
+        if left is not None:
+            self.read[pk] = self.left[pk] = left
+
+    def take(self, backend: Backend, message: Message, decision: Decision) -> Decision:
+        """``decision`` (To send) when the message fits in what is left,
+        else the message waits for allowance."""
+        if backend.limit is None:
+            return decision
+        if backend.pk not in self.left:
+            self._read(backend.pk, lock=connection.in_atomic_block)
+        left = self.left.get(backend.pk)
+        if left is None:
+            return decision
+        units = units_of(message.channel, message.text_body)
+        if units <= left:
+            self.left[backend.pk] = left - units
+            return decision
+        credits = "credits" if message.channel == Channel.SMS else "messages"
+        need = f"; this SMS needs {units} (one per segment)" if units > 1 else ""
+        return Decision(
+            Status.WAITING,
+            Reason.ALLOWANCE_EXHAUSTED,
+            f"Backend {backend.name} has no allowance left for it: its limit is "
+            f"{backend.limit} {credits}, counting those sent and those already on their "
+            f"way{need}. Raise the limit or reset the count to release the message.",
+            decision.fields,
+            decision.recipients,
+        )
+
+
 def _backends_as_read(
-    messages: list[Message], defaults: dict[str, Backend]
+    messages: list[Message], defaults: dict[str, Backend], allowance: _Allowance
 ) -> dict[int | str, tuple[Any, ...]]:
     """The backend facts a batch's decisions rest on, as read: each backend
-    used, and which backend is each channel's default."""
+    used, what was left of its allowance, and which backend is each
+    channel's default."""
     seen: dict[int | str, tuple[Any, ...]] = {}
     chosen = [m.backend for m in messages if m.backend_chosen]
     for backend in [*chosen, *defaults.values()]:
@@ -379,6 +469,7 @@ def _backends_as_read(
             seen[backend.pk] = (
                 *(getattr(backend, f) for f in _DECIDING_FIELDS),
                 _used_up(backend.limit, backend.sent_count),
+                allowance.read.get(backend.pk),
             )
     for channel in Channel.values:
         default = defaults.get(channel)
@@ -397,7 +488,8 @@ def _backend_state(seen: dict[int | str, tuple[Any, ...]]) -> dict[int | str, tu
     )
     for pk, is_default, channel, *facts in rows:
         if pk in seen:
-            now[pk] = (is_default, channel, *facts[:-2], _used_up(facts[-2], facts[-1]))
+            left = allowance_left(pk) if seen[pk][-1] is not None else None
+            now[pk] = (is_default, channel, *facts[:-2], _used_up(facts[-2], facts[-1]), left)
         if is_default:
             defaults[channel] = pk
     for channel in Channel.values:
@@ -474,13 +566,13 @@ def validate_due(
         with GATE.writing(), transaction.atomic():
             messages = _due(now, limit)
             plan = _plan(messages, settings=settings, defaults=defaults, now=now, claim=claim)
-            seen = _backends_as_read(messages, defaults)
+            seen = _backends_as_read(messages, defaults, plan.allowance)
             plan = _as_stored(messages, plan, seen, settings=settings, now=now, claim=claim)
             _write(plan, claim)
     else:
         messages = _due(now, limit)
         plan = _plan(messages, settings=settings, defaults=defaults, now=now, claim=claim)
-        seen = _backends_as_read(messages, defaults)
+        seen = _backends_as_read(messages, defaults, plan.allowance)
         with GATE.writing(), transaction.atomic():
             plan = _as_stored(messages, plan, seen, settings=settings, now=now, claim=claim)
             _write(plan, claim)
@@ -501,6 +593,7 @@ class _Plan:
     exhausted: dict[int, Backend] = field(default_factory=dict)
     # To send and to be claimed: the message and its change.
     claims: list[tuple[Message, transitions.Change]] = field(default_factory=list)
+    allowance: _Allowance = field(default_factory=lambda: _Allowance())
 
 
 def _plan(
@@ -511,7 +604,9 @@ def _plan(
     now: datetime,
     claim: Claim | None = None,
 ) -> _Plan:
-    plan = _Plan()
+    plan = _Plan(allowance=_Allowance())
+    allowance = plan.allowance
+    allowance.read_for([_backend_for(m, defaults) for m in messages])
     raws: set[str] = set()
     raw_numbers: set[str] = set()
     for m in messages:
@@ -538,6 +633,8 @@ def _plan(
             decision = _decide_email(
                 m, backend=backend, settings=settings, blocks=blocks, checked=checked
             )
+        if decision.to == Status.TO_SEND and backend is not None:
+            decision = allowance.take(backend, m, decision)
         fields = _changed_fields(m, decision.fields)
         if decision.to == Status.WAITING:
             # Still held: check again later, without a new history line
