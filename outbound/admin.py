@@ -22,6 +22,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from outbound import models, selectors
+from outbound.permissions import has_role
 
 admin.site.site_header = "Outbound raw data (read-only)"
 admin.site.site_title = "Outbound raw data"
@@ -62,6 +63,14 @@ class ViewOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    # The admin is staff-only, but a platform's staff are not Outbound's
+    # operators: the rows (message bodies among them) also need Outbound's role.
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return has_role(request.user) and super().has_view_permission(request, obj)
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return has_role(request.user) and super().has_module_permission(request)
 
     def console_url(self, obj: Model | None) -> str:
         return reverse(self.console_url_name)

@@ -2,8 +2,9 @@
 
 Scripts present an API key (``Authorization: Bearer <key>`` or ``X-API-Key``);
 the console's own pages use the logged-in session, with Django's CSRF check on
-unsafe methods. Each operation names the scope it needs; a key or user below
-it gets 403, a missing or unusable key 401 with the reason.
+unsafe methods. Each operation names the scope a key needs and the Outbound
+permissions a console user needs; a key or user below it gets 403, a missing
+or unusable key 401 with the reason.
 """
 
 from __future__ import annotations
@@ -16,6 +17,19 @@ from django.http import HttpRequest
 from ninja.security import APIKeyCookie, APIKeyHeader, HttpBearer
 
 from outbound.api.errors import ApiError
+from outbound.permissions import (
+    ADD_BACKEND,
+    ADD_BLOCK,
+    ADD_CONTACT,
+    ADMINISTER,
+    CHANGE_BACKEND,
+    DELETE_BLOCK,
+    DELETE_CONTACT,
+    EDIT_CONTACT,
+    OPERATE,
+    VIEW,
+    has_role,
+)
 from outbound.services.apikeys import check_api_key, scope_allows
 
 PROBLEMS = {
@@ -61,15 +75,6 @@ def _from_key(token: str | None, needed: str) -> Principal:
     return Principal(kind="key", name=key.name, scope=key.scope, key_id=key.pk)
 
 
-def user_scope(user: Any) -> str:
-    """The scope a console user has, from the roles (groups) of issue 2."""
-    if user.is_superuser or user.has_perm("outbound.change_backend"):
-        return "admin"
-    if user.has_perm("outbound.operate_messages"):
-        return "write"
-    return "read"
-
-
 class BearerKey(HttpBearer):
     def __init__(self, scope: str) -> None:
         self.scope = scope
@@ -93,10 +98,19 @@ class HeaderKey(APIKeyHeader):
 
 
 class ConsoleSession(APIKeyCookie):
+    """A console user: allowed exactly what the console allows them.
+
+    Scopes belong to keys; a user is judged by Outbound's permissions, the
+    same ones the console's pages check (outbound/permissions.py): a role for
+    anything at all, then the operation's own permissions. Mapping a user
+    onto a key scope let ``change_backend`` alone reach the global settings.
+    """
+
     param_name = settings.SESSION_COOKIE_NAME
 
-    def __init__(self, scope: str) -> None:
+    def __init__(self, scope: str, perms: tuple[str, ...]) -> None:
         self.scope = scope
+        self.perms = perms
         super().__init__(csrf=True)
 
     def _get_key(self, request: HttpRequest) -> str | None:
@@ -110,25 +124,44 @@ class ConsoleSession(APIKeyCookie):
         user = getattr(request, "user", None)
         if key is None or user is None or not user.is_authenticated or not user.is_active:
             return None
-        scope = user_scope(user)
-        if not scope_allows(scope, self.scope):
+        if not has_role(user):
             raise ApiError(
                 403,
-                f"Your role does not allow this (it needs the {self.scope} scope).",
-                code="insufficient_scope",
-                details={"needed_scope": self.scope, "user_scope": scope},
+                "Your account has no Outbound role; an Outbound administrator can add it to "
+                "the Viewer, Operator or Administrator group.",
+                code="no_role",
+                details={"needed_permission": VIEW},
             )
-        return Principal(kind="user", name=user.get_username(), scope=scope)
+        missing = [p for p in self.perms if not user.has_perm(p)]
+        if missing:
+            raise ApiError(
+                403,
+                f"Your role does not allow this (it needs the permission {missing[0]}).",
+                code="insufficient_scope",
+                details={"needed_permissions": missing},
+            )
+        return Principal(kind="user", name=user.get_username(), scope=self.scope)
 
 
-def require(scope: str) -> list[Any]:
-    """The auth callbacks for an operation that needs ``scope``."""
-    return [BearerKey(scope), HeaderKey(scope), ConsoleSession(scope)]
+def require(scope: str, *perms: str) -> list[Any]:
+    """The auth callbacks for an operation: a key needs ``scope``; a console
+    user needs a role and ``perms``, what the console asks for the same act."""
+    return [BearerKey(scope), HeaderKey(scope), ConsoleSession(scope, perms)]
 
 
 READ = require("read")
-WRITE = require("write")
-ADMIN = require("admin")
+# Operations on messages (queue, re-send, cancel, send outgoing).
+WRITE = require("write", OPERATE)
+ADD_CONTACTS = require("write", ADD_CONTACT)
+EDIT_CONTACTS = require("write", EDIT_CONTACT)
+UPSERT_CONTACTS = require("write", ADD_CONTACT, EDIT_CONTACT)
+DELETE_CONTACTS = require("write", DELETE_CONTACT)
+ADD_BLOCKS = require("write", ADD_BLOCK)
+DELETE_BLOCKS = require("write", DELETE_BLOCK)
+ADD_BACKENDS = require("admin", ADD_BACKEND)
+CHANGE_BACKENDS = require("admin", CHANGE_BACKEND)
+# The global settings (and anything else an administrator alone does).
+ADMIN = require("admin", ADMINISTER)
 
 
 def principal(request: HttpRequest) -> Principal:

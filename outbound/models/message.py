@@ -78,7 +78,11 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        permissions = [("operate_messages", "Can re-send, cancel and send outgoing messages")]
+        permissions = [
+            ("operate_messages", "Can re-send, cancel and send outgoing messages"),
+            # Outbound's role: what every page, download and API call needs.
+            ("view_outbound", "Can see Outbound's messages, contacts and settings"),
+        ]
         indexes = [
             # The worker's claim query and the stuck count.
             models.Index(fields=["status", "next_attempt_at"], name="msg_status_due"),

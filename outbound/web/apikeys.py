@@ -12,7 +12,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages as flash
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,11 +21,13 @@ from django.views.decorators.http import require_http_methods
 
 from outbound.errors import InvalidInput
 from outbound.models import ApiKey
+from outbound.permissions import ADMINISTER
 from outbound.services.apikeys import create_api_key, revoke_api_key
+from outbound.web.access import require_role
 from outbound.web.forms import ServiceErrorsMixin
 
 # The permission only the Administrator role has (migrations/0002_roles.py).
-MANAGE_KEYS = "outbound.change_globalsettings"
+MANAGE_KEYS = ADMINISTER
 
 
 class ApiKeyForm(ServiceErrorsMixin, forms.Form):
@@ -91,7 +92,7 @@ def _page(
 
 
 @never_cache  # the response to a creation carries the secret
-@login_required
+@require_role()
 @require_http_methods(["GET", "POST"])
 def apikey_list(request: HttpRequest) -> HttpResponse:
     _check(request)
@@ -115,7 +116,7 @@ def apikey_list(request: HttpRequest) -> HttpResponse:
     return _page(request, form)
 
 
-@login_required
+@require_role()
 @require_http_methods(["GET", "POST"])
 def apikey_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     """GET asks for confirmation; POST (with the CSRF token) revokes."""

@@ -4,12 +4,9 @@ hiding the buttons."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django.contrib import messages as flash
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
@@ -21,6 +18,15 @@ from outbound import selectors
 from outbound.errors import InvalidInput
 from outbound.explain import diagnostic_report, explain_message
 from outbound.models import Backend, Contact, GlobalSettings, Message, Suppression
+from outbound.permissions import (
+    ADD_BLOCK,
+    ADD_CONTACT,
+    ADMINISTER,
+    CHANGE_BACKEND,
+    DELETE_BLOCK,
+    EDIT_CONTACT,
+    OPERATE,
+)
 from outbound.services import blocklist, contacts, operations
 from outbound.services.backends import (
     reset_sent_count,
@@ -33,6 +39,7 @@ from outbound.services.global_settings import global_settings_data, save_global_
 from outbound.services.sms_backends import status_callback_url
 from outbound.sms import analyse
 from outbound.states import RESENDABLE, Channel, Reason, Status
+from outbound.web.access import require_role as _require
 from outbound.web.forms import (
     BackendForm,
     BlockForm,
@@ -42,29 +49,6 @@ from outbound.web.forms import (
     SmsBackendForm,
 )
 from outbound.web.test_advice import advice_for
-
-View = Callable[..., HttpResponse]
-
-OPERATE = "outbound.operate_messages"
-EDIT_CONTACT = "outbound.change_contact"
-ADD_CONTACT = "outbound.add_contact"
-ADD_BLOCK = "outbound.add_suppression"
-DELETE_BLOCK = "outbound.delete_suppression"
-ADMINISTER = "outbound.change_globalsettings"
-CHANGE_BACKEND = "outbound.change_backend"
-
-
-def _require(perm: str) -> Callable[[View], View]:
-    def decorator(view: View) -> View:
-        @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if not request.user.has_perm(perm):
-                raise PermissionDenied(f"You need the permission {perm} to do this.")
-            return view(request, *args, **kwargs)
-
-        return login_required(wrapped)
-
-    return decorator
 
 
 def _actor(request: HttpRequest) -> str:
@@ -92,7 +76,7 @@ def _reason_label(code: str) -> str:
 # ------------------------------------------------------------ outgoing list
 
 
-@login_required
+@_require()
 @require_GET
 def message_list(request: HttpRequest) -> HttpResponse:
     form = MessageFilterForm(request.GET or None)
@@ -158,7 +142,7 @@ def send_outgoing(request: HttpRequest) -> HttpResponse:
 # ------------------------------------------------------------- one message
 
 
-@login_required
+@_require()
 @require_GET
 def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
     message = get_object_or_404(Message.objects.select_related("backend", "contact"), pk=pk)
@@ -182,7 +166,7 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@login_required
+@_require()
 @require_GET
 def message_report(request: HttpRequest, pk: int) -> HttpResponse:
     message = get_object_or_404(Message, pk=pk)
@@ -216,7 +200,7 @@ def message_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 # ---------------------------------------------------------------- contacts
 
 
-@login_required
+@_require()
 @require_GET
 def contact_list(request: HttpRequest) -> HttpResponse:
     q = request.GET.get("q", "")[:200]
@@ -239,7 +223,7 @@ def _initial(contact: Contact) -> dict[str, Any]:
     }
 
 
-@login_required
+@_require()
 @require_http_methods(["GET", "POST"])
 def contact_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     contact = get_object_or_404(Contact, pk=pk) if pk is not None else None
@@ -288,7 +272,7 @@ def contact_edit(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 # ---------------------------------------------------------------- blocklist
 
 
-@login_required
+@_require()
 @require_http_methods(["GET", "POST"])
 def blocklist_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
@@ -334,14 +318,14 @@ def blocklist_remove(request: HttpRequest, pk: int) -> HttpResponse:
 # ------------------------------------------------------- workers, audit, settings
 
 
-@login_required
+@_require()
 @require_GET
 def workers(request: HttpRequest) -> HttpResponse:
     overview = selectors.overview()
     return render(request, "outbound/workers.html", {"overview": overview})
 
 
-@login_required
+@_require()
 @require_GET
 def audit(request: HttpRequest) -> HttpResponse:
     raw = request.GET.get("before", "")
@@ -439,7 +423,7 @@ def _backend_anchor(backend: Backend) -> str:
     return f"{reverse('outbound:settings')}#backend-{backend.pk}"
 
 
-@login_required
+@_require()
 @require_GET
 def settings_view(request: HttpRequest) -> HttpResponse:
     return _settings_page(request)

@@ -24,6 +24,8 @@ def make_user(db: None) -> Callable[..., User]:
             # Transactional tests flush the tables the roles migration filled.
             roles = importlib.import_module("outbound.migrations.0002_roles")
             roles.create_roles(django_apps, None)
+            view_role = importlib.import_module("outbound.migrations.0016_view_role")
+            view_role.grant_view_role(django_apps, None)
         user = User.objects.create_user(username=username, password=PASSWORD, **extra)
         if role:
             user.groups.add(Group.objects.get(name=role))

@@ -8,7 +8,16 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from ninja import Field, Path, Query, Router, Schema, Status
 
-from outbound.api.auth import READ, WRITE, principal
+from outbound.api.auth import (
+    ADD_BLOCKS,
+    ADD_CONTACTS,
+    DELETE_BLOCKS,
+    DELETE_CONTACTS,
+    EDIT_CONTACTS,
+    READ,
+    UPSERT_CONTACTS,
+    principal,
+)
 from outbound.api.errors import ApiError
 from outbound.api.render import block_out, contact_out, decode_id_cursor, encode_id_cursor
 from outbound.api.schemas import (
@@ -66,7 +75,9 @@ def list_contacts(request: HttpRequest, query: PageQuery = Query(...)) -> dict[s
     }
 
 
-@router.post("/contacts", response={201: ContactOut, **ERRORS}, auth=WRITE, tags=["contacts"])
+@router.post(
+    "/contacts", response={201: ContactOut, **ERRORS}, auth=ADD_CONTACTS, tags=["contacts"]
+)
 def create_contact(request: HttpRequest, payload: ContactIn) -> Status[dict[str, Any]]:
     data = payload.model_dump(exclude_unset=True)
     contact = contacts.save_contact(data=data, actor=principal(request).actor)
@@ -84,7 +95,10 @@ def get_contact(request: HttpRequest, contact_id: int = ContactId) -> dict[str, 
 
 
 @router.patch(
-    "/contacts/{contact_id}", response={200: ContactOut, **ERRORS}, auth=WRITE, tags=["contacts"]
+    "/contacts/{contact_id}",
+    response={200: ContactOut, **ERRORS},
+    auth=EDIT_CONTACTS,
+    tags=["contacts"],
 )
 def update_contact(
     request: HttpRequest, payload: ContactIn, contact_id: int = ContactId
@@ -99,7 +113,7 @@ def update_contact(
 @router.put(
     "/contacts/by-external-id/{external_id}",
     response={200: ContactOut, 201: ContactOut, **ERRORS},
-    auth=WRITE,
+    auth=UPSERT_CONTACTS,
     tags=["contacts"],
     summary="Create or update the contact with this external id",
     description="201 when the contact was created, 200 when it was updated.",
@@ -117,7 +131,10 @@ def upsert_contact(
 
 
 @router.delete(
-    "/contacts/{contact_id}", response={204: None, **ERRORS}, auth=WRITE, tags=["contacts"]
+    "/contacts/{contact_id}",
+    response={204: None, **ERRORS},
+    auth=DELETE_CONTACTS,
+    tags=["contacts"],
 )
 def delete_contact(request: HttpRequest, contact_id: int = ContactId) -> HttpResponse:
     contacts.delete_contact(_contact_or_404(contact_id), actor=principal(request).actor)
@@ -141,7 +158,7 @@ def list_blocks(request: HttpRequest, query: PageQuery = Query(...)) -> dict[str
     }
 
 
-@router.post("/blocklist", response={201: BlockOut, **ERRORS}, auth=WRITE, tags=["blocklist"])
+@router.post("/blocklist", response={201: BlockOut, **ERRORS}, auth=ADD_BLOCKS, tags=["blocklist"])
 def add_block(request: HttpRequest, payload: BlockIn) -> Status[dict[str, Any]]:
     entry = blocklist.add_block(
         kind=payload.kind,
@@ -154,7 +171,7 @@ def add_block(request: HttpRequest, payload: BlockIn) -> Status[dict[str, Any]]:
 
 
 @router.delete(
-    "/blocklist/{entry_id}", response={204: None, **ERRORS}, auth=WRITE, tags=["blocklist"]
+    "/blocklist/{entry_id}", response={204: None, **ERRORS}, auth=DELETE_BLOCKS, tags=["blocklist"]
 )
 def remove_block(
     request: HttpRequest,

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import Path, Router, Status
 
-from outbound.api.auth import ADMIN, READ, principal
+from outbound.api.auth import ADD_BACKENDS, ADMIN, CHANGE_BACKENDS, READ, principal
 from outbound.api.errors import ApiError
 from outbound.api.health import health_report
 from outbound.api.ratelimit import check_rate
@@ -57,7 +57,7 @@ def get_backend(request: HttpRequest, backend_id: int = BackendId) -> dict[str, 
 @router.post(
     "/backends",
     response={201: BackendOut, **ERRORS},
-    auth=ADMIN,
+    auth=ADD_BACKENDS,
     tags=["backends"],
     summary="Create a backend, email or SMS (it must be tested before it sends)",
 )
@@ -70,7 +70,7 @@ def create_backend(request: HttpRequest, payload: BackendIn) -> Status[dict[str,
 @router.patch(
     "/backends/{backend_id}",
     response={200: BackendOut, **ERRORS},
-    auth=ADMIN,
+    auth=CHANGE_BACKENDS,
     tags=["backends"],
     summary="Change a backend's settings",
     description=(
@@ -91,7 +91,7 @@ def update_backend(
 @router.post(
     "/backends/{backend_id}/test",
     response={200: ProbeOut, **ERRORS},
-    auth=ADMIN,
+    auth=CHANGE_BACKENDS,
     tags=["backends"],
     summary="Test the backend's settings (nothing is sent)",
     description=(
