@@ -9,7 +9,7 @@ single grouped COUNT per status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -262,10 +262,14 @@ def _exists_older(qs: QuerySet[Message], last: Message) -> bool:
     ).exists()
 
 
-def status_counts() -> dict[str, int]:
-    """Messages per status (every status present, zero when none)."""
+def status_counts(filters: MessageFilters | None = None) -> dict[str, int]:
+    """Messages per status (every status present, zero when none); with
+    ``filters``, of the messages they select whatever their status."""
     counts = {s.value: 0 for s in Status}
-    rows = Message.objects.order_by().values("status").annotate(n=Count("id"))
+    qs = Message.objects.all()
+    if filters is not None:
+        qs = replace(filters, status="").apply(qs)
+    rows = qs.order_by().values("status").annotate(n=Count("id"))
     for row in rows:
         counts[row["status"]] = row["n"]
     return counts

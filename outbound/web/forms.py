@@ -30,6 +30,10 @@ class MessageFilterForm(forms.Form):
         required=False,
         label="Search",
         max_length=200,
+        error_messages={
+            "max_length": "A search is at most %(limit_value)d characters "
+            "(this one has %(show_value)d); it was left out."
+        },
         widget=forms.TextInput(
             attrs={"placeholder": "Address, name, subject, Message-ID or queue id"}
         ),
@@ -42,6 +46,19 @@ class MessageFilterForm(forms.Form):
         field.choices = [("", "Any backend")] + [
             (str(b.pk), b.name) for b in Backend.objects.order_by("name")
         ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            # No message can be created after the From date and before the To
+            # date: say so rather than show an empty list.
+            self.add_error(
+                "date_to",
+                f"The To date ({end:%Y-%m-%d}) is before the From date ({start:%Y-%m-%d}); "
+                "no message could match.",
+            )
+        return data
 
     def filters(self) -> MessageFilters:
         """The valid filters; a field typed wrong is left out (and shown as an error)."""

@@ -87,6 +87,9 @@ def message_list(request: HttpRequest) -> HttpResponse:
     for m in page.rows:
         m.reason_label = _reason_label(m.reason_code)  # type: ignore[attr-defined]
     overview = selectors.overview()
+    # The counts follow the other filters (a backend, a channel, dates, a
+    # search): each button then says how many of those messages it shows.
+    counts = selectors.status_counts(filters) if filters.active else overview.counts
     base_query = request.GET.copy()
     for key in ("before", "after"):
         base_query.pop(key, None)
@@ -98,7 +101,7 @@ def message_list(request: HttpRequest) -> HttpResponse:
             {
                 "status": status.value,
                 "label": status.label,
-                "count": overview.counts.get(status.value, 0),
+                "count": counts.get(status.value, 0),
                 "query": query.urlencode(),
                 "active": filters.status == status.value,
             }
@@ -123,6 +126,7 @@ def message_list(request: HttpRequest) -> HttpResponse:
             "overview": overview,
             "status_links": status_links,
             "all_query": any_status.urlencode(),
+            "all_count": sum(counts.values()),
             "older_url": page_link("before", page.older),
             "newer_url": page_link("after", page.newer),
             "here": request.get_full_path(),

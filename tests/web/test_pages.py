@@ -624,3 +624,57 @@ def test_every_page_names_a_favicon_that_is_served_and_favicon_ico_leads_to_it(
         assert b"<svg" in b"".join(icon.streaming_content)  # type: ignore[attr-defined]
     legacy = Client().get("/favicon.ico")
     assert legacy.status_code == 301 and legacy["Location"] == found.group(1)
+
+
+def _count_buttons(html: str) -> dict[str, int]:
+    """The number on each count button of the Outgoing messages page."""
+    nav = html.split('aria-label="Counts per status"')[1].split("</nav>")[0]
+    found = re.findall(r'<span class="n">(\d+)</span>\s*([^<]+?)\s*</', nav)
+    return {label: int(n) for n, label in found}
+
+
+def test_the_count_buttons_follow_the_active_filters(
+    viewer_client: Client, stored_backend: Any
+) -> None:
+    relay = stored_backend(name="Relay")
+    other = stored_backend(name="Other", is_default=False)
+    queue_emails([{"to": f"r{i}@example.com", "backend": relay} for i in range(3)])
+    queue_emails([{"to": f"o{i}@example.com", "backend": other} for i in range(2)])
+    sent = queue_email(to="done@example.com", backend=relay)
+    Message.objects.filter(pk=sent.pk).update(status=Status.SENT)
+    everything = _count_buttons(viewer_client.get("/").content.decode())
+    assert (everything["All"], everything["Waiting"], everything["Sent"]) == (6, 5, 1)
+    narrowed = _count_buttons(viewer_client.get(f"/?backend={relay.pk}").content.decode())
+    assert (narrowed["All"], narrowed["Waiting"], narrowed["Sent"]) == (4, 3, 1)
+    # With a status chosen too, the buttons still count every status of the rest.
+    chosen = viewer_client.get(f"/?backend={other.pk}&status=sent").content.decode()
+    assert _count_buttons(chosen)["Waiting"] == 2 and _count_buttons(chosen)["Sent"] == 0
+    searched = _count_buttons(viewer_client.get("/?q=done@example.com").content.decode())
+    assert (searched["All"], searched["Sent"], searched["Waiting"]) == (1, 1, 0)
+
+
+def test_a_from_date_after_the_to_date_is_an_error_next_to_the_dates(
+    viewer_client: Client,
+) -> None:
+    message = queue_email(to="a@example.com")
+    today = timezone.localdate()
+    later = today + timedelta(days=3)
+    html = viewer_client.get(f"/?date_from={later}&date_to={today}").content.decode()
+    error = html.split('id="id_date_to-error"')[1].split("</span>")[0]
+    assert f"The To date ({today}) is before the From date ({later})" in error
+    assert "not understood and was left out" in html
+    assert "No message matches these filters" in html  # the From date still applies
+    # A range in the right order finds the message.
+    html = viewer_client.get(f"/?date_from={today}&date_to={later}").content.decode()
+    assert f"/messages/{message.pk}/" in html and "id_date_to-error" not in html
+
+
+def test_a_search_over_the_maximum_length_says_so_next_to_the_box(
+    viewer_client: Client,
+) -> None:
+    message = queue_email(to="a@example.com")
+    html = viewer_client.get("/", {"q": "x" * 250}).content.decode()
+    error = html.split('id="id_q-error"')[1].split("</span>")[0]
+    assert "A search is at most 200 characters (this one has 250); it was left out." in error
+    # Left out: the list is not filtered by it.
+    assert f"/messages/{message.pk}/" in html
