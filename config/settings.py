@@ -26,8 +26,11 @@ def _bool(name: str, default: bool) -> bool:
 
 
 DEBUG = _bool("OUTBOUND_DEBUG", False)
-# The development key only serves `make run`; production sets its own.
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-change-me")
+# The key written here is public (it is in the repository): with DEBUG off the
+# system checks refuse to start on it (outbound/checks.py), and secrets are
+# never encrypted with a key derived from it (outbound/secrets.py).
+OUTBOUND_DEFAULT_SECRET_KEY = "dev-only-insecure-key-change-me"  # noqa: S105
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip() or OUTBOUND_DEFAULT_SECRET_KEY
 ALLOWED_HOSTS = [
     h.strip() for h in os.environ.get("OUTBOUND_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
 ]

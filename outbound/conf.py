@@ -37,6 +37,11 @@ def django_secret_key() -> str:
     return str(settings.SECRET_KEY)
 
 
+def default_secret_key() -> str:
+    """The public development key of config/settings.py (never a real key)."""
+    return str(getattr(settings, "OUTBOUND_DEFAULT_SECRET_KEY", "dev-only-insecure-key-change-me"))
+
+
 def system_mail_url() -> str:
     return str(getattr(settings, "OUTBOUND_SYSTEM_MAIL_URL", "") or "")
 

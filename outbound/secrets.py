@@ -3,8 +3,10 @@
 Keys come from ``OUTBOUND_SECRET_KEYS`` (comma separated, newest first) so a
 new key can be added in front and old ciphertexts still read, then
 re-encrypted with ``outbound rotate-secrets``. Without configured keys a key
-is derived from Django's SECRET_KEY, which is good enough for a first run and
-is said in the logs; production sets its own keys.
+is derived from Django's SECRET_KEY when that is a key of the deployment's
+own (said in the logs), and never from the development default written in the
+repository: then nothing can be encrypted or read. With DEBUG off the system
+checks (outbound/checks.py) refuse to start without OUTBOUND_SECRET_KEYS.
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ _warned = False
 def _fernet() -> MultiFernet:
     global _warned
     keys = conf.secret_keys()
+    if not keys and conf.django_secret_key() == conf.default_secret_key():
+        raise SecretError(
+            "OUTBOUND_SECRET_KEYS is not set and DJANGO_SECRET_KEY is the public development "
+            "key, so no secret can be encrypted or read: make keys with "
+            "`outbound generate-keys` and set them in the environment."
+        )
     if not keys:
         if not _warned:
             logger.warning(

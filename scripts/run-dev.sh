@@ -9,6 +9,14 @@ export OUTBOUND_DEBUG=${OUTBOUND_DEBUG:-1}
 # be seen (`outbound mailsink --list`). Set it to your own server to change.
 export OUTBOUND_SYSTEM_MAIL_URL=${OUTBOUND_SYSTEM_MAIL_URL:-smtp://127.0.0.1:1025}
 mkdir -p var
+# Keys of this checkout, made once and kept in var/ (never the public default
+# written in config/settings.py): the stored secrets stay readable across runs.
+if [ -z "${OUTBOUND_SECRET_KEYS:-}" ] || [ -z "${DJANGO_SECRET_KEY:-}" ]; then
+  if [ ! -s var/dev-keys.env ]; then
+    (umask 077; $BIN/outbound generate-keys > var/dev-keys.env)
+  fi
+  set -a; . var/dev-keys.env; set +a
+fi
 $BIN/outbound migrate --noinput
 $BIN/outbound setup-dev
 pids=()

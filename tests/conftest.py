@@ -3,6 +3,7 @@ against it, and a way to run the worker until nothing is due."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,20 @@ from typing import Any
 import pytest
 
 pytest_plugins = ["tests.smtpd", "tests.twilio_server", "tests.http_gateway_server"]
+
+# DEBUG is off in the tests, as in production, so the key checks apply: the
+# test session uses keys of its own, in this process (set below, since
+# pytest-django has read the settings already) and in every `outbound`
+# subprocess the tests start (they inherit this environment).
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-" + "k3y" * 20)
+os.environ.setdefault("OUTBOUND_SECRET_KEYS", "VGVzdHMgb2YgT3V0Ym91bmQsIG5vdCBmb3IgdXNlISE=")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    settings.SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+    settings.OUTBOUND_SECRET_KEYS = os.environ["OUTBOUND_SECRET_KEYS"]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -131,3 +132,125 @@ def test_worker_bad_concurrency_is_bad_usage(cli: Callable[..., Run]) -> None:
     run = cli("worker", "--concurrency", "0")
     assert run.code == 2
     assert "--concurrency must be between 1 and 256" in run.err
+
+
+def _without_keys(**extra: str) -> dict[str, str]:
+    env = _env()
+    env.pop("DJANGO_SECRET_KEY", None)
+    env.pop("OUTBOUND_SECRET_KEYS", None)
+    return {**env, **extra}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve", "--port", "0"],
+        ["worker"],
+        ["backends", "list"],
+        ["rotate-secrets"],
+        ["test-backend", "Relay"],
+    ],
+)
+def test_with_debug_off_a_command_refuses_to_start_on_the_default_keys(
+    transactional_db: None, command: list[str]
+) -> None:
+    # --port 0 would be refused as bad usage; the key check comes first.
+    if command[0] == "serve":
+        command = ["serve", "--port", str(_free_port())]
+    proc = subprocess.run(
+        [str(SCRIPT), *command],
+        env=_without_keys(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "(outbound.E002) DJANGO_SECRET_KEY is not set" in proc.stderr
+    assert "(outbound.E003) OUTBOUND_SECRET_KEYS is not set" in proc.stderr
+    assert "outbound generate-keys" in proc.stderr
+    assert "serving on" not in proc.stderr
+
+
+def test_commands_that_touch_no_secret_and_migrations_run_before_keys_are_set(
+    transactional_db: None,
+) -> None:
+    for command in (["status"], ["makemigrations", "--check", "--dry-run"]):
+        proc = subprocess.run(
+            [str(SCRIPT), *command],
+            env=_without_keys(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, (command, proc.stderr)
+
+
+def test_a_wsgi_server_on_config_wsgi_refuses_the_default_keys_too() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", "import config.wsgi"],
+        env=_without_keys(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert proc.returncode == 1
+    assert "ImproperlyConfigured" in proc.stderr and "(outbound.E002)" in proc.stderr
+
+
+def test_the_default_django_key_is_refused_even_when_named_and_a_missing_fernet_key_alone(
+    transactional_db: None,
+) -> None:
+    env = _without_keys(DJANGO_SECRET_KEY="dev-only-insecure-key-change-me")
+    proc = subprocess.run(
+        [str(SCRIPT), "worker"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 1
+    assert "outbound.E002" in proc.stderr and "outbound.E003" in proc.stderr
+
+    env = _without_keys(DJANGO_SECRET_KEY="a-deployment-key-" + "x7" * 20)
+    proc = subprocess.run(
+        [str(SCRIPT), "worker"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 1
+    assert "outbound.E002" not in proc.stderr and "outbound.E003" in proc.stderr
+
+
+def test_generate_keys_works_on_the_refused_setup_and_its_keys_let_serve_start(
+    transactional_db: None,
+) -> None:
+    made = subprocess.run(
+        [str(SCRIPT), "generate-keys"],
+        env=_without_keys(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    keys = dict(line.split("=", 1) for line in made.stdout.split())
+    assert set(keys) == {"DJANGO_SECRET_KEY", "OUTBOUND_SECRET_KEYS"}
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(SCRIPT), "serve", "--port", str(port)],
+        env=_without_keys(**keys),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        status = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                status, _, _ = _get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert status in (200, 503), proc.poll()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    assert "outbound.E00" not in err and proc.returncode == 0, err

@@ -3,10 +3,11 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from outbound.api.render import backend_out
 from outbound.errors import InvalidInput
+from outbound.management.commands._keys import KeyedCommand
 from outbound.management.commands._output import write_json, write_table
 from outbound.models import Backend
 from outbound.services.backends import (
@@ -23,7 +24,7 @@ PASSED_AS_GIVEN = sorted(
 )
 
 
-class Command(BaseCommand):
+class Command(KeyedCommand):
     help = "List backends or test one (nothing is sent by a test)."
 
     def add_arguments(self, parser: CommandParser) -> None:

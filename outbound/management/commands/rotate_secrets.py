@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from outbound.management.commands._keys import KeyedCommand
 from outbound.services.backends import rotate_secrets
 
 
-class Command(BaseCommand):
+class Command(KeyedCommand):
     help = "Re-encrypt every stored backend secret under the newest OUTBOUND_SECRET_KEYS key."
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -10,10 +10,11 @@ import subprocess
 from types import FrameType
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
+from outbound.management.commands._keys import KeyedCommand
 from outbound.worker import worker_command
 
 # How long the worker may take to finish its messages in flight after SIGTERM.
@@ -25,7 +26,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-class Command(BaseCommand):
+class Command(KeyedCommand):
     help = (
         "Serve the console and the API with waitress (static files included); "
         "--with-worker also runs a worker in a child process."

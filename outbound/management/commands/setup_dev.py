@@ -4,8 +4,8 @@ import os
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
 
+from outbound.management.commands._keys import KeyedCommand
 from outbound.models import Backend, GlobalSettings
 from outbound.states import Channel
 
@@ -15,7 +15,7 @@ DEV_SMS_BACKEND = "Development SMS console"
 CONSOLE_URL = "http://127.0.0.1:8000/"
 
 
-class Command(BaseCommand):
+class Command(KeyedCommand):
     help = "Create the development administrator and a backend pointing at the mail catcher."
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -2,14 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from outbound.errors import InvalidInput
+from outbound.management.commands._keys import KeyedCommand
 from outbound.models import Backend
 from outbound.services.backends import send_test_message, send_test_sms, test_backend
 
 
-class Command(BaseCommand):
+class Command(KeyedCommand):
     help = "Test a backend's settings (connect, TLS, AUTH, MAIL, RCPT, DATA; nothing is sent)."
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -3,12 +3,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from outbound.management.commands._keys import KeyedCommand
 from outbound.worker import Supervisor, Worker
 
 
-class Command(BaseCommand):
+class Command(KeyedCommand):
     help = "Validate, send and retry outgoing messages until stopped (SIGTERM finishes cleanly)."
 
     def add_arguments(self, parser: CommandParser) -> None:
