@@ -69,6 +69,10 @@ def _report(request: HttpRequest, ok: bool, text: str) -> None:
     (flash.success if ok else flash.warning)(request, text)
 
 
+# The statuses a Cancel button is offered in (the service decides in the end).
+CANCELLABLE = (Status.WAITING, Status.TO_SEND, Status.BACKEND_TEST_REQUIRED)
+
+
 def _reason_label(code: str) -> str:
     return Reason(code).label if code in Reason.values else code
 
@@ -164,8 +168,7 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "sms_info": analyse(message.text_body) if message.channel == Channel.SMS else None,
             "can_resend": message.status != Status.CANCELLED
             and message.status != Status.BACKEND_TEST_REQUIRED,
-            "can_cancel": message.status
-            in (Status.WAITING, Status.TO_SEND, Status.BACKEND_TEST_REQUIRED),
+            "can_cancel": message.status in CANCELLABLE,
         },
     )
 
@@ -186,16 +189,39 @@ def message_report(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @_require(OPERATE)
 def message_resend(request: HttpRequest, pk: int) -> HttpResponse:
-    message = get_object_or_404(Message, pk=pk)
+    message = get_object_or_404(Message.objects.select_related("contact"), pk=pk)
+    if message.status == Status.SENT and request.POST.get("confirm") != "yes":
+        # A second copy reaches the customer: ask first, in a form step that
+        # needs no script.
+        return _confirm_page(request, message, action="resend")
     result = operations.resend_message(message, actor=_actor(request))
     _report(request, result.ok, f"Message {pk}: {result.text}")
     return _back(request, reverse("outbound:message", args=[pk]))
+
+
+def _confirm_page(request: HttpRequest, message: Message, *, action: str) -> HttpResponse:
+    """The question asked before an action that cannot be taken back."""
+    target = request.POST.get("next") or ""
+    if not (
+        target
+        and url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
+    ):
+        target = reverse("outbound:message", args=[message.pk])
+    return render(
+        request,
+        "outbound/confirm.html",
+        {"message": message, "action": action, "next": target},
+    )
 
 
 @require_POST
 @_require(OPERATE)
 def message_cancel(request: HttpRequest, pk: int) -> HttpResponse:
     message = get_object_or_404(Message, pk=pk)
+    if message.status in CANCELLABLE and request.POST.get("confirm") != "yes":
+        return _confirm_page(request, message, action="cancel")
     result = operations.cancel_message(message, actor=_actor(request))
     _report(request, result.ok, f"Message {pk}: {result.text}")
     return _back(request, reverse("outbound:message", args=[pk]))

@@ -364,7 +364,9 @@ def test_unknown_message_is_a_404_page(viewer_client: Client) -> None:
 
 def test_cancel_and_its_result(operator_client: Client) -> None:
     message = queue_email(to="a@example.com")
-    response = operator_client.post(f"/messages/{message.pk}/cancel/", follow=True)
+    response = operator_client.post(
+        f"/messages/{message.pk}/cancel/", {"confirm": "yes"}, follow=True
+    )
     assert "The message was cancelled." in response.content.decode()
     message.refresh_from_db()
     assert message.status == Status.CANCELLED
@@ -530,7 +532,7 @@ def test_workers_page(viewer_client: Client) -> None:
 
 def test_audit_page_lists_actions_newest_first(operator_client: Client) -> None:
     m = queue_email(to="a@example.com")
-    operator_client.post(f"/messages/{m.pk}/cancel/")
+    operator_client.post(f"/messages/{m.pk}/cancel/", {"confirm": "yes"})
     operator_client.post(f"/messages/{m.pk}/cancel/")
     html = operator_client.get("/audit/").content.decode()
     html = html[html.index("<table") :]
