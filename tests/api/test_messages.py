@@ -268,8 +268,25 @@ def test_send_outgoing_is_rate_limited_per_key(api, settings, api_as):
     assert api_as("write").post("/send-outgoing").status_code == 200
 
 
-def test_send_outgoing_sends_stuck_messages(api):
+@pytest.mark.django_db(transaction=True)
+def test_send_outgoing_sends_stuck_messages(api, smtp_server, stored_backend, run_worker):
+    # A backend as a successful test leaves it, on the real server: the test
+    # run of make_backend would add nothing here but time.
+    stored_backend(host=smtp_server.host, port=smtp_server.port, security="none")
     made = _make(api, 1)[0]
-    Message.objects.filter(pk=made["id"]).update(send_at=timezone.now() - timedelta(hours=2))
+    # Stuck (due two hours ago) and not due before the call: held for an hour
+    # more, as a used-up allowance holds it. A worker pass would not send it.
+    Message.objects.filter(pk=made["id"]).update(
+        send_at=timezone.now() - timedelta(hours=2),
+        next_attempt_at=timezone.now() + timedelta(hours=1),
+    )
     r = api.post("/send-outgoing")
     assert r.json()["changed"] == [made["id"]]
+    message = Message.objects.get(pk=made["id"])
+    assert message.next_attempt_at <= timezone.now()
+    assert message.reason_code == "send_now"
+    # Due means it leaves with the next worker pass.
+    run_worker()
+    message.refresh_from_db()
+    assert message.status == Status.SENT, message.reason_text
+    assert [m.message_id for m in smtp_server.messages] == [message.message_id]

@@ -186,11 +186,25 @@ def test_resend_ignores_a_foreign_next_url(operator_client: Client, backend: Bac
     assert response["Location"] == f"/messages/{message.pk}/"
 
 
-def test_send_outgoing_reports_what_it_did(operator_client: Client) -> None:
+def _stuck_and_not_due(message: Message) -> None:
+    """Due three hours ago, and held for an hour more (as a used-up allowance
+    holds it): no worker pass would send it unless it is made due."""
+    Message.objects.filter(pk=message.pk).update(
+        send_at=timezone.now() - timedelta(hours=3),
+        next_attempt_at=timezone.now() + timedelta(hours=1),
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_outgoing_reports_what_it_did(
+    operator_client: Client, smtp_server: Any, stored_backend: Any, run_worker: Any
+) -> None:
+    # A backend as a successful test leaves it, on the real server.
+    stored_backend(host=smtp_server.host, port=smtp_server.port, security="none")
     nothing = operator_client.post("/send-outgoing/", follow=True)
     assert "There are no stuck messages." in nothing.content.decode()
     stuck = queue_email(to="late@example.com")
-    Message.objects.filter(pk=stuck.pk).update(send_at=timezone.now() - timedelta(hours=3))
+    _stuck_and_not_due(stuck)
     response = operator_client.post("/send-outgoing/", follow=True)
     answer = response.content.decode()
     assert "1 stuck message(s) queued to be sent now." in answer
@@ -202,10 +216,18 @@ def test_send_outgoing_reports_what_it_did(operator_client: Client) -> None:
     WorkerHeartbeat.objects.create(
         name="w1", hostname="h", pid=1, started_at=timezone.now(), last_seen=timezone.now()
     )
-    Message.objects.filter(pk=stuck.pk).update(send_at=timezone.now() - timedelta(hours=3))
+    _stuck_and_not_due(stuck)
     answer = operator_client.post("/send-outgoing/", follow=True).content.decode()
     assert "1 stuck message(s) queued to be sent now." in answer
     assert "No worker is running" not in answer
+    # What the answer says is true: the message is due, and leaves with the
+    # next worker pass.
+    stuck.refresh_from_db()
+    assert stuck.next_attempt_at is not None and stuck.next_attempt_at <= timezone.now()
+    run_worker()
+    stuck.refresh_from_db()
+    assert stuck.status == Status.SENT, stuck.reason_text
+    assert [m.message_id for m in smtp_server.messages] == [stuck.message_id]
 
 
 def test_filters_narrow_the_table(viewer_client: Client) -> None:
