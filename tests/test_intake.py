@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from datetime import timedelta
@@ -196,14 +197,27 @@ def test_message_ids_are_valid_msg_ids_that_sort_in_the_order_they_were_made() -
 
     from outbound.services.intake import make_message_id
 
-    first = make_message_id("noreply@platform.example")
-    time.sleep(0.002)
-    later = [make_message_id("Platform <noreply@platform.example>") for _ in range(200)]
-    for message_id in [first, *later]:
+    made: list[tuple[int, str, int]] = []
+    for i in range(200):
+        before = time.time_ns() // 1000
+        message_id = make_message_id(
+            "noreply@platform.example" if i % 2 else "Platform <noreply@platform.example>"
+        )
+        made.append((before, message_id, time.time_ns() // 1000))
+    ids = [message_id for _, message_id, _ in made]
+    for message_id in ids:
         assert re.fullmatch(rf"<{DOT_ATOM}@platform\.example>", message_id)
         assert not policy.default.header_factory("Message-ID", message_id).defects
-    assert all(first < m for m in later)
-    assert len(set(later)) == 200
+    assert len(set(ids)) == 200
+    # Each one starts with the microsecond it was made in, not a coarser
+    # clock's tick: IDs made within one tick would sort at random.
+    stamps = [int(message_id[1:15], 16) for message_id in ids]
+    for (before, _, after), stamp in zip(made, stamps, strict=True):
+        assert before <= stamp <= after
+    # So, over the whole run, an ID sorts after every one made in an earlier
+    # microsecond.
+    assert stamps == sorted(stamps)
+    assert all(a < b for a, b in itertools.pairwise(ids) if a[1:15] != b[1:15])
 
 
 def test_a_sender_domain_that_is_no_domain_name_gives_the_default_one() -> None:
