@@ -132,6 +132,8 @@ OUTBOUND_BATCH_SIZE = int(os.environ.get("OUTBOUND_BATCH_SIZE", "100"))
 OUTBOUND_LEASE_SECONDS = float(os.environ.get("OUTBOUND_LEASE_SECONDS", "120"))
 OUTBOUND_POLL_INTERVAL = float(os.environ.get("OUTBOUND_POLL_INTERVAL", "0.5"))
 OUTBOUND_HEARTBEAT_INTERVAL = float(os.environ.get("OUTBOUND_HEARTBEAT_INTERVAL", "10"))
+# How often `outbound serve` runs the alert checks (no worker, stuck messages).
+OUTBOUND_ALERT_CHECK_INTERVAL = float(os.environ.get("OUTBOUND_ALERT_CHECK_INTERVAL", "60"))
 # An extra CA bundle trusted for backend TLS (a private relay's CA).
 OUTBOUND_SMTP_CAFILE = os.environ.get("OUTBOUND_SMTP_CAFILE", "")
 OUTBOUND_MESSAGE_ID_DOMAIN = os.environ.get("OUTBOUND_MESSAGE_ID_DOMAIN", "")

@@ -28,6 +28,11 @@ def worker_tuning() -> WorkerTuning:
     )
 
 
+def alert_check_interval() -> float:
+    """Seconds between the alert checks of the web process (``outbound serve``)."""
+    return max(float(getattr(settings, "OUTBOUND_ALERT_CHECK_INTERVAL", 60)), 0.1)
+
+
 def secret_keys() -> list[str]:
     raw = str(getattr(settings, "OUTBOUND_SECRET_KEYS", "") or "")
     return [k.strip() for k in raw.split(",") if k.strip()]

@@ -31,4 +31,6 @@ $BIN/outbound worker --concurrency 2 &
 pids+=($!)
 echo
 echo "Outbound is at http://127.0.0.1:8000  (mail catcher: .venv/bin/outbound mailsink --list)"
-$BIN/outbound runserver 127.0.0.1:8000 --noreload
+# `serve` (waitress) rather than runserver: it also runs the alert checks
+# every minute, so a stopped worker is alerted on (mailed to the catcher).
+$BIN/outbound serve --host 127.0.0.1 --port 8000

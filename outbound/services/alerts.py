@@ -18,6 +18,7 @@ from email.utils import format_datetime
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from outbound import conf, selectors
@@ -98,11 +99,19 @@ def raise_alert(*, kind: str, key: str, subject: str, body: str) -> Alert | None
     if current is not None:
         if current.last_notified_at and current.last_notified_at + interval > now:
             return None
+        # The reminder is claimed by a conditional UPDATE: the web process,
+        # a worker and `outbound alerts check` may all find it due at once,
+        # and only the one whose UPDATE matched mails it.
+        claimed = Alert.objects.filter(
+            pk=current.pk, closed_at__isnull=True, last_notified_at=current.last_notified_at
+        ).update(last_notified_at=now, notifications=F("notifications") + 1)
+        if not claimed:
+            return None
         current.subject, current.body = f"Reminder: {subject}", body
         current.delivery = _deliver(current.subject, body)
         current.last_notified_at = now
         current.notifications += 1
-        current.save()
+        current.save(update_fields=["subject", "body", "delivery"])
         return current
     try:
         with transaction.atomic():
@@ -126,13 +135,13 @@ def clear_alert(*, key: str, subject: str, body: str) -> Alert | None:
     alert = Alert.objects.filter(key=key, closed_at__isnull=True).first()
     if alert is None:
         return None
-    updated = Alert.objects.filter(pk=alert.pk, closed_at__isnull=True).update(
-        closed_at=timezone.now()
-    )
-    if updated:
-        Alert.objects.filter(pk=alert.pk).update(
-            delivery=alert.delivery + "\nAll clear: " + _deliver(subject, body)
-        )
+    closed_at = timezone.now()
+    updated = Alert.objects.filter(pk=alert.pk, closed_at__isnull=True).update(closed_at=closed_at)
+    if not updated:
+        return None  # another process closed it a moment ago, and mailed the all-clear
+    alert.closed_at = closed_at
+    alert.delivery += "\nAll clear: " + _deliver(subject, body)
+    Alert.objects.filter(pk=alert.pk).update(delivery=alert.delivery)
     return alert
 
 
@@ -212,8 +221,17 @@ def allowance_available(backend: Backend) -> Alert | None:
     )
 
 
-def check_alerts() -> None:
-    """Periodic checks: stuck queue, no live worker, reminders of failing backends."""
+def check_alerts() -> list[Alert]:
+    """Periodic checks: stuck queue, no live worker, reminders of failing
+    backends and used-up allowances. Returns the alerts notified by this
+    call (opened, reminded or cleared); an incident another process saw
+    first is not among them.
+
+    Run by every worker, by the web process (``outbound serve``) and by
+    ``outbound alerts check``: the checks for a dead worker and a stuck
+    queue must run where something is still alive.
+    """
+    notified: list[Alert | None] = []
     settings = GlobalSettings.load()
     now = timezone.now()
     # Only truly stuck messages raise it: not those being sent right now, nor
@@ -228,61 +246,75 @@ def check_alerts() -> None:
     paced = found.paced
     if oldest is not None and found.truly_stuck > 0:
         held = held_back_note(paced).strip()
-        raise_alert(
-            kind=Alert.Kind.QUEUE_STUCK,
-            key="queue",
-            subject="Outbound: messages are stuck",
-            body=(
-                f"{found.stuck} message(s) have been Waiting or To send for more than "
-                f"{settings.stuck_threshold} past their due time; the oldest due message has "
-                f"waited {_age(oldest)}.\n\nWhat to do: check that a worker is running "
-                "(Workers page) and that the backends are healthy, then use Send outgoing "
-                "messages.\n"
-                + (
-                    f"\nAmong the stuck messages: {held} If this pace is too slow, raise "
-                    "the backend's limits in the settings.\n"
-                    if held
-                    else ""
-                )
-            ),
+        notified.append(
+            raise_alert(
+                kind=Alert.Kind.QUEUE_STUCK,
+                key="queue",
+                subject="Outbound: messages are stuck",
+                body=(
+                    f"{found.stuck} message(s) have been Waiting or To send for more than "
+                    f"{settings.stuck_threshold} past their due time; the oldest due message has "
+                    f"waited {_age(oldest)}.\n\nWhat to do: check that a worker is running "
+                    "(Workers page) and that the backends are healthy, then use Send outgoing "
+                    "messages.\n"
+                    + (
+                        f"\nAmong the stuck messages: {held} If this pace is too slow, raise "
+                        "the backend's limits in the settings.\n"
+                        if held
+                        else ""
+                    )
+                ),
+            )
         )
     else:
         # Those past the threshold now (if any) only wait for their backend.
         held = held_back_note(paced).strip() if paced else ""
-        clear_alert(
-            key="queue",
-            subject="Outbound: all clear, no message is stuck",
-            body="The queue is moving again.\n"
-            + (
-                f"\n{sum(h.count for h in paced)} message(s) are still more than "
-                f"{settings.stuck_threshold} past "
-                f"their due time, at the pace set in the settings: {held}\n"
-                if held
-                else ""
-            ),
+        notified.append(
+            clear_alert(
+                key="queue",
+                subject="Outbound: all clear, no message is stuck",
+                body="The queue is moving again.\n"
+                + (
+                    f"\n{sum(h.count for h in paced)} message(s) are still more than "
+                    f"{settings.stuck_threshold} past "
+                    f"their due time, at the pace set in the settings: {held}\n"
+                    if held
+                    else ""
+                ),
+            )
         )
     alive = selectors.live_workers(now).exists()
-    if not alive and WorkerHeartbeat.objects.exists():
-        raise_alert(
-            kind=Alert.Kind.NO_WORKER,
-            key="workers",
-            subject="Outbound: no worker is running",
-            body=(
-                "No worker has sent a heartbeat for more than "
-                f"{settings.worker_silence_threshold}. Nothing is being sent.\n\n"
-                "What to do: start `outbound worker` (see the README) and check its logs.\n"
-            ),
+    newest = WorkerHeartbeat.objects.order_by("-last_seen").first()
+    if not alive and newest is not None:
+        how = "stopped" if newest.stopped_at is not None else "went silent"
+        notified.append(
+            raise_alert(
+                kind=Alert.Kind.NO_WORKER,
+                key="workers",
+                subject="Outbound: no worker is running",
+                body=(
+                    f"No worker has been seen since {stamp(newest.last_seen)}: the last one, "
+                    f"{newest.name}, {how} (the silence threshold is "
+                    f"{settings.worker_silence_threshold}). Nothing is being validated or "
+                    "sent.\n\n"
+                    "What to do: start a worker (outbound worker, see the README) and check "
+                    "its logs.\n"
+                ),
+            )
         )
     elif alive:
-        clear_alert(
-            key="workers",
-            subject="Outbound: all clear, a worker is running",
-            body="A worker is running again.\n",
+        notified.append(
+            clear_alert(
+                key="workers",
+                subject="Outbound: all clear, a worker is running",
+                body="A worker is running again.\n",
+            )
         )
     for backend in Backend.objects.filter(health="failing"):
-        backend_failing(backend)
+        notified.append(backend_failing(backend))
     for backend in Backend.objects.filter(limit__isnull=False):
         if backend.left == 0:
-            allowance_used(backend)
+            notified.append(allowance_used(backend))
         else:
-            allowance_available(backend)
+            notified.append(allowance_available(backend))
+    return [a for a in notified if a is not None]

@@ -1,7 +1,10 @@
 """`outbound serve`: the pages and the API behind waitress, a production WSGI
 server in pure Python, with static files from WhiteNoise; optionally a worker
-in a child process. SIGTERM or Ctrl-C finishes the requests in progress, stops
-the worker the same way (it finishes what it is sending) and exits 0."""
+in a child process. A background thread runs the alert checks every minute
+(``outbound.alertwatch``), so a dead worker or a stuck queue is alerted on
+while the web process lives. SIGTERM or Ctrl-C finishes the requests in
+progress, stops the worker the same way (it finishes what it is sending) and
+exits 0."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 
+from outbound.alertwatch import AlertWatch
 from outbound.management.commands._keys import KeyedCommand
 from outbound.worker import worker_command
 
@@ -72,15 +76,19 @@ class Command(KeyedCommand):
             self._start_worker(options["worker_concurrency"]) if options["with_worker"] else None
         )
         previous = signal.signal(signal.SIGTERM, _stop)
+        watch = AlertWatch()
+        watch.start()
         self.stderr.write(
             f"Outbound serving on http://{options['host']}:{port}/ "
-            f"({threads} threads{', with a worker' if worker else ''}); "
+            f"({threads} threads{', with a worker' if worker else ''}; alert checks every "
+            f"{watch.interval:g}s); "
             "stop with Ctrl-C or SIGTERM."
         )
         try:
             server.run()  # returns after SIGTERM / Ctrl-C, requests in progress finished
         finally:
             signal.signal(signal.SIGTERM, previous)
+            watch.stop()
             server.close()
             if worker is not None:
                 self._stop_worker(worker)
