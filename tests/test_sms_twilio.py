@@ -255,17 +255,75 @@ def test_a_signed_receipt_is_recorded_in_the_history_and_on_the_page(
         "undelivered",
         "30003",
     )
-    # A late intermediate receipt does not replace the final one.
-    assert _post(client, twilio_server.receipt(sid, "sent")).status_code == 200
+    # A late intermediate receipt does not replace the final one. (A late
+    # "sent" identical to the first would be a replay: recorded once, see
+    # test_a_replayed_receipt_is_recorded_once.)
+    assert _post(client, twilio_server.receipt(sid, "queued")).status_code == 200
     message.refresh_from_db()
     assert message.receipt_status == "undelivered"
     notes = list(
         Event.objects.filter(message=message, kind="note").values_list("reason_code", flat=True)
     )
-    assert notes == ["receipt_sent", "receipt_undelivered", "receipt_sent"]
+    assert notes == ["receipt_sent", "receipt_undelivered", "receipt_queued"]
     explanation = explain_message(message)
     steps = " ".join(explanation.what_to_do)
     assert "undelivered" in steps and "30003" in steps and "unreachable" in steps
+
+
+def _receipt_notes(message: Message) -> list[str]:
+    return list(
+        Event.objects.filter(message=message, kind="note")
+        .order_by("id")
+        .values_list("reason_code", flat=True)
+    )
+
+
+def test_a_replayed_receipt_is_recorded_once(
+    twilio: Backend,
+    twilio_server: TwilioTestServer,
+    run_worker: Callable[..., Any],
+    client: Client,
+) -> None:
+    message = _send(run_worker)
+    sid = message.attempts.get().provider_id
+    delivered = twilio_server.receipt(sid, "delivered", done_date="2612080302")
+    first = _post(client, delivered)
+    assert first.status_code == 200 and first.json()["ok"] is True
+    # Twilio retrying the callback, or anyone replaying the signed request.
+    for _ in range(3):
+        again = _post(client, delivered)
+        assert again.status_code == 200, again.content
+        assert "recorded already" in again.json()["message"]
+    assert _receipt_notes(message) == ["receipt_delivered"]
+    message.refresh_from_db()
+    assert message.receipt_status == "delivered"
+
+
+def test_an_older_failed_receipt_does_not_overwrite_a_later_delivered(
+    twilio: Backend,
+    twilio_server: TwilioTestServer,
+    run_worker: Callable[..., Any],
+    client: Client,
+) -> None:
+    message = _send(run_worker)
+    sid = message.attempts.get().provider_id
+    # The carrier says delivered at 03:05; a failure dated 03:01 arrives after it.
+    early = twilio_server.receipt(sid, "delivered", done_date="2612080305")
+    assert _post(client, early).status_code == 200
+    late = twilio_server.receipt(sid, "failed", error_code=30008, done_date="2612080301")
+    assert _post(client, late).status_code == 200
+    message.refresh_from_db()
+    assert (message.receipt_status, message.receipt_code) == ("delivered", "")
+    assert message.receipt_at is not None
+    assert message.receipt_at.isoformat().startswith("2026-12-08T03:05")
+    assert _receipt_notes(message) == ["receipt_delivered", "receipt_failed"]
+    note = Event.objects.filter(message=message, reason_code="receipt_failed").get()
+    assert "older than the receipt on the page (delivered" in note.text
+    # A receipt the provider dated later does replace it.
+    newer = twilio_server.receipt(sid, "undelivered", error_code=30003, done_date="2612080309")
+    assert _post(client, newer).status_code == 200
+    message.refresh_from_db()
+    assert (message.receipt_status, message.receipt_code) == ("undelivered", "30003")
 
 
 def test_a_receipt_with_a_wrong_signature_is_403_and_changes_nothing(
@@ -382,6 +440,72 @@ def test_gateway_receipts_need_the_shared_secret(
     assert numeric.status_code == 200
     message.refresh_from_db()
     assert (message.receipt_status, message.receipt_code) == ("failed", "7")
+
+
+def _gateway_with_a_send(
+    stored_backend: Callable[..., Backend], provider_id: str = "gw-77", **fields: Any
+) -> tuple[Backend, Message]:
+    gateway = stored_backend(
+        **fields,
+        name="Gateway",
+        channel=Channel.SMS,
+        kind="http",
+        host="sms.example.com",
+        receipt_secret=secrets.encrypt("shared-s3cret"),
+    )
+    message = intake.queue_sms(to=NUMBER, body="Hi")
+    Attempt.objects.create(
+        message=message,
+        backend=gateway,
+        started_at=message.created_at,
+        outcome=Attempt.Outcome.SENT,
+        provider_id=provider_id,
+    )
+    return gateway, message
+
+
+def test_gateway_receipts_are_ordered_by_the_gateways_time_and_kept_once(
+    sms_on: GlobalSettings, client: Client, stored_backend: Callable[..., Backend]
+) -> None:
+    gateway, message = _gateway_with_a_send(stored_backend)
+    url = f"/hooks/sms/{gateway.pk}/http"
+    good = {"Authorization": "Bearer shared-s3cret"}
+
+    def post(body: Any) -> Any:
+        return client.post(url, body, content_type="application/json", headers=good)
+
+    delivered = {"id": "gw-77", "status": "delivered", "at": "2026-12-08T03:05:00Z"}
+    assert post(delivered).status_code == 200
+    assert post(delivered).json()["message"] == "This receipt (delivered) is recorded already."
+    older = {"id": "gw-77", "status": "failed", "error_code": "9", "at": 1796698800}
+    assert post(older).status_code == 200  # 2026-12-08 03:00:00 UTC, before delivered
+    message.refresh_from_db()
+    assert message.receipt_status == "delivered"
+    assert _receipt_notes(message) == ["receipt_delivered", "receipt_failed"]
+    for bad in ("yesterday", "2026-12-08T03:05:00", True, ["x"]):
+        r = post({"id": "gw-77", "status": "delivered", "at": bad})
+        assert r.status_code == 400, bad
+        assert "at " in r.json()["message"] or r.json()["message"].startswith("at")
+    assert _receipt_notes(message) == ["receipt_delivered", "receipt_failed"]
+
+
+def test_webhook_404s_name_no_backend(
+    sms_on: GlobalSettings,
+    client: Client,
+    stored_backend: Callable[..., Backend],
+    twilio: Backend,
+) -> None:
+    gateway, _ = _gateway_with_a_send(stored_backend, is_default=False)
+    answers = [
+        client.post(f"/hooks/sms/{twilio.pk}/http", {}, content_type="application/json"),
+        client.post(f"/hooks/sms/{gateway.pk}/twilio", {}),
+        client.post("/hooks/sms/999999/twilio", {}),
+        client.post("/hooks/sms/999999/http", {}, content_type="application/json"),
+    ]
+    for answer in answers:
+        assert answer.status_code == 404
+        # The same bare answer whatever exists: nothing to tell ids or kinds apart.
+        assert answer.json() == {"ok": False, "message": "Not found."}
 
 
 def test_the_receipt_service_checks_the_signature_itself(

@@ -156,6 +156,7 @@ class TwilioTestServer(LocalHttpServer):
         *,
         error_code: int | None = None,
         url: str | None = None,
+        done_date: str | None = None,
     ) -> Receipt:
         """The signed status callback Twilio would post for message ``sid``."""
         message = self.messages[sid]
@@ -174,6 +175,9 @@ class TwilioTestServer(LocalHttpServer):
             params["MessagingServiceSid"] = message["messaging_service_sid"]
         if error_code is not None:
             params["ErrorCode"] = str(error_code)
+        if done_date is not None:
+            # The carrier's YYMMDDhhmm, which Twilio passes on with a final status.
+            params["RawDlrDoneDate"] = done_date
         signature = twilio_signature(target, params, self.auth_token)
         return Receipt(target, params, signature, {"X-Twilio-Signature": signature})
 

@@ -68,7 +68,10 @@ class Message(models.Model):
     receipt_at = models.DateTimeField(null=True, blank=True)
 
     message_id = models.CharField("Message-ID", max_length=255, unique=True)
-    idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    # NULL, not "": messages without a key must not collide in the constraint below.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    # Whose key it is (see intake.queue_email): unique together with the key.
+    idempotency_scope = models.CharField(max_length=200, blank=True, default="")
     content_hash = models.CharField(max_length=64, blank=True)
     group_key = models.CharField(max_length=200, blank=True)
 
@@ -97,6 +100,13 @@ class Message(models.Model):
             models.Index(fields=["backend", "-created_at", "-id"], name="msg_backend_created"),
             # Looking a recipient up by address (or its beginning), any case.
             models.Index(Lower("message_to"), name="msg_to_lower"),
+        ]
+        constraints = [
+            # One message per key and caller: two API keys choosing the same
+            # Idempotency-Key must neither meet each other's message nor a 409.
+            models.UniqueConstraint(
+                fields=["idempotency_scope", "idempotency_key"], name="msg_idempotency_scope_key"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -376,8 +376,8 @@ def _creation_event(message: Message, actor: str) -> Event:
     )
 
 
-def _replay(key: str, content_hash: str) -> Message:
-    existing = Message.objects.get(idempotency_key=key)
+def _replay(scope: str, key: str, content_hash: str) -> Message:
+    existing = Message.objects.get(idempotency_scope=scope, idempotency_key=key)
     if existing.content_hash != content_hash:
         raise IdempotencyConflict(
             f"The idempotency key {key!r} was already used for a different message "
@@ -402,6 +402,7 @@ def queue_email(
     to_user: str = "",
     send_at: datetime | None = None,
     idempotency_key: str | None = None,
+    idempotency_scope: str = "",
     group_key: str = "",
     source: str = Source.API,
     backend: Backend | str | None = None,
@@ -409,7 +410,12 @@ def queue_email(
     context: dict[str, Any] | None = None,
     actor: str = "system",
 ) -> Message:
-    """Queue one email; return it (or, for a replayed idempotency key, the first one)."""
+    """Queue one email; return it (or, for a replayed idempotency key, the first one).
+
+    ``idempotency_scope`` names whose key it is: the API passes its caller (one
+    API key, one console user), so two callers' keys never meet; the CLI and
+    Python callers share the empty scope.
+    """
     now = timezone.now()
     message = _build_email(
         to=to,
@@ -433,6 +439,7 @@ def queue_email(
         context=context,
         now=now,
     )
+    message.idempotency_scope = idempotency_scope if idempotency_key else ""
     return _store_one(message, idempotency_key, actor, attachments)
 
 
@@ -440,7 +447,7 @@ def queue_email(
 _EMAIL_DEFAULTS: dict[str, Any] = {
     name: param.default
     for name, param in inspect.signature(queue_email).parameters.items()
-    if name != "actor"
+    if name not in ("actor", "idempotency_scope")
 }
 
 
@@ -563,6 +570,7 @@ def queue_sms(
     to_user: str = "",
     send_at: datetime | None = None,
     idempotency_key: str | None = None,
+    idempotency_scope: str = "",
     group_key: str = "",
     source: str = Source.API,
     backend: Backend | str | None = None,
@@ -591,6 +599,7 @@ def queue_sms(
         context=context,
         now=now,
     )
+    message.idempotency_scope = idempotency_scope if idempotency_key else ""
     return _store_one(message, idempotency_key, actor)
 
 
@@ -602,8 +611,14 @@ def _store_one(
 ) -> Message:
     """Store one built message with its attachments and first history line; a
     replayed idempotency key returns the first message instead."""
-    if idempotency_key and Message.objects.filter(idempotency_key=idempotency_key).exists():
-        return _replay(idempotency_key, message.content_hash)
+    scope = message.idempotency_scope
+    if (
+        idempotency_key
+        and Message.objects.filter(
+            idempotency_scope=scope, idempotency_key=idempotency_key
+        ).exists()
+    ):
+        return _replay(scope, idempotency_key, message.content_hash)
     try:
         with transaction.atomic():
             message.save(force_insert=True)
@@ -622,7 +637,7 @@ def _store_one(
     except IntegrityError:
         # Two producers raced on the same key: the winner's message stands.
         if idempotency_key:
-            return _replay(idempotency_key, message.content_hash)
+            return _replay(scope, idempotency_key, message.content_hash)
         raise
     return message
 
@@ -644,6 +659,7 @@ def notify_contact(
     sms_text: str | None = None,
     send_at: datetime | None = None,
     idempotency_key: str | None = None,
+    idempotency_scope: str = "",
     group_key: str = "",
     source: str = Source.SYSTEM,
     template: str = "",
@@ -664,6 +680,7 @@ def notify_contact(
             body=body,
             send_at=send_at,
             idempotency_key=idempotency_key,
+            idempotency_scope=idempotency_scope,
             group_key=group_key,
             source=source,
             template=template,
@@ -677,6 +694,7 @@ def notify_contact(
         html=html,
         send_at=send_at,
         idempotency_key=idempotency_key,
+        idempotency_scope=idempotency_scope,
         group_key=group_key,
         source=source,
         template=template,

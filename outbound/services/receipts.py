@@ -7,7 +7,12 @@ receipt status, code and time shown on its page. The status stays Sent: Sent
 means the provider took the message, and a receipt only adds what happened
 next. A receipt for an unknown id changes nothing and is logged. A final
 receipt (delivered, undelivered, failed) is never overwritten by a late
-intermediate one (sent, queued).
+intermediate one (sent, queued), nor by one the provider dated earlier than
+the receipt shown: receipts arrive in any order (a retried callback comes
+after a later one), so the provider's time decides when both receipts carry
+one, the order of arrival otherwise. A receipt recorded already (same send,
+status, error code and provider time: a provider's retry, or a replayed
+request) is answered as such and recorded once.
 
 ``receive_twilio_receipt`` and ``receive_gateway_receipt`` take a receipt as
 it arrived at the hooks: they first check that the provider sent it (Twilio's
@@ -25,7 +30,7 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -33,6 +38,7 @@ from twilio.request_validator import RequestValidator
 
 from outbound import secrets
 from outbound.errors import SecretError
+from outbound.formats import stamp
 from outbound.models import Attempt, Backend, Event, Message
 
 logger = logging.getLogger(__name__)
@@ -77,6 +83,17 @@ class ReceiptResult:
     message_id: int | None
     recorded: bool
     text: str
+
+
+def _stamp(moment: datetime | None) -> str:
+    return moment.astimezone(UTC).isoformat() if moment is not None else ""
+
+
+def _provider_time(data: Mapping[str, object]) -> datetime | None:
+    raw = data.get("provider_at")
+    if not isinstance(raw, str) or not raw:
+        return None
+    return datetime.fromisoformat(raw)
 
 
 class MalformedReceipt(ValueError):
@@ -137,9 +154,14 @@ def record_receipt(
     provider_id: str,
     status: str,
     error_code: str = "",
+    provider_at: datetime | None = None,
     at: datetime | None = None,
 ) -> ReceiptResult:
-    """Record one delivery receipt for a message sent through ``backend``."""
+    """Record one delivery receipt for a message sent through ``backend``.
+
+    ``provider_at`` is when the provider says the status was reached (None
+    when the receipt does not say); ``at`` is when it arrived.
+    """
     now = at or timezone.now()
     attempt = (
         Attempt.objects.filter(backend=backend, provider_id=provider_id)
@@ -153,20 +175,48 @@ def record_receipt(
         return ReceiptResult(None, False, f"No message was sent with id {provider_id}.")
     text = (
         f"Delivery receipt from {backend.get_kind_display()} ({backend.name}) for "
-        f"{provider_id}: {describe(status, error_code, provider=backend.kind)}."
+        f"{provider_id}: {describe(status, error_code, provider=backend.kind)}"
     )
+    text += f", at {stamp(provider_at)} by the provider's clock." if provider_at else "."
     with transaction.atomic():
+        # The message row's lock orders receipts of one message, so of two
+        # copies of the same receipt arriving at once the second sees the first.
         message = Message.objects.select_for_update().get(pk=attempt.message_id)
+        receipts_of_send = Event.objects.filter(
+            message=message, kind=Event.Kind.NOTE, data__attempt=attempt.pk
+        )
+        if receipts_of_send.filter(
+            data__status=status, data__error_code=error_code, data__provider_at=_stamp(provider_at)
+        ).exists():
+            logger.info(
+                "receipt %s for %s on backend %s already recorded",
+                status,
+                provider_id,
+                backend.name,
+            )
+            return ReceiptResult(message.pk, False, f"This receipt ({status}) is recorded already.")
         latest = (
             Attempt.objects.filter(message_id=message.pk, outcome=Attempt.Outcome.SENT)
             .order_by("-started_at", "-id")
             .values_list("id", flat=True)
             .first()
         )
+        shown_event = (
+            receipts_of_send.filter(data__shown=True).order_by("-created_at", "-id").first()
+        )
+        shown_at = _provider_time(shown_event.data) if shown_event else None
         current_is_final = message.receipt_status in FINAL
-        shown = latest == attempt.pk and not (current_is_final and status not in FINAL)
+        older = provider_at is not None and shown_at is not None and provider_at < shown_at
+        shown = (
+            latest == attempt.pk and not (current_is_final and status not in FINAL) and not older
+        )
         if latest != attempt.pk:
             text += " It is about an earlier send of this message; the page keeps the latest."
+        elif older:
+            text += (
+                f" It is older than the receipt on the page ({message.receipt_status}, at "
+                f"{stamp(shown_at)}), which stays."
+            )
         elif not shown:
             text += f" The earlier final receipt ({message.receipt_status}) stays on the page."
         Event.objects.create(
@@ -180,12 +230,14 @@ def record_receipt(
                 "provider_id": provider_id,
                 "status": status,
                 "error_code": error_code,
+                "provider_at": _stamp(provider_at),
                 "attempt": attempt.pk,
+                "shown": shown,
             },
         )
         if shown:
             Message.objects.filter(pk=message.pk).update(
-                receipt_status=status, receipt_code=error_code, receipt_at=now
+                receipt_status=status, receipt_code=error_code, receipt_at=provider_at or now
             )
     return ReceiptResult(message.pk, True, text)
 
@@ -200,10 +252,51 @@ def _stored_secret(backend: Backend, ciphertext: str) -> str:
 
 
 def _check_and_record(
-    backend: Backend, provider_id: object, status: object, error_code: object
+    backend: Backend,
+    provider_id: object,
+    status: object,
+    error_code: object,
+    provider_at: datetime | None,
 ) -> ReceiptResult:
     sid, state, code = check_receipt(provider_id, status, error_code)
-    return record_receipt(backend, provider_id=sid, status=state, error_code=code)
+    return record_receipt(
+        backend, provider_id=sid, status=state, error_code=code, provider_at=provider_at
+    )
+
+
+def twilio_done_date(raw: str | None) -> datetime | None:
+    """Twilio's ``RawDlrDoneDate`` (the carrier's ``YYMMDDhhmm``, UTC), sent
+    with a delivered or undelivered status; None when absent or unreadable,
+    since Twilio would retry a refused callback for hours over it."""
+    if not raw:
+        return None
+    try:
+        return datetime.strptime(raw.strip(), "%y%m%d%H%M").replace(tzinfo=UTC)
+    except ValueError:
+        logger.info("Twilio receipt with an unreadable RawDlrDoneDate ignored its date")
+        return None
+
+
+def gateway_time(raw: object) -> datetime | None:
+    """A gateway receipt's ``at``: ISO 8601 with an offset, or Unix seconds."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        try:
+            return datetime.fromtimestamp(raw, tz=UTC)
+        except (OverflowError, OSError, ValueError) as err:
+            raise MalformedReceipt("at is not a time (Unix seconds out of range).") from err
+    if not isinstance(raw, str) or len(raw) > 40:
+        raise MalformedReceipt("at must be an ISO 8601 time with an offset, or Unix seconds.")
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError as err:
+        raise MalformedReceipt(
+            "at must be an ISO 8601 time with an offset, e.g. 2026-05-01T10:02:03Z."
+        ) from err
+    if moment.tzinfo is None:
+        raise MalformedReceipt("at needs an offset (Z or +02:00): a bare time is ambiguous.")
+    return moment
 
 
 def receive_twilio_receipt(
@@ -228,13 +321,15 @@ def receive_twilio_receipt(
         params.get("MessageSid"),
         params.get("MessageStatus") or params.get("SmsStatus"),
         params.get("ErrorCode"),
+        twilio_done_date(params.get("RawDlrDoneDate")),
     )
 
 
 def receive_gateway_receipt(backend: Backend, *, authorization: str, body: bytes) -> ReceiptResult:
     """A receipt an HTTP gateway posted: ``authorization`` (the header) must be
     ``Bearer <receipt secret>``, then ``body`` is read as ``{"id": …,
-    "status": …, "error_code": …}`` and recorded.
+    "status": …, "error_code": …, "at": …}`` and recorded (``at``, optional,
+    is when the gateway saw the status).
 
     Raises ReceiptRefused (no receipt secret is set, it does not match, or it
     cannot be read) or MalformedReceipt. The secret is checked before the body
@@ -254,5 +349,9 @@ def receive_gateway_receipt(backend: Backend, *, authorization: str, body: bytes
     if not isinstance(fields, dict):
         raise MalformedReceipt('The body must be a JSON object: {"id": ..., "status": ...}.')
     return _check_and_record(
-        backend, fields.get("id"), fields.get("status"), fields.get("error_code")
+        backend,
+        fields.get("id"),
+        fields.get("status"),
+        fields.get("error_code"),
+        gateway_time(fields.get("at")),
     )

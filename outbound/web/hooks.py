@@ -12,6 +12,7 @@ checking and recording the receipt is ``services.receipts``'s job.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -22,11 +23,18 @@ from outbound import conf
 from outbound.models import Backend, BackendKind
 from outbound.services import receipts
 
+logger = logging.getLogger(__name__)
+
 MAX_BODY = 64 * 1024
 
 
 def _answer(status: int, message: str) -> JsonResponse:
     return JsonResponse({"ok": status == 200, "message": message}, status=status)
+
+
+def _not_found(request: HttpRequest) -> JsonResponse:
+    logger.info("receipt posted to %s, which names no backend of that kind", request.path)
+    return _answer(404, "Not found.")
 
 
 def _signed_url(request: HttpRequest) -> str:
@@ -54,7 +62,7 @@ def _outcome(receive: Callable[[], receipts.ReceiptResult]) -> JsonResponse:
 def twilio_receipt(request: HttpRequest, backend_id: int) -> HttpResponse:
     backend = Backend.objects.filter(pk=backend_id, kind=BackendKind.TWILIO).first()
     if backend is None:
-        return _answer(404, f"There is no Twilio backend {backend_id}.")
+        return _not_found(request)
     if len(request.body) > MAX_BODY:
         return _answer(400, "The body is too large.")
     url = _signed_url(request)
@@ -72,7 +80,7 @@ def twilio_receipt(request: HttpRequest, backend_id: int) -> HttpResponse:
 def http_receipt(request: HttpRequest, backend_id: int) -> HttpResponse:
     backend = Backend.objects.filter(pk=backend_id, kind=BackendKind.HTTP).first()
     if backend is None:
-        return _answer(404, f"There is no HTTP gateway backend {backend_id}.")
+        return _not_found(request)
     if len(request.body) > MAX_BODY:
         return _answer(400, "The body is too large.")
     authorization = request.headers.get("Authorization", "")

@@ -138,3 +138,35 @@ def test_stored_answers_are_pruned_after_a_day_and_the_message_key_still_holds(
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["id"] == first.json()["id"]
     assert Message.objects.filter(idempotency_key="order-9").count() == 1
+
+
+def test_two_api_keys_with_the_same_key_get_their_own_messages(
+    api_as: Callable[[str], Api],
+) -> None:
+    one, other = api_as("write"), api_as("write")
+    mine = one.post("/messages", EMAIL, headers=key("order-1"))
+    assert mine.status_code == 201, mine.content
+    # Another body under the same key by another API key: no 409.
+    theirs = other.post("/messages", {**EMAIL, "subject": "Their own"}, headers=key("order-1"))
+    assert theirs.status_code == 201, theirs.content
+    # The same body: its own new message, not a look at the other key's.
+    same = api_as("write").post("/messages", EMAIL, headers=key("order-1"))
+    assert same.status_code == 201, same.content
+    ids = {mine.json()["id"], theirs.json()["id"], same.json()["id"]}
+    assert len(ids) == 3
+    assert Message.objects.filter(idempotency_key="order-1").count() == 3
+    # Once the stored answers are forgotten, each key still finds only its own.
+    with time_machine.travel(timezone.now() + timedelta(hours=25)):
+        prune_replays()
+        again = other.post("/messages", {**EMAIL, "subject": "Their own"}, headers=key("order-1"))
+    assert again.status_code == 200 and again.json()["id"] == theirs.json()["id"]
+    assert again.json()["subject"] == "Their own"
+
+
+def test_the_cli_and_python_keys_stay_apart_from_the_apis(api: Api) -> None:
+    from outbound.services.intake import queue_email
+
+    python = queue_email(to=["ann@example.com"], subject="Reminder", idempotency_key="k-7")
+    assert queue_email(to=["ann@example.com"], subject="Reminder", idempotency_key="k-7") == python
+    r = api.post("/messages", EMAIL, headers=key("k-7"))
+    assert r.status_code == 201 and r.json()["id"] != python.pk

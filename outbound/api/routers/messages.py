@@ -217,7 +217,12 @@ def create_message(
     def produce() -> tuple[int, Any]:
         started = timezone.now()
         queue, kwargs = _intake(payload)
-        message = queue(**kwargs, idempotency_key=idempotency_key, actor=who.actor)
+        message = queue(
+            **kwargs,
+            idempotency_key=idempotency_key,
+            idempotency_scope=who.rate_key,
+            actor=who.actor,
+        )
         # The message table knows the key too (any producer may use it): a
         # message made before this request is a replay the store had forgotten.
         replayed = message.created_at < started
