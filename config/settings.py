@@ -54,6 +54,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files without a separate web server, with DEBUG off too (`outbound serve`).
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Content-Security-Policy on every answer (CONTENT_SECURITY_POLICY below).
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -116,6 +118,47 @@ STATIC_ROOT = VAR_DIR / "static"
 # static folders. The folder must exist or WhiteNoise warns at every start.
 STATIC_ROOT.mkdir(exist_ok=True)
 WHITENOISE_USE_FINDERS = True
+
+# Behind a proxy that ends TLS (OUTBOUND_HTTPS=1): cookies only over HTTPS,
+# HSTS, http:// redirected, and the proxy's X-Forwarded-Proto trusted. Only
+# set it when the proxy overwrites that header on every request it forwards.
+OUTBOUND_HTTPS = _bool("OUTBOUND_HTTPS", False)
+# The proxy whose X-Forwarded-Proto and -For `outbound serve` believes.
+OUTBOUND_TRUSTED_PROXY = os.environ.get("OUTBOUND_TRUSTED_PROXY", "127.0.0.1")
+if OUTBOUND_HTTPS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = int(os.environ.get("OUTBOUND_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("OUTBOUND_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = _bool("OUTBOUND_HSTS_PRELOAD", True)
+    # Probes and scrapers on the host itself speak plain http to the app.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^livez$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_HTTPONLY = True
+
+# No inline script or style anywhere: the console's behaviour is in static
+# files. A message's HTML is shown from its own URL with a stricter policy
+# (outbound/web/preview.py). Frames: only our own pages frame that preview.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "frame-src": ["'self'"],
+        "frame-ancestors": ["'self'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'none'"],
+        "object-src": ["'none'"],
+    }
+}
+
+# The debug page (OUTBOUND_DEBUG=1) hides the passwords in URL settings such
+# as OUTBOUND_SYSTEM_MAIL_URL and DATABASE_URL, besides Django's own list.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "outbound.web.debug.ReporterFilter"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from outbound.web import apikeys, views
+from outbound.web import apikeys, preview, views
 
 app_name = "outbound"
 
@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.message_list, name="home"),
     path("send-outgoing/", views.send_outgoing, name="send_outgoing"),
     path("messages/<int:pk>/", views.message_detail, name="message"),
+    path("messages/<int:pk>/html/", preview.message_html, name="message_html"),
     path("messages/<int:pk>/report/", views.message_report, name="message_report"),
     path("messages/<int:pk>/resend/", views.message_resend, name="message_resend"),
     path("messages/<int:pk>/cancel/", views.message_cancel, name="message_cancel"),

@@ -160,6 +160,7 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "outbound/message.html",
         {
             "message": message,
+            "load_remote": request.GET.get("remote") == "1",
             "explanation": explanation,
             "reason_label": _reason_label(message.reason_code),
             "timeline": selectors.message_timeline(message),

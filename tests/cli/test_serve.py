@@ -4,6 +4,7 @@ on a real socket with DEBUG off, static files included, runs a worker with
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -254,3 +255,103 @@ def test_generate_keys_works_on_the_refused_setup_and_its_keys_let_serve_start(
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=30)
     assert "outbound.E00" not in err and proc.returncode == 0, err
+
+
+def _keys() -> dict[str, str]:
+    made = subprocess.run(
+        [str(SCRIPT), "generate-keys"],
+        env=_without_keys(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return dict(line.split("=", 1) for line in made.stdout.split())
+
+
+def test_check_deploy_fails_on_the_defaults_naming_each_problem_and_passes_in_production(
+    transactional_db: None,
+) -> None:
+    proc = subprocess.run(
+        [str(SCRIPT), "check", "--deploy"],
+        env=_without_keys(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    for problem in ("outbound.E002", "outbound.E003", "W004", "W008", "W012", "W016"):
+        assert f"{problem})" in proc.stderr, problem
+
+    # The README's production settings: both keys, OUTBOUND_HTTPS and the host.
+    production = _without_keys(
+        **_keys(), OUTBOUND_HTTPS="1", OUTBOUND_ALLOWED_HOSTS="outbound.example.com"
+    )
+    proc = subprocess.run(
+        [str(SCRIPT), "check", "--deploy"],
+        env=production,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "System check identified no issues (0 silenced)." in proc.stdout + proc.stderr
+    assert "WARNING" not in proc.stdout + proc.stderr
+
+
+def _raw_get(
+    port: int, path: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], list[str]]:
+    """One request, redirects not followed, every Set-Cookie kept."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        cookies = response.headers.get_all("Set-Cookie") or []
+        return response.status, dict(response.headers), cookies
+    finally:
+        connection.close()
+
+
+def test_behind_a_tls_proxy_serve_redirects_http_and_sends_hsts_and_secure_cookies(
+    transactional_db: None,
+) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(SCRIPT), "serve", "--port", str(port)],
+        env={**_env(), "OUTBOUND_HTTPS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, headers, _ = _raw_get(port, "/accounts/login/", {})
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+                time.sleep(0.2)
+        # Plain http is sent to https.
+        assert status == 301
+        assert headers["Location"] == f"https://127.0.0.1:{port}/accounts/login/"
+        # What the proxy forwards after it ended TLS.
+        status, headers, cookies = _raw_get(
+            port, "/accounts/login/", {"X-Forwarded-Proto": "https"}
+        )
+        assert status == 200
+        assert headers["Strict-Transport-Security"] == (
+            "max-age=31536000; includeSubDomains; preload"
+        )
+        csrf = [c for c in cookies if c.startswith("csrftoken=")]
+        assert csrf and "Secure" in csrf[0], cookies
+        # A probe on the host itself is answered over plain http.
+        status, _, _ = _raw_get(port, "/healthz", {})
+        assert status in (200, 503)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)

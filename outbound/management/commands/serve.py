@@ -13,6 +13,7 @@ import subprocess
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
@@ -28,6 +29,21 @@ WORKER_STOP_TIMEOUT = 60.0
 def _stop(signum: int, frame: FrameType | None) -> None:
     # waitress's loop turns this into a clean shutdown of its threads.
     raise SystemExit(0)
+
+
+def _proxy_options() -> dict[str, Any]:
+    """Behind a TLS proxy (OUTBOUND_HTTPS=1), believe its X-Forwarded-Proto
+    and X-Forwarded-For, from OUTBOUND_TRUSTED_PROXY (the proxy's address,
+    127.0.0.1 unless set; `*` for any) only: waitress drops them from anyone
+    else, so a client cannot claim https or another address (the login
+    throttle counts failures per address)."""
+    if not getattr(settings, "OUTBOUND_HTTPS", False):
+        return {}
+    return {
+        "trusted_proxy": getattr(settings, "OUTBOUND_TRUSTED_PROXY", "") or "127.0.0.1",
+        "trusted_proxy_headers": {"x-forwarded-proto", "x-forwarded-for"},
+        "trusted_proxy_count": 1,
+    }
 
 
 class Command(KeyedCommand):
@@ -66,7 +82,12 @@ class Command(KeyedCommand):
 
         try:
             server = create_server(
-                application, host=options["host"], port=port, threads=threads, ident="outbound"
+                application,
+                host=options["host"],
+                port=port,
+                threads=threads,
+                ident="outbound",
+                **_proxy_options(),
             )
         except OSError as err:
             raise CommandError(
