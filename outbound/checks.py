@@ -109,3 +109,36 @@ def keys_are_set(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
         default_secret_key=conf.default_secret_key(),
         secret_keys=conf.secret_keys(),
     )
+
+
+# A deployment check (``manage.py check --deploy``): a project that leaves
+# them unset still sends, from Outbound's default sender, so every command
+# need not repeat it.
+@register(deploy=True)
+def django_senders(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Django's default senders, when the drop-in sends Django's mail: one
+    that is not deliverable (Django's own webmaster@localhost and
+    root@localhost) is replaced by Outbound's default sender, which is
+    worth knowing before a password reset leaves from an unexpected address."""
+    if settings.EMAIL_BACKEND != "outbound.mail.EmailBackend":
+        return []
+    # Imported here: the address checks need the models, loaded after the checks.
+    from outbound.services.addresses import check_email
+
+    found: list[CheckMessage] = []
+    for number, name in enumerate(("DEFAULT_FROM_EMAIL", "SERVER_EMAIL"), start=20):
+        value = str(getattr(settings, name, ""))
+        checked = check_email(value)
+        if checked.error:
+            found.append(
+                CheckWarning(
+                    f"{name} is {value!r}, which is not a deliverable address: {checked.error}",
+                    hint=(
+                        "Django mail sent with it leaves from Outbound's default sender (the "
+                        "default email backend's from address, else the Default from address "
+                        f"of the global settings). Set {name} to choose the sender yourself."
+                    ),
+                    id=f"outbound.W0{number}",
+                )
+            )
+    return found

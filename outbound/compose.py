@@ -15,15 +15,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from email import policy
 from email.contentmanager import _encode_text  # type: ignore[attr-defined]
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.policy import Policy
+from email.utils import format_datetime, getaddresses
 from functools import lru_cache
+
+import idna
 
 from outbound.models import Attachment, Message, Recipient
 from outbound.services.addresses import check_email
+from outbound.services.intake import ADDRESS_OVERRIDES
 
 # policy.SMTP's line length: a header line or body line longer than this is
 # folded or encoded by the email package, so it takes the general path.
@@ -42,22 +48,70 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _needs_utf8(addresses: Sequence[str]) -> bool:
-    return any(not a.split("@", 1)[0].isascii() for a in addresses if "@" in a)
+    """Whether any of these bare addresses has a non-ASCII local part: the
+    one thing that needs SMTPUTF8 and raw UTF-8 headers (RFC 6531/6532).
+    Everything else goes in 7-bit headers: RFC 2047 words for text, A-labels
+    for international domains."""
+    return any(not a.rpartition("@")[0].isascii() for a in addresses if "@" in a)
 
 
-def _mailbox(address: str, name: str = "") -> Address:
+def _ascii_domain(domain: str) -> str:
+    """An international domain as its A-label (xn--...), the only form a
+    7-bit header may hold: RFC 2047 forbids an encoded word in an address."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        # Validation refuses such a domain first; left as it is, the email
+        # package still writes a header the relay can refuse.
+        return domain
+
+
+def _mailbox(address: str, name: str = "", *, utf8: bool = True) -> Address:
     local, _, domain = address.rpartition("@")
-    return Address(display_name=name, username=local, domain=domain)
+    return Address(
+        display_name=name, username=local, domain=domain if utf8 else _ascii_domain(domain)
+    )
+
+
+def _mailboxes(value: str, *, utf8: bool) -> list[Address] | str:
+    """A caller's address header (From, To, Cc, Reply-To) as mailboxes, or the
+    value itself when it does not parse as addresses."""
+    pairs = [p for p in getaddresses([value]) if p[1]]
+    if not pairs or any("@" not in addr for _, addr in pairs):
+        return value
+    return [_mailbox(addr, name, utf8=utf8) for name, addr in pairs]
+
+
+def _override_addresses(headers: dict[str, str]) -> list[str]:
+    return [
+        addr
+        for name, value in headers.items()
+        if name.lower() in ADDRESS_OVERRIDES
+        for _, addr in getaddresses([value])
+    ]
 
 
 def build_email(
-    message: Message, recipients: Sequence[Recipient], attachments: Sequence[Attachment]
+    message: Message,
+    recipients: Sequence[Recipient],
+    attachments: Sequence[Attachment],
+    *,
+    date: datetime | None = None,
 ) -> bytes:
-    if not attachments:
-        plain = _plain_email(message, recipients)
+    """The message as it goes on the wire. ``date`` is the Date header: the
+    moment the message is first handed to its backend (the dispatcher's);
+    without it, the message's first attempt or its creation."""
+    if not attachments and message.mime_body is None:
+        plain = _plain_email(message, recipients, date)
         if plain is not None:
             return plain
-    return _email_package(message, recipients, attachments)
+    return _email_package(message, recipients, attachments, date)
+
+
+def _date_header(message: Message, date: datetime | None) -> str:
+    return format_datetime(date or message.first_attempt_at or message.created_at)
 
 
 def _plain_mailbox(address: str, name: str) -> str | None:
@@ -83,7 +137,9 @@ def _plain_body(text: str) -> tuple[str, bytes] | None:
     return cte, body.encode("ascii")
 
 
-def _plain_email(message: Message, recipients: Sequence[Recipient]) -> bytes | None:
+def _plain_email(
+    message: Message, recipients: Sequence[Recipient], date: datetime | None = None
+) -> bytes | None:
     """The message's bytes written directly, or None when it is not plain."""
     if message.headers or message.reply_to:
         return None
@@ -118,7 +174,7 @@ def _plain_email(message: Message, recipients: Sequence[Recipient]) -> bytes | N
         return None
     lines += [
         f"Subject: {message.subject}",
-        f"Date: {format_datetime(message.created_at)}",
+        f"Date: {_date_header(message, date)}",
         f"Message-ID: {message.message_id}",
     ]
     if any(len(line) > _MAX_LINE for line in lines):
@@ -141,31 +197,54 @@ def _plain_email(message: Message, recipients: Sequence[Recipient]) -> bytes | N
 
 
 def _email_package(
-    message: Message, recipients: Sequence[Recipient], attachments: Sequence[Attachment]
+    message: Message,
+    recipients: Sequence[Recipient],
+    attachments: Sequence[Attachment],
+    date: datetime | None = None,
 ) -> bytes:
-    addresses = [r.address for r in recipients] + [message.from_address]
-    pol = policy.SMTPUTF8 if _needs_utf8(addresses) else policy.SMTP
+    headers = {str(k): str(v) for k, v in (message.headers or {}).items()}
+    overrides = {k.lower(): v for k, v in headers.items() if k.lower() in _OVERRIDDEN}
+    addresses = [r.address for r in recipients] + [envelope_sender(message.from_address)]
+    utf8 = _needs_utf8(addresses + _override_addresses(headers))
+    pol = policy.SMTPUTF8 if utf8 else policy.SMTP
     msg = EmailMessage(policy=pol)
-    sender = _sender(message.from_address)
-    msg["From"] = sender
-    to = [_mailbox(r.address, r.name) for r in recipients if r.kind == Recipient.Kind.TO]
-    cc = [_mailbox(r.address, r.name) for r in recipients if r.kind == Recipient.Kind.CC]
-    if to:
-        if len(to) == 1 and message.to_user and not to[0].display_name:
-            to = [_mailbox(to[0].addr_spec, message.to_user)]
+    # A caller's From, To, Cc or Reply-To header replaces the one Outbound
+    # would write, as in Django; the envelope stays as it is.
+    if "from" in overrides:
+        msg["From"] = _mailboxes(overrides["from"], utf8=utf8)
+    else:
+        msg["From"] = _sender(message.from_address, utf8)
+    to = [_mailbox(r.address, r.name, utf8=utf8) for r in recipients if r.kind == Recipient.Kind.TO]
+    cc = [_mailbox(r.address, r.name, utf8=utf8) for r in recipients if r.kind == Recipient.Kind.CC]
+    if len(to) == 1 and message.to_user and not to[0].display_name:
+        to = [_mailbox(to[0].addr_spec, message.to_user)]
+    if "to" in overrides:
+        msg["To"] = _mailboxes(overrides["to"], utf8=utf8)
+    elif to:
         msg["To"] = to
-    elif not cc:
+    elif not cc and "cc" not in overrides:
         # Only Bcc recipients: say so rather than leak them.
         msg["To"] = "undisclosed-recipients:;"
-    if cc:
+    if "cc" in overrides:
+        msg["Cc"] = _mailboxes(overrides["cc"], utf8=utf8)
+    elif cc:
         msg["Cc"] = cc
-    if message.reply_to:
-        msg["Reply-To"] = ", ".join(message.reply_to)
-    msg["Subject"] = message.subject
-    msg["Date"] = format_datetime(message.created_at)
+    if "reply-to" in overrides:
+        msg["Reply-To"] = _mailboxes(overrides["reply-to"], utf8=utf8)
+    elif message.reply_to:
+        msg["Reply-To"] = [_reply_mailbox(raw, utf8) for raw in message.reply_to]
+    msg["Subject"] = _text_header("Subject", message.subject, utf8=utf8)
+    msg["Date"] = overrides.get("date") or _date_header(message, date)
     msg["Message-ID"] = message.message_id
-    for name, value in message.headers.items():
-        msg[name] = value
+    for name, value in headers.items():
+        if name.lower() not in _OVERRIDDEN:
+            msg[name] = _text_header(name, value, utf8=utf8)
+    if message.mime_body is not None:
+        # The caller's own MIME body (Django's, from the drop-in) under
+        # these headers: the header block, then its Content-* lines and
+        # content as they were built.
+        head = msg.as_bytes(policy=pol)
+        return head[:-2] + b"MIME-Version: 1.0\r\n" + bytes(message.mime_body)
     if message.text_body or not message.html_body:
         msg.set_content(message.text_body or "")
         if message.html_body:
@@ -183,14 +262,51 @@ def _email_package(
     return msg.as_bytes(policy=pol)
 
 
-# Both are pure functions of one string, and a worker sees the same few
-# sender addresses over and over.
-@lru_cache(maxsize=1024)
-def _sender(raw: str) -> str:
+class _EncodedText(str):
+    """A non-ASCII text header (Subject, a custom header) as RFC 2047 words,
+    folded by ``email.header.Header``: the email package's own folder drops
+    the space where it splits a long value between two encoded words
+    ("Bücherei Köln" arrives as "BüchereiKöln"). The policy writes an object
+    with a ``name`` through its ``fold``, as it does its own header objects."""
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> _EncodedText:
+        made = super().__new__(cls, value)
+        made.name = name
+        return made
+
+    def fold(self, *, policy: Policy) -> str:
+        linesep = policy.linesep
+        words = Header(str(self), "utf-8", header_name=self.name).encode(linesep=linesep)
+        return f"{self.name}: {words}{linesep}"
+
+
+def _text_header(name: str, value: str, *, utf8: bool) -> str:
+    if utf8 or value.isascii():
+        return value
+    return _EncodedText(name, value)
+
+
+# Headers of the caller's that take the place of Outbound's own.
+_OVERRIDDEN = ADDRESS_OVERRIDES | {"date"}
+
+
+def _reply_mailbox(raw: str, utf8: bool) -> Address | str:
     checked = check_email(raw)
     if checked.error:
         return raw
-    return str(_mailbox(checked.address, checked.name))
+    return _mailbox(checked.address, checked.name, utf8=utf8)
+
+
+# Both are pure functions of one string, and a worker sees the same few
+# sender addresses over and over.
+@lru_cache(maxsize=1024)
+def _sender(raw: str, utf8: bool = True) -> str:
+    checked = check_email(raw)
+    if checked.error:
+        return raw
+    return str(_mailbox(checked.address, checked.name, utf8=utf8))
 
 
 @lru_cache(maxsize=1024)

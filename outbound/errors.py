@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from django.core.mail import BadHeaderError
+
 
 class OutboundError(Exception):
     """Base class of every error Outbound raises on purpose."""
@@ -75,10 +77,15 @@ class IntakeError(OutboundError):
 
     # In bulk intake, the position of the message that was refused.
     index: int | None = None
+    # The input field refused, as the API names it ("headers.Bcc"), when one is.
+    field: str | None = None
 
 
-class HeaderInjection(IntakeError):
-    """A header or envelope value carries CR, LF or another control character."""
+class HeaderInjection(IntakeError, BadHeaderError):
+    """A header or envelope value carries CR, LF or another control character.
+
+    Also a Django ``BadHeaderError``: views written to Django's documented
+    ``except BadHeaderError`` catch it when they send through the drop-in."""
 
 
 class IdempotencyConflict(IntakeError):

@@ -4,21 +4,43 @@ land in the outbox instead of going straight to a server.
 Set ``EMAIL_BACKEND = "outbound.mail.EmailBackend"`` (the project's default).
 Each Django message becomes one Outbound message with source "django"; it is
 then validated, sent, retried and explained like any other.
+
+What goes out is what Django's SMTP backend would send for the same
+``EmailMessage``: a message with only a text and/or HTML body is stored in
+those fields (and takes compose's direct path); any other structure
+(attachments, inline parts, other alternatives, another ``encoding``, other
+subtypes) keeps the MIME body Django itself builds, sent as built under
+Outbound's headers. Header overrides (From, To, Cc, Reply-To, Date,
+Message-ID) are taken as Django takes them. A message Outbound refuses is
+logged with the reason, its subject and its recipients, also under
+``fail_silently=True``.
 """
 
 from __future__ import annotations
 
+import copy
+import io
+import logging
 from collections.abc import Sequence
+from email.generator import BytesGenerator
 from typing import Any
 
-from django.core.mail import EmailMessage
+from django.conf import settings
+from django.core.mail import BadHeaderError, EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
-from django.core.mail.message import EmailMultiAlternatives
 from django.db import transaction
 
 from outbound.errors import IntakeError
-from outbound.services.intake import AttachmentIn, queue_email
+from outbound.services.addresses import check_email
+from outbound.services.intake import queue_email
 from outbound.states import Source
+
+logger = logging.getLogger(__name__)
+
+# Values the shell message of ``_mime_body`` carries where Django would
+# otherwise look up the host name (Message-ID) or the clock (Date); both
+# headers are removed with the rest of the top-level ones.
+_SHELL_HEADERS = {"Message-ID": "<shell@outbound.invalid>", "Date": "Thu, 1 Jan 1970 00:00:00"}
 
 
 class EmailBackend(BaseEmailBackend):
@@ -26,9 +48,18 @@ class EmailBackend(BaseEmailBackend):
         count = 0
         for message in email_messages:
             try:
+                fields = convert_message(message)
                 with transaction.atomic():
-                    queue_email(**_convert(message))
-            except IntakeError:
+                    queue_email(**fields)
+            except (IntakeError, BadHeaderError) as err:
+                # Refused before anything was stored: the outbox cannot
+                # explain it, so the log must.
+                logger.warning(
+                    "Django mail refused, nothing queued: %s (subject %r, recipients %s)",
+                    err,
+                    str(message.subject),
+                    ", ".join(str(r) for r in message.recipients()) or "none",
+                )
                 if not self.fail_silently:
                     raise
                 continue
@@ -36,48 +67,86 @@ class EmailBackend(BaseEmailBackend):
         return count
 
 
-def _convert(message: EmailMessage) -> dict[str, Any]:
+def convert_message(message: EmailMessage) -> dict[str, Any]:
+    """The ``queue_email`` arguments for one Django message."""
+    alternatives = list(getattr(message, "alternatives", []) or [])
     text, html = "", ""
     if message.content_subtype == "html":
         html = str(message.body)
-    else:
+    elif message.content_subtype == "plain":
         text = str(message.body)
-    if isinstance(message, EmailMultiAlternatives):
-        for alternative in message.alternatives:
-            content, mimetype = alternative[0], alternative[1]
-            if mimetype == "text/html" and not html:
-                html = str(content)
-    attachments = []
-    for item in message.attachments:
-        if isinstance(item, tuple):
-            filename, content, mimetype = item[0], item[1], item[2]
-            data = content.encode() if isinstance(content, str) else bytes(content)
-            attachments.append(
-                AttachmentIn(
-                    filename=filename or "attachment",
-                    content=data,
-                    content_type=mimetype or "application/octet-stream",
-                )
-            )
-        else:
-            payload = item.get_payload(decode=True)
-            attachments.append(
-                AttachmentIn(
-                    filename=item.get_filename() or "attachment",
-                    content=payload if isinstance(payload, bytes) else b"",
-                    content_type=item.get_content_type(),
-                )
-            )
+    for alternative in alternatives:
+        content, mimetype = alternative[0], alternative[1]
+        if mimetype == "text/html" and not html and isinstance(content, str):
+            html = content
     return {
-        "to": list(message.to),
-        "cc": list(message.cc),
-        "bcc": list(message.bcc),
-        "reply_to": list(message.reply_to),
+        "to": [str(a) for a in message.to],
+        "cc": [str(a) for a in message.cc],
+        "bcc": [str(a) for a in message.bcc],
+        "reply_to": [str(a) for a in message.reply_to],
         "subject": str(message.subject),
         "text": text,
         "html": html,
-        "attachments": attachments,
         "headers": {str(k): str(v) for k, v in message.extra_headers.items()},
-        "from_address": str(message.from_email or ""),
+        "from_address": _from_address(message),
+        "mime_body": None if _is_simple(message, alternatives) else _mime_body(message),
         "source": Source.DJANGO,
     }
+
+
+def _from_address(message: EmailMessage) -> str:
+    """The message's from address; "" (Outbound's default sender) for
+    Django's default sender when that is not deliverable: Django fills in
+    DEFAULT_FROM_EMAIL (``webmaster@localhost`` unless set) for
+    ``from_email=None``, and ``mail_admins`` SERVER_EMAIL (``root@localhost``)."""
+    raw = str(message.from_email or "")
+    defaults = {str(settings.DEFAULT_FROM_EMAIL), str(settings.SERVER_EMAIL)}
+    if not raw or (raw in defaults and check_email(raw).error):
+        return ""
+    return raw
+
+
+def _is_simple(message: EmailMessage, alternatives: list[Any]) -> bool:
+    """Whether the text and HTML fields say all Django would send: a text or
+    HTML body in UTF-8, or a text body with one HTML alternative."""
+    if message.attachments:
+        return False
+    if (message.encoding or settings.DEFAULT_CHARSET).lower().replace("_", "-") != "utf-8":
+        return False
+    if message.content_subtype not in ("plain", "html"):
+        return False
+    if not alternatives:
+        return True
+    if len(alternatives) > 1 or getattr(message, "alternative_subtype", "") != "alternative":
+        return False
+    content, mimetype = alternatives[0][0], alternatives[0][1]
+    # Django writes an empty text part before the HTML one; the fields
+    # would make an HTML-only message of it.
+    return (
+        mimetype == "text/html"
+        and isinstance(content, str)
+        and message.content_subtype == "plain"
+        and bool(message.body)
+    )
+
+
+def _mime_body(message: EmailMessage) -> bytes:
+    """The MIME body Django builds for the message (its Content-* headers,
+    a blank line, the content; CRLF lines), without its top-level headers,
+    which Outbound writes.
+
+    Django builds it from a copy stripped of addresses, subject and extra
+    headers: those are Outbound's to check and write (and an address Django
+    cannot parse must reach validation, not fail here)."""
+    shell = copy.copy(message)
+    shell.to, shell.cc, shell.bcc, shell.reply_to = [], [], [], []
+    shell.from_email = "shell@outbound.invalid"
+    shell.subject = ""
+    shell.extra_headers = dict(_SHELL_HEADERS)
+    built = shell.message()
+    for name in {str(k) for k in built}:
+        if not name.lower().startswith("content-"):
+            del built[name]
+    out = io.BytesIO()
+    BytesGenerator(out, mangle_from_=False).flatten(built, linesep="\r\n")
+    return out.getvalue()

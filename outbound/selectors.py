@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 from typing import Any
 
 from django.db import connection
 from django.db.models import Count, F, Func, Q, QuerySet, TextField, Value
-from django.db.models.functions import Lower
+from django.db.models.functions import Length, Lower
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -868,3 +871,48 @@ def audit_page(
     chunk = list(qs[: size + 1])
     rows = chunk[:size]
     return rows, (rows[-1].pk if len(chunk) > size else None)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of an email as the message page lists it."""
+
+    name: str
+    content_type: str  # with its charset, when it has one
+    size: int  # bytes of content, decoded
+    disposition: str  # attachment, inline, or "" (an alternative or a body)
+    content_id: str
+
+
+def message_parts(message: Message) -> list[Part]:
+    """The alternatives and attachments of an email: from the MIME body the
+    caller built (the Django drop-in's), else the stored attachments."""
+    if message.mime_body is None:
+        rows = (
+            message.attachments.annotate(size=Length("content"))
+            .order_by("id")
+            .values_list("filename", "content_type", "size")
+        )
+        return [Part(name, ctype, size or 0, "attachment", "") for name, ctype, size in rows]
+    parsed = BytesParser(policy=email_policy.default).parsebytes(bytes(message.mime_body))
+    parts = []
+    for part in parsed.walk():
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        if part.get_content_type() == "message/rfc822":
+            inner = part.get_payload()
+            first = inner[0] if isinstance(inner, list) and inner else None
+            payload = first.as_bytes() if isinstance(first, EmailMessage) else b""
+        charset = part.get_param("charset")
+        ctype = part.get_content_type() + (f"; charset={charset}" if charset else "")
+        parts.append(
+            Part(
+                name=part.get_filename() or "",
+                content_type=ctype,
+                size=len(payload) if isinstance(payload, bytes) else 0,
+                disposition=part.get_content_disposition() or "",
+                content_id=str(part.get("Content-ID", "")).strip(),
+            )
+        )
+    return parts

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from outbound.errors import HeaderInjection, IdempotencyConflict, IntakeError, UnknownContact
 from outbound.models import Attachment, Contact, Event, Message
+from outbound.selectors import message_parts
 from outbound.services.intake import AttachmentIn, queue_email, queue_emails, queue_sms
 from outbound.states import Reason, Source, Status
 
@@ -102,9 +103,24 @@ def test_header_injection_is_refused_and_nothing_is_written(kwargs: dict) -> Non
     assert Event.objects.count() == 0
 
 
-def test_reserved_headers_cannot_be_overridden() -> None:
-    with pytest.raises(IntakeError, match="Message-ID"):
-        queue_email(to="a@example.com", headers={"Message-ID": "<x@y>"})
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        ("Bcc", "envelope only"),
+        ("bcc", "envelope only"),
+        ("Subject", "own field"),
+        ("Content-Type", "MIME structure"),
+        ("MIME-Version", "MIME structure"),
+        ("Return-Path", "envelope sender"),
+    ],
+)
+def test_reserved_headers_cannot_be_overridden(header: str, reason: str) -> None:
+    # Message-ID, From, To, Cc, Reply-To and Date may be given (as Django
+    # takes them); these still may not, each with its reason.
+    with pytest.raises(IntakeError, match=reason) as caught:
+        queue_email(to="a@example.com", headers={header: "x@example.com"})
+    assert caught.value.field == f"headers.{header}"
+    assert Message.objects.count() == 0
 
 
 def test_unknown_contact_is_refused() -> None:
@@ -162,7 +178,13 @@ def test_django_email_message_with_html_and_attachment_lands_in_the_outbox() -> 
     message = Message.objects.get()
     assert message.html_body == "<b>html</b>"
     assert message.cc == ["c@example.com"]
-    assert Attachment.objects.get(message=message).filename == "r.csv"
+    # Django's MIME body is kept as Django built it; the page lists its parts.
+    [_text, _html, csv] = message_parts(message)
+    assert (csv.name, csv.content_type, csv.size) == (
+        "r.csv",
+        "text/csv; charset=utf-8",
+        5,
+    )  # a,b CRLF
 
 
 def test_bulk_intake_ids_follow_on_and_are_never_reused(db: None) -> None:

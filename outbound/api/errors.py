@@ -179,8 +179,11 @@ def install_error_handlers(api: NinjaAPI) -> None:
         )
 
     def _where(exc: IntakeError) -> dict[str, list[str]] | None:
-        # In a batch, say which message was refused.
-        return {f"messages.{exc.index}": [str(exc)]} if exc.index is not None else None
+        # In a batch, say which message was refused; name the field refused.
+        where = [f"messages.{exc.index}"] if exc.index is not None else []
+        if exc.field:
+            where.append(exc.field)
+        return {".".join(where): [str(exc)]} if where else None
 
     def on_header_injection(request: HttpRequest, exc: HeaderInjection) -> HttpResponse:
         return _respond(api, request, 422, "header_injection", str(exc), _where(exc))

@@ -27,6 +27,11 @@ class Message(models.Model):
     text_body = models.TextField(blank=True)
     html_body = models.TextField(blank=True)
     headers = models.JSONField(default=dict, blank=True)
+    # The body as a MIME entity the caller built (Content-* headers, a blank
+    # line, the content, CRLF lines): what the text, HTML and attachment
+    # fields cannot describe (Django's alternatives, inline parts, charsets).
+    # Sent as it is under Outbound's headers; None for most messages.
+    mime_body = models.BinaryField(null=True, blank=True)
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
     template = models.CharField(max_length=200, blank=True)
     context = models.JSONField(default=dict, blank=True)

@@ -171,7 +171,12 @@ def test_backend(
             result = sms_backends.sms_transport(backend).probe(deadline=deadline)
         else:
             result = SmtpTransport(smtp_config(backend)).probe(
-                mail_from=backend.from_address or probe_recipient,
+                # The envelope takes the bare address: "Shop <notify@shop.example>"
+                # is a valid from address, and the probe's MAIL FROM refuses
+                # angle brackets. An unusable one goes as given, to be refused.
+                mail_from=check_email(backend.from_address).address
+                or backend.from_address
+                or probe_recipient,
                 rcpt_to=probe_recipient,
                 deadline=deadline,
             )

@@ -669,7 +669,9 @@ class Deliverer:
                     job.recipients = list(message.recipients.order_by("id"))
                     job.attachments = list(message.attachments.order_by("id"))
                 recipients = _addressed(job.recipients)
-                data = job.data or build_email(message, recipients, job.attachments)
+                data = job.data or build_email(
+                    message, recipients, job.attachments, date=_dated(job)
+                )
                 envelope = Envelope(
                     mail_from=envelope_sender(message.from_address),
                     recipients=[r.address for r in recipients],
@@ -737,7 +739,9 @@ class Deliverer:
             return
         # Deliver builds it again if this fails, and records that error.
         with contextlib.suppress(Exception):
-            job.data = build_email(message, _addressed(job.recipients), job.attachments)
+            job.data = build_email(
+                message, _addressed(job.recipients), job.attachments, date=_dated(job)
+            )
 
     def _connected(
         self, backend_id: int, settings_version: int | None
@@ -801,6 +805,15 @@ class Deliverer:
             slot = self._slots.pop(key[0], None)
             if slot is not None:
                 release_slot(slot)
+
+
+def _dated(job: Job) -> datetime:
+    """The Date of a job's email: the moment the message was first handed to
+    its backend (its first attempt; this one, for a first attempt), so a
+    scheduled or retried message is not dated when it was queued, and its
+    retries carry the same Date. A re-send starts again (resend_message)."""
+    first = job.message.first_attempt_at if job.message is not None else None
+    return first or job.started_at
 
 
 def _set_phase(outcome: Outcome, phase: str) -> None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.utils import formataddr, getaddresses, parsedate_to_datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -30,26 +31,32 @@ from outbound import conf
 from outbound.errors import HeaderInjection, IdempotencyConflict, IntakeError, UnknownContact
 from outbound.formats import stamp
 from outbound.models import Attachment, Backend, Contact, Event, GlobalSettings, Message
+from outbound.services.addresses import check_email
 from outbound.services.bulk import insert_rows, new_instance
 from outbound.states import Channel, Reason, Source, Status
 
-# Headers Outbound writes itself; a caller may not override them.
-RESERVED_HEADERS = frozenset(
-    {
-        "from",
-        "to",
-        "cc",
-        "bcc",
-        "reply-to",
-        "subject",
-        "date",
-        "message-id",
-        "mime-version",
-        "content-type",
-        "content-transfer-encoding",
-        "sender",
-        "return-path",
-    }
+# Headers a caller may not give, and why (the README lists them): Bcc would
+# show the blind copies to every recipient (they go in the envelope only);
+# Subject has its own field, and a second one would make two; the MIME
+# headers describe the structure Outbound builds from the parts; Return-Path
+# is written by the receiving server from the envelope sender.
+REFUSED_HEADERS = {
+    "bcc": "blind copies go in the envelope only (give them as bcc)",
+    "subject": "the subject has its own field",
+    "mime-version": "Outbound writes the MIME structure",
+    "content-type": "Outbound writes the MIME structure",
+    "content-transfer-encoding": "Outbound writes the MIME structure",
+    "return-path": "the receiving server writes it from the envelope sender",
+}
+# Headers a caller may give as Django's EmailMessage(headers=...) does: the
+# header changes, the envelope does not. A caller's Message-ID becomes the
+# message's own (kept for its retries).
+ADDRESS_OVERRIDES = frozenset({"from", "to", "cc", "reply-to"})
+# A msg-id (RFC 5322 3.6.4): dot-atom-text @ dot-atom-text or [no-fold-literal].
+_MSG_ID = re.compile(
+    r"<[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"|\[[!-Z^-~]*\])>"
 )
 # Looked up once: TextChoices.values builds a new list on every call.
 SOURCES = frozenset(Source.values)
@@ -119,17 +126,85 @@ def _address_list(name: str, value: str | Iterable[str] | None) -> list[str]:
     return result
 
 
-def _headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+def _header_error(name: str, text: str, *, injection: bool = False) -> IntakeError:
+    err = (HeaderInjection if injection else IntakeError)(text)
+    err.field = f"headers.{name}"
+    return err
+
+
+def _check_override(name: str, value: str) -> None:
+    """An address header given by the caller must hold addresses."""
+    parts = [value] if name.lower() == "from" else _split_addresses(value)
+    for part in parts:
+        checked = check_email(part)
+        if checked.error:
+            raise _header_error(name, f"The {name} header is not usable: {checked.error}")
+
+
+def _split_addresses(value: str) -> list[str]:
+    """The entries of an address list, with their display names."""
+    return [
+        formataddr(pair) if pair[0] else pair[1]
+        for pair in getaddresses([value])
+        if pair[1] or pair[0]
+    ] or [value]
+
+
+def _headers(headers: Mapping[str, str] | None) -> tuple[dict[str, str], str | None]:
+    """The extra headers to store, and the caller's Message-ID (if given)."""
     result: dict[str, str] = {}
+    message_id = None
+    seen: set[str] = set()
     for name, value in (headers or {}).items():
         if not isinstance(name, str) or not _HEADER_NAME.match(name):
-            raise HeaderInjection(f"{name!r} is not a valid header name.")
-        if name.lower() in RESERVED_HEADERS:
-            raise IntakeError(f"The {name} header is set by Outbound and cannot be given.")
+            raise _header_error(str(name), f"{name!r} is not a valid header name.", injection=True)
+        lower = name.lower()
+        if lower in REFUSED_HEADERS:
+            raise _header_error(
+                name, f"The {name} header cannot be given: {REFUSED_HEADERS[lower]}."
+            )
+        if lower in seen:
+            raise _header_error(name, f"The {name} header is given twice.")
+        seen.add(lower)
         if not isinstance(value, str):
-            raise IntakeError(f"The value of header {name} must be text.")
-        result[name] = check_header_value(f"Header {name}", value)
-    return result
+            raise _header_error(name, f"The value of header {name} must be text.")
+        if _CONTROL.search(value):
+            raise _header_error(
+                name,
+                f"Header {name} contains a line break or control character; it was refused to "
+                "prevent header injection.",
+                injection=True,
+            )
+        check_text(f"Header {name}", value, max_length=998)
+        if lower == "message-id":
+            message_id = _check_message_id(name, value.strip())
+            continue
+        if lower == "date":
+            try:
+                parsedate_to_datetime(value)
+            except (TypeError, ValueError) as err:
+                raise _header_error(
+                    name, f"The Date header {value!r} is not an RFC 5322 date."
+                ) from err
+        elif lower in ADDRESS_OVERRIDES:
+            _check_override(name, value)
+        result[name] = value
+    return result, message_id
+
+
+def _check_message_id(name: str, value: str) -> str:
+    if len(value) > 255 or not _MSG_ID.fullmatch(value):
+        raise _header_error(
+            name,
+            f"The Message-ID {value!r} is not valid: it must look like <unique-part@domain>, "
+            "at most 255 characters.",
+        )
+    used = Message.objects.filter(message_id=value).values_list("pk", flat=True).first()
+    if used is not None:
+        raise _header_error(
+            name, f"The Message-ID {value} is already the Message-ID of message {used}."
+        )
+    return value
 
 
 def make_message_id(from_address: str = "") -> str:
@@ -259,6 +334,7 @@ def _build_email(
     template: str,
     context: dict[str, Any] | None,
     now: datetime,
+    mime_body: bytes | None = None,
     default_sender: str | None = None,
 ) -> Message:
     resolved_contact = _resolve_contact(contact)
@@ -274,9 +350,7 @@ def _build_email(
     check_text("The HTML body", html)
     if len(", ".join(to_list)) > 1000:
         raise IntakeError("The To addresses together are longer than 1000 characters.")
-    extra_headers = _headers(headers)
-    for header_name, header_value in extra_headers.items():
-        check_text(f"Header {header_name}", header_value, max_length=998)
+    extra_headers, caller_message_id = _headers(headers)
     _check_common(
         to_user=to_user,
         group_key=group_key,
@@ -302,6 +376,8 @@ def _build_email(
         "text": text,
         "html": html,
         "headers": extra_headers,
+        "message_id": caller_message_id,
+        "mime_body": hashlib.sha256(mime_body).hexdigest() if mime_body else None,
         "send_at": send_at.isoformat() if send_at else None,
         "group_key": group_key,
         "backend": resolved_backend.pk if resolved_backend else None,
@@ -321,6 +397,7 @@ def _build_email(
         text_body=text,
         html_body=html,
         headers=extra_headers,
+        mime_body=mime_body,
         source=source,
         template=template,
         context=context or {},
@@ -333,7 +410,8 @@ def _build_email(
         created_at=now,
         send_at=due,
         next_attempt_at=due,
-        message_id=make_message_id(
+        message_id=caller_message_id
+        or make_message_id(
             from_address
             or (resolved_backend.from_address if resolved_backend else "")
             or (default_sender if default_sender is not None else _default_sender())
@@ -408,6 +486,7 @@ def queue_email(
     backend: Backend | str | None = None,
     template: str = "",
     context: dict[str, Any] | None = None,
+    mime_body: bytes | None = None,
     actor: str = "system",
 ) -> Message:
     """Queue one email; return it (or, for a replayed idempotency key, the first one).
@@ -415,6 +494,13 @@ def queue_email(
     ``idempotency_scope`` names whose key it is: the API passes its caller (one
     API key, one console user), so two callers' keys never meet; the CLI and
     Python callers share the empty scope.
+
+    ``mime_body`` is the MIME entity of the body as the caller built it
+    (its Content-* headers, a blank line, the content; CRLF lines), for
+    structures the text, HTML and attachments fields cannot describe: the
+    Django drop-in passes the body Django builds (alternatives, inline
+    parts, charsets). It is sent as given under Outbound's headers; ``text``
+    and ``html`` are then what the pages show.
     """
     now = timezone.now()
     message = _build_email(
@@ -438,6 +524,7 @@ def queue_email(
         template=template,
         context=context,
         now=now,
+        mime_body=mime_body,
     )
     message.idempotency_scope = idempotency_scope if idempotency_key else ""
     return _store_one(message, idempotency_key, actor, attachments)

@@ -52,6 +52,9 @@ def resend_message(message: Message | int, *, actor: str) -> ActionResult:
             "receipt_status": "",
             "receipt_code": "",
             "receipt_at": None,
+            # A re-send is a new sending: its own Date header and its own
+            # retry lifetime, counted from its first attempt.
+            "first_attempt_at": None,
         }
         note = ""
         if m.status == Status.SENT:

@@ -658,8 +658,15 @@ class SmtpTransport:
             needs_utf8 = needs_utf8 or utf8
 
         header_end = envelope.message.find(b"\r\n\r\n")
-        if utf8_offered and not envelope.message[: max(header_end, 0)].isascii():
-            # RFC 6532 headers (raw UTF-8) are what SMTPUTF8 announces too.
+        if not envelope.message[: max(header_end, 0)].isascii():
+            # RFC 6532 headers (raw UTF-8) are what SMTPUTF8 announces too;
+            # a relay that did not offer it may pass them to a hop that
+            # mangles or bounces them, so they are not sent there at all.
+            if not utf8_offered:
+                raise self._permanent(
+                    "smtputf8_unsupported",
+                    "does not offer SMTPUTF8, which the message's headers need (raw UTF-8)",
+                )
             needs_utf8 = True
 
         payload = _data_payload(envelope.message)
@@ -879,14 +886,19 @@ class SmtpTransport:
         """The address as sent, and whether it needs SMTPUTF8."""
         if address.isascii():
             return address, False
-        if utf8_offered:
-            return address, True
         local, _, domain = address.rpartition("@")
+        if not local.isascii() and utf8_offered:
+            return address, True
         if local.isascii():
-            # Only the domain is international: its A-label form is plain ASCII.
+            # Only the domain is international: its A-label form is plain
+            # ASCII and needs no SMTPUTF8, offered or not (the headers carry
+            # the same form).
             try:
                 ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
             except idna.IDNAError as err:
+                if utf8_offered:
+                    # No A-label for it: as it is, for the relay to judge.
+                    return address, True
                 raise InvalidAddress(f"the domain of {address!r} is not a valid IDN") from err
             return f"{local}@{ascii_domain}", False
         raise self._permanent(

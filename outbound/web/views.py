@@ -165,7 +165,7 @@ def message_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "reason_label": _reason_label(message.reason_code),
             "timeline": selectors.message_timeline(message),
             "recipients": list(message.recipients.order_by("id")),
-            "attachments": list(message.attachments.only("id", "filename", "content_type")),
+            "parts": selectors.message_parts(message),
             "sms_info": analyse(message.text_body) if message.channel == Channel.SMS else None,
             "can_resend": message.status != Status.CANCELLED
             and message.status != Status.BACKEND_TEST_REQUIRED,

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import idna
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -679,6 +680,31 @@ def test_idn_domain_is_punycoded_when_smtputf8_is_not_offered(
     assert received.rcpt_tos == ["info@xn--bcher-kva.example"]
 
 
+def test_utf8_headers_are_never_sent_to_a_relay_without_smtputf8(
+    make_smtp_server: MakeServer,
+) -> None:
+    server = make_smtp_server(smtputf8=False)
+    raw = "Subject: Grüße\r\nMessage-ID: <u@example.test>\r\n\r\nHallo\r\n".encode()
+    with transport_for(server) as transport, pytest.raises(PermanentTransportError) as caught:
+        transport.send(Envelope(SENDER, ["a@example.test"], raw))
+
+    assert caught.value.reason == "smtputf8_unsupported"
+    assert "headers" in str(caught.value)
+    assert server.messages == []
+    assert "MAIL" not in server.commands
+
+
+def test_an_idn_domain_goes_as_its_a_label_without_smtputf8_even_when_offered(
+    smtp_server: SmtpTestServer,
+) -> None:
+    with transport_for(smtp_server) as transport:
+        transport.send(envelope("info@bücher.example"))
+
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["info@xn--bcher-kva.example"]
+    assert "SMTPUTF8" not in received.mail_options
+
+
 def test_utf8_local_part_without_smtputf8_is_permanent(make_smtp_server: MakeServer) -> None:
     server = make_smtp_server(smtputf8=False)
     with transport_for(server) as transport:
@@ -931,4 +957,16 @@ def test_hostile_recipient_never_adds_a_recipient(
         transport.close()
 
     rcpt_lines = [line for line in shared_server.lines[before:] if line.startswith("RCPT")]
-    assert rcpt_lines == [f"RCPT TO:<{address}>" for address in intended]
+    assert rcpt_lines == [f"RCPT TO:<{_on_the_wire(address)}>" for address in intended]
+
+
+def _on_the_wire(address: str) -> str:
+    """An address as the transport sends it: an international domain with an
+    ASCII local part as its A-label, needing no SMTPUTF8."""
+    local, _, domain = address.rpartition("@")
+    if local.isascii() and not domain.isascii():
+        try:
+            return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+        except idna.IDNAError:
+            return address
+    return address

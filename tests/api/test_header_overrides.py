@@ -1,0 +1,28 @@
+"""Headers given to the API: Django's overrides are taken, the rest is 422
+with the header named in ``details``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from outbound.models import Message
+from tests.api.conftest import assert_error
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_apis_422_names_the_refused_header(api: Any) -> None:
+    r = api.post(
+        "/messages",
+        {"to": ["ann@example.com"], "subject": "S", "headers": {"Bcc": "spy@example.com"}},
+    )
+    assert_error(r, 422, "invalid_input")
+    assert list(r.json()["details"]) == ["headers.Bcc"]
+    r = api.post(
+        "/messages",
+        {"to": ["ann@example.com"], "subject": "S", "headers": {"Message-ID": "<ok@example.com>"}},
+    )
+    assert r.status_code == 201, r.content
+    assert Message.objects.get().message_id == "<ok@example.com>"
