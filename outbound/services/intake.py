@@ -561,6 +561,19 @@ def queue_emails(items: Sequence[Mapping[str, Any]], *, actor: str = "system") -
         except IntakeError as err:
             err.index = index
             raise
+    # Callers' Message-IDs were checked against the stored ones; two in the
+    # same batch would meet only in the unique index.
+    first_with: dict[str, int] = {}
+    for index, message in enumerate(messages):
+        earlier = first_with.setdefault(message.message_id, index)
+        if earlier != index:
+            twice = _header_error(
+                "Message-ID",
+                f"The Message-ID {message.message_id} is also given to message {earlier} "
+                "of the batch.",
+            )
+            twice.index = index
+            raise twice
     with transaction.atomic():
         insert_rows(Message, messages)
         insert_rows(Event, [_creation_event(m, actor) for m in messages])

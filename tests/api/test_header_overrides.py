@@ -26,3 +26,11 @@ def test_the_apis_422_names_the_refused_header(api: Any) -> None:
     )
     assert r.status_code == 201, r.content
     assert Message.objects.get().message_id == "<ok@example.com>"
+
+
+def test_a_message_id_given_twice_in_a_batch_is_422_naming_the_second(api: Any) -> None:
+    one = {"to": ["ann@example.com"], "headers": {"Message-ID": "<same@example.com>"}}
+    r = api.post("/messages/batch", {"messages": [one, {**one, "to": ["bob@example.com"]}]})
+    assert_error(r, 422, "invalid_input")
+    assert list(r.json()["details"]) == ["messages.1.headers.Message-ID"]
+    assert Message.objects.count() == 0
