@@ -16,11 +16,28 @@ from django.utils import timezone
 
 from outbound import conf
 from outbound.formats import stamp
-from outbound.models import Attempt, Backend, Contact, Event, Message, Recipient, Suppression
-from outbound.selectors import BackendHold, backend_hold, open_slots, rate_slots, rate_window
+from outbound.models import (
+    Attempt,
+    Backend,
+    Contact,
+    Event,
+    Message,
+    Recipient,
+    Suppression,
+    WorkerHeartbeat,
+)
+from outbound.selectors import (
+    BackendHold,
+    backend_hold,
+    live_workers,
+    open_slots,
+    rate_slots,
+    rate_window,
+)
 from outbound.services.addresses import find_blocks, find_number_blocks
 from outbound.services.dispatch import THROTTLE_REPEATS
 from outbound.services.receipts import TWILIO_ERRORS, describe
+from outbound.services.validation import allowance_left
 from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
 from outbound.web.test_advice import advice_for
@@ -142,6 +159,10 @@ class _Facts:
     # What holds this To send message back (its backend's pause, rate limit
     # or connection cap), if anything.
     hold: BackendHold | None = None
+    # For a message that may still leave: whether a worker is alive, and
+    # the worker heard from last (None when none ever ran).
+    no_worker: bool = False
+    last_worker: WorkerHeartbeat | None = None
 
     @property
     def last_attempt(self) -> Attempt | None:
@@ -206,6 +227,7 @@ def _gather(message: Message) -> _Facts:
         if contact is not None and contact.email:
             candidates.append(contact.email)
         blocks = find_blocks(a for a in candidates if "@" in a)
+    no_worker = _no_worker(message)
     return _Facts(
         message,
         backend,
@@ -215,6 +237,28 @@ def _gather(message: Message) -> _Facts:
         blocks,
         default_backend=default_backend and backend is not None,
         hold=backend_hold(message),
+        no_worker=no_worker,
+        last_worker=WorkerHeartbeat.objects.order_by("-last_seen").first() if no_worker else None,
+    )
+
+
+def _no_worker(message: Message) -> bool:
+    """What the "no worker is running" banner knows, for a message that
+    needs a worker to leave: the explanation must say it too."""
+    return message.status in (Status.WAITING, Status.TO_SEND) and not live_workers().exists()
+
+
+def _no_worker_line(f: _Facts) -> str:
+    """No worker is alive: since when, and that one must be started."""
+    w = f.last_worker
+    if w is None:
+        seen = "No worker has run yet"
+    else:
+        how = "stopped" if w.stopped_at is not None else "went silent"
+        seen = f"No worker has been seen since {_fmt(w.last_seen)} (the last, {w.name}, {how})"
+    return (
+        f"{seen}: nothing validates or sends this message until one runs. Start one "
+        "(outbound worker, or the worker service) and check the Workers page."
     )
 
 
@@ -294,14 +338,7 @@ def _facts(f: _Facts) -> list[tuple[str, str]]:
         rows.append(("Backend health", health))
         rows.append(("Backend last test", _last_test(f.backend)))
         if f.backend.limit is not None:
-            rows.append(
-                (
-                    "Backend allowance",
-                    f"{f.backend.sent_count} of {f.backend.limit} "
-                    f"{'credits (SMS segments)' if f.is_sms else 'messages'} used, "
-                    f"{f.backend.left} left",
-                )
-            )
+            rows.append(("Backend allowance", _allowance_used(f)))
         if m.status in (Status.WAITING, Status.TO_SEND):
             rows += _pace_facts(f)
     else:
@@ -310,6 +347,19 @@ def _facts(f: _Facts) -> list[tuple[str, str]]:
         rows.append(("Possibly delivered", "yes: a send was interrupted after the body left"))
     rows.append(("Message-ID", m.message_id))
     return rows
+
+
+def _allowance_used(f: _Facts) -> str:
+    """A limited backend's allowance: sent, on the way (To send, which holds
+    its share already), left."""
+    b = f.backend
+    assert b is not None and b.limit is not None
+    left = allowance_left(b.pk)
+    left = b.left or 0 if left is None else max(left, 0)
+    on_way = max(b.limit - b.sent_count - left, 0)
+    unit = "credits (SMS segments)" if f.is_sms else "messages"
+    way = f", {on_way} on their way" if on_way else ""
+    return f"{b.sent_count} of {b.limit} {unit} sent{way}, {left} left"
 
 
 def _pace_facts(f: _Facts) -> list[tuple[str, str]]:
@@ -362,6 +412,8 @@ def _why(f: _Facts) -> str:
         text += f" Since then these settings were tested, at {_fmt(b.last_test_at)}, and failed."
     if m.possibly_delivered and m.status != Status.SENT:
         text += " An earlier send was interrupted after the body left; a copy may arrive twice."
+    if f.no_worker:
+        text += f" {_no_worker_line(f)}"
     return text
 
 
@@ -496,17 +548,18 @@ def _retry_cause(f: _Facts) -> str:
 
 def _todo_waiting(f: _Facts) -> list[str]:
     m = f.message
+    steps = [_no_worker_line(f)] if f.no_worker else []
     if m.reason_code == Reason.ALLOWANCE_EXHAUSTED and f.backend is not None:
         return [
-            f"Backend {f.backend.name} has used its allowance: {f.backend.sent_count} of "
-            f"{f.backend.limit} messages sent, {f.backend.left} left.",
+            *steps,
+            f"Backend {f.backend.name} has used its allowance: {_allowance_used(f)}.",
             "Raise the backend's limit or reset its count in the settings; held messages "
             "are checked again every minute and leave by themselves.",
         ]
-    steps = []
     if m.send_at and m.send_at > timezone.now():
-        steps.append(f"It is scheduled for {_fmt(m.send_at)}; nothing needs to be done.")
-    else:
+        then = "a worker must be running by then" if f.no_worker else "nothing needs to be done"
+        steps.append(f"It is scheduled for {_fmt(m.send_at)}; {then}.")
+    elif not f.no_worker:
         steps.append(
             "A running worker validates it within seconds, or, when many messages are "
             "queued, as soon as it has sent those ahead of it. If it stays Waiting, open "
@@ -558,6 +611,8 @@ def _todo_to_send(f: _Facts) -> list[str]:
         )
     if f.hold is not None:
         steps += _hold_steps(f, f.hold)
+    if f.no_worker:
+        steps.insert(0, _no_worker_line(f))
     if not steps:
         steps.append(
             "A running worker sends it within seconds. If it stays To send, check the "

@@ -56,6 +56,8 @@ def test_a_limit_of_one_sends_one_of_three_messages_queued_together(
     _queue(3)
     _finish(_worker(*concurrency))
     assert len(server.messages) == 1
+    # The allowance goes to the oldest message first.
+    assert server.messages[0].rcpt_tos == ["user0@example.com"]
     stored = Backend.objects.get(pk=backend.pk)
     assert (stored.sent_count, stored.left) == (1, 0)
     waiting = Message.objects.filter(status=Status.WAITING)

@@ -345,6 +345,9 @@ def _due(now: datetime, limit: int) -> list[Message]:
         qs = qs.select_for_update(skip_locked=True, of=("self",))
     ids = list(qs.values_list("id", flat=True)[:limit])
     messages = list(Message.objects.filter(pk__in=ids).select_related("contact"))
+    # Oldest first, as they were picked: the allowance goes to them first.
+    order = {pk: n for n, pk in enumerate(ids)}
+    messages.sort(key=lambda m: order[m.pk])
     # One instance per backend, not one per message.
     _refresh_backends(messages)
     return messages

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from outbound.explain import diagnostic_report, explain_message
-from outbound.models import Attempt, Backend, Contact, Message, Suppression
+from outbound.formats import stamp
+from outbound.models import Attempt, Backend, Contact, Message, Suppression, WorkerHeartbeat
 from outbound.services.intake import queue_email
 from outbound.services.validation import validate_due
 from outbound.states import Reason, Status
@@ -101,6 +103,18 @@ def test_allowance_exhausted_names_the_limit(backend: Backend) -> None:
     assert "10 of 10" in todo
 
 
+def test_a_message_over_the_allowance_counts_those_on_their_way(backend: Backend) -> None:
+    Backend.objects.filter(pk=backend.pk).update(limit=2)
+    *_, third = [queue_email(to=f"{n}@example.com") for n in "abc"]
+    validate_due()
+    third.refresh_from_db()
+    assert (third.status, third.reason_code) == (Status.WAITING, Reason.ALLOWANCE_EXHAUSTED)
+    e = explain_message(third)
+    used = "0 of 2 messages sent, 2 on their way, 0 left"
+    assert f"Backend Relay has used its allowance: {used}." in e.what_to_do
+    assert ("Backend allowance", used) in e.facts
+
+
 def test_every_status_has_an_explanation(backend: Backend) -> None:
     m = queue_email(to="e@example.com")
     for status in Status:
@@ -118,3 +132,37 @@ def test_diagnostic_report_has_history_and_no_secret(backend: Backend) -> None:
     assert "ENCRYPTED-SECRET-VALUE" not in report
     assert "relayuser" not in report
     assert "smtp.example.com:587" in report
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_waiting_message_says_since_when_no_worker_was_seen_and_to_start_one(
+    backend: Backend, run_worker: Any
+) -> None:
+    run_worker()  # a real worker that found nothing to do and stopped
+    beat = WorkerHeartbeat.objects.get()
+    assert beat.stopped_at is not None
+    m = queue_email(to="bob@example.com", subject="Hello")
+    e = explain_message(m)
+    line = f"No worker has been seen since {stamp(beat.last_seen)} (the last, {beat.name}, stopped)"
+    assert line in e.why
+    assert e.what_to_do[0].startswith(line)
+    assert "Start one (outbound worker, or the worker service)" in e.what_to_do[0]
+    assert not any("validates it within seconds" in step for step in e.what_to_do)
+
+
+def test_a_to_send_message_with_no_worker_ever_says_so(backend: Backend) -> None:
+    m = _validated(queue_email(to="bob@example.com", subject="Hello"))
+    assert m.status == Status.TO_SEND
+    e = explain_message(m)
+    assert e.what_to_do[0].startswith("No worker has run yet: nothing validates or sends")
+    assert not any("sends it within seconds" in step for step in e.what_to_do)
+
+
+def test_a_live_worker_keeps_the_no_worker_words_out(backend: Backend) -> None:
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        name="host:1", hostname="host", pid=1, started_at=now, last_seen=now
+    )
+    e = explain_message(queue_email(to="bob@example.com", subject="Hello"))
+    assert "No worker" not in e.why + " ".join(e.what_to_do)
+    assert "validates it within seconds" in e.what_to_do[0]
