@@ -118,7 +118,7 @@ def _backend_where(backend: Backend) -> str:
         where = f", {backend.host}" if backend.host else ""
         return f"{backend.get_kind_display()}{where}"
     where = f"{backend.host}:{backend.port}" if backend.host else "no host"
-    return f"{where}, security {backend.get_security_display()}"
+    return f"{where}, {backend.security_words}"
 
 
 def _backend_line(backend: Backend) -> str:

@@ -47,10 +47,18 @@ class MessageFilters:
     date_from: date | None = None
     date_to: date | None = None
     q: str = ""
+    # The messages held as Backend test required that this backend's test
+    # releases (``held_for``): the "Held for it" link of its settings card.
+    held_for: int | None = None
 
     def apply(self, qs: QuerySet[Message]) -> QuerySet[Message]:
         if self.status:
             qs = qs.filter(status=self.status)
+        if self.held_for is not None:
+            backend = Backend.objects.filter(pk=self.held_for).first()
+            if backend is None:
+                return qs.none()
+            qs = qs.filter(held_for(backend), status=Status.BACKEND_TEST_REQUIRED)
         if self.channel:
             qs = qs.filter(channel=self.channel)
         if self.backend is not None:
@@ -114,6 +122,7 @@ class MessageFilters:
                 self.status,
                 self.channel,
                 self.backend is not None,
+                self.held_for is not None,
                 self.date_from,
                 self.date_to,
                 self.q.strip(),

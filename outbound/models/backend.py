@@ -95,6 +95,17 @@ class Backend(models.Model):
         return self.name
 
     @property
+    def security_words(self) -> str:
+        """The security setting in words, for a sentence ("security None" read
+        as a fact about the connection)."""
+        words: dict[str, str] = {
+            Security.NONE: "unencrypted (no TLS)",
+            Security.STARTTLS: "encrypted with STARTTLS",
+            Security.TLS: "encrypted with TLS from the start",
+        }
+        return words.get(self.security, self.security)
+
+    @property
     def is_usable(self) -> bool:
         """Tested successfully on its current settings."""
         return self.health == Health.OK and self.tested_version == self.settings_version

@@ -39,6 +39,10 @@ class MessageFilterForm(forms.Form):
         ),
     )
 
+    # Set by the "Held for it" link of a backend's settings card; kept hidden
+    # so filtering further keeps it.
+    held_for = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["backend"]
@@ -71,6 +75,7 @@ class MessageFilterForm(forms.Form):
             date_from=data.get("date_from"),
             date_to=data.get("date_to"),
             q=data.get("q") or "",
+            held_for=data.get("held_for"),
         )
 
 

@@ -65,8 +65,15 @@ def _back(request: HttpRequest, default: str) -> HttpResponseRedirect:
     return HttpResponseRedirect(default)
 
 
-def _report(request: HttpRequest, ok: bool, text: str) -> None:
-    (flash.success if ok else flash.warning)(request, text)
+def _report(request: HttpRequest, ok: bool, text: str, *, card: str = "") -> None:
+    """A result for the next page; with ``card``, shown in that card of the
+    settings page (where the button was pressed), not at the top."""
+    tags = f"card-{card}" if card else ""
+    (flash.success if ok else flash.warning)(request, text, extra_tags=tags)
+
+
+def _card(backend: Backend) -> str:
+    return f"backend-{backend.pk}"
 
 
 # The statuses a Cancel button is offered in (the service decides in the end).
@@ -120,11 +127,20 @@ def message_list(request: HttpRequest) -> HttpResponse:
         query[key] = cursor.encode()
         return "?" + query.urlencode()
 
+    held_for = (
+        Backend.objects.filter(pk=filters.held_for).first()
+        if filters.held_for is not None
+        else None
+    )
+    no_held = base_query.copy()
+    no_held.pop("held_for", None)
     return render(
         request,
         "outbound/messages.html",
         {
             "form": form,
+            "held_for": held_for,
+            "without_held_query": no_held.urlencode(),
             "filters": filters,
             "page": page,
             "overview": overview,
@@ -399,9 +415,20 @@ def _settings_page(
     can_edit_backends = request.user.has_perm(CHANGE_BACKEND)
     can_administer = request.user.has_perm(ADMINISTER)
     settings = GlobalSettings.load()
+    # Results of Save, Test and the test message go in the card where the
+    # button was; anything else stays at the top of the page.
+    notes: dict[str, list[Any]] = {}
+    page_notes = []
+    for note in flash.get_messages(request):
+        card = next((t[5:] for t in note.extra_tags.split() if t.startswith("card-")), "")
+        if card:
+            notes.setdefault(card, []).append(note)
+        else:
+            page_notes.append(note)
     rows = selectors.backend_rows()
     for row in rows:
         backend = row.backend
+        row.notes = notes.get(_card(backend), [])  # type: ignore[attr-defined]
         row.test = _last_test(backend)  # type: ignore[attr-defined]
         form: BackendForm | SmsBackendForm | None = None
         if can_edit_backends:
@@ -429,6 +456,7 @@ def _settings_page(
             if isinstance(new_bound, SmsBackendForm)
             else SmsBackendForm(initial={"is_default": not has_sms, "channel": "sms"})
         )
+    error_summary = _error_summary(bound, global_form)
     if can_administer and global_form is None:
         global_form = GlobalSettingsForm(initial=global_settings_data(settings))
     return render(
@@ -445,9 +473,51 @@ def _settings_page(
             "global_form": global_form if can_administer else None,
             "can_administer": can_administer,
             "can_edit_backends": can_edit_backends,
+            "messages": page_notes,
+            "global_notes": notes.get("global", []),
+            "error_summary": error_summary,
         },
         status=status,
     )
+
+
+def _error_summary(
+    bound: BackendForm | SmsBackendForm | None, global_form: GlobalSettingsForm | None
+) -> dict[str, Any] | None:
+    """What a failed save says at the top of the page: which form, which
+    fields and why, and that a typed secret must be typed again (a password
+    field is never filled back in)."""
+    form: BackendForm | SmsBackendForm | GlobalSettingsForm | None = None
+    if bound is not None and bound.errors:
+        form = bound
+    elif global_form is not None and global_form.errors:
+        form = global_form
+    if form is None:
+        return None
+    fields = [
+        (
+            form.fields[name].label or name if name in form.fields else "Settings",
+            " ".join(str(e) for e in errors),
+        )
+        for name, errors in form.errors.items()
+    ]
+    if isinstance(form, GlobalSettingsForm):
+        return {
+            "title": "The global settings",
+            "what": "were",
+            "anchor": "global-title",
+            "fields": fields,
+            "secret": "",
+        }
+    backend = form.backend
+    if backend is not None:
+        title, anchor = f"Backend {backend.name}", f"backend-{backend.pk}"
+    elif isinstance(form, SmsBackendForm):
+        title, anchor = "The new SMS backend", "new-sms-backend-title"
+    else:
+        title, anchor = "The new backend", "new-backend-title"
+    secret = str(form["password"].label) if "password" in form.fields else ""
+    return {"title": title, "what": "was", "anchor": anchor, "fields": fields, "secret": secret}
 
 
 def _backend_anchor(backend: Backend) -> str:
@@ -488,6 +558,7 @@ def backend_save(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             request,
             result.ok,
             f"Backend {saved.name} saved and tested: {advice.headline}.",
+            card=_card(saved),
         )
     else:
         untested = saved.tested_version != saved.settings_version
@@ -495,6 +566,7 @@ def backend_save(request: HttpRequest, pk: int | None = None) -> HttpResponse:
             request,
             f"Backend {saved.name} saved."
             + (" Run the test: its messages are held until a test succeeds." if untested else ""),
+            extra_tags=f"card-{_card(saved)}",
         )
     return HttpResponseRedirect(_backend_anchor(saved))
 
@@ -507,6 +579,7 @@ def backend_reset_count(request: HttpRequest, pk: int) -> HttpResponse:
     flash.success(
         request,
         f"Sent count of backend {backend.name} reset; messages waiting for allowance go out.",
+        extra_tags=f"card-{_card(backend)}",
     )
     return HttpResponseRedirect(_backend_anchor(backend))
 
@@ -519,9 +592,13 @@ def backend_test_message(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         result = send(backend, to=request.POST.get("to", "")[:320], actor=_actor(request))
     except InvalidInput as err:
-        flash.error(request, f"Test message: {' '.join(err.errors.get('to', [str(err)]))}")
+        flash.error(
+            request,
+            f"Test message: {' '.join(err.errors.get('to', [str(err)]))}",
+            extra_tags=f"card-{_card(backend)}",
+        )
     else:
-        _report(request, result.ok, result.text)
+        _report(request, result.ok, result.text, card=_card(backend))
     return HttpResponseRedirect(_backend_anchor(backend))
 
 
@@ -548,7 +625,7 @@ def backend_test(request: HttpRequest, pk: int) -> HttpResponse:
             return _settings_page(request, bound=form)
     result = test_backend(backend, actor=_actor(request))
     headline = advice_for(result.reason, kind=backend.kind).headline
-    _report(request, result.ok, f"Test of backend {backend.name}: {headline}.")
+    _report(request, result.ok, f"Test of backend {backend.name}: {headline}.", card=_card(backend))
     return HttpResponseRedirect(_backend_anchor(backend))
 
 
@@ -564,11 +641,12 @@ def global_settings_save(request: HttpRequest) -> HttpResponse:
         form.add_service_errors(err)
         return _settings_page(request, global_form=form)
     if saved.backend_failure_email.strip():
-        flash.success(request, "Global settings saved.")
+        flash.success(request, "Global settings saved.", extra_tags="card-global")
     else:
         flash.warning(
             request,
             "Global settings saved. No Backend Failure Email is set: alerts about failing "
             "backends, stuck messages and silent workers are shown here but mailed to nobody.",
+            extra_tags="card-global",
         )
     return HttpResponseRedirect(f"{reverse('outbound:settings')}#global-title")

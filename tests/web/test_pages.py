@@ -704,3 +704,37 @@ def test_a_search_over_the_maximum_length_says_so_next_to_the_box(
     assert "A search is at most 200 characters (this one has 250); it was left out." in error
     # Left out: the list is not filtered by it.
     assert f"/messages/{message.pk}/" in html
+
+
+def test_held_messages_link_to_their_backends_card_and_list_only_its_own(
+    admin_client: Client, stored_backend: Any
+) -> None:
+    relay = stored_backend(name="Relay", settings_version=2)  # changed, not tested
+    other = stored_backend(name="Other", is_default=False, settings_version=2)
+    following = queue_email(to="follows-default@example.com")
+    named = queue_email(to="named@example.com", backend=relay)
+    theirs = queue_email(to="theirs@example.com", backend=other)
+    validate_due()
+    held = Message.objects.filter(status=Status.BACKEND_TEST_REQUIRED)
+    assert set(held.values_list("pk", flat=True)) == {following.pk, named.pk, theirs.pk}
+
+    page = admin_client.get("/").content.decode()
+    banner = page.split("Backend Relay needs a test.")[1].split("</div>")[0]
+    assert f"/settings/#backend-{relay.pk}-test" in banner
+    assert f"?status=backend_test_required&amp;held_for={relay.pk}" in banner
+
+    settings = admin_client.get("/settings/").content.decode()
+    card = settings.split(f'id="backend-{relay.pk}"')[1].split("</section>")[0]
+    assert f"held_for={relay.pk}" in card and f'id="backend-{relay.pk}-test"' in card
+    listed = admin_client.get(
+        "/", {"status": "backend_test_required", "held_for": relay.pk}
+    ).content.decode()
+    # The default's held messages: those that follow the default and those named to it.
+    assert f"/messages/{following.pk}/" in listed and f"/messages/{named.pk}/" in listed
+    assert f"/messages/{theirs.pk}/" not in listed
+    assert "Showing only the messages held for backend <strong>Relay</strong>" in listed
+    # Filtering further keeps the backend.
+    assert f'name="held_for" value="{relay.pk}"' in listed
+    only_other = admin_client.get("/", {"held_for": other.pk}).content.decode()
+    assert f"/messages/{theirs.pk}/" in only_other
+    assert f"/messages/{named.pk}/" not in only_other

@@ -310,3 +310,23 @@ def test_sms_test_advice_never_speaks_of_smtp() -> None:
             text = f"{advice.headline} {advice.explanation} {advice.next_step}"
             assert not [w for w in smtp_words if w in text], (kind, reason, text)
             assert advice.ok == (reason == "ok")
+
+
+def test_a_console_backend_shows_no_server_twilio_or_gateway_fields_read_only_or_editable(
+    viewer_client: Client, admin_client: Client
+) -> None:
+    backend = save_backend_settings(
+        data={"channel": "sms", "kind": "console", "name": "Console"}, actor="setup"
+    )
+    for client in (viewer_client, admin_client):
+        html = client.get("/settings/").content.decode()
+        card = html.split(f'id="backend-{backend.pk}"')[1].split("</section>")[0]
+        for word in (
+            "Server",
+            "User name",
+            "Account SID",
+            "Twilio</legend>",
+            "HTTP gateway</legend>",
+        ):
+            assert word not in card, (client, word)
+        assert "Delivery receipts" not in card and "OUTBOUND_PUBLIC_URL" not in card
