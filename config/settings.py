@@ -62,6 +62,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A lock wait past its timeout is 503 with Retry-After, not 500.
+    "outbound.busy.DatabaseBusyMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -11,10 +11,12 @@ import logging
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, RequestDataTooBig
+from django.db import OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
+from outbound.busy import BUSY_TEXT, RETRY_AFTER_SECONDS, is_busy
 from outbound.errors import (
     HeaderInjection,
     IdempotencyConflict,
@@ -197,6 +199,20 @@ def install_error_handlers(api: NinjaAPI) -> None:
     def on_outbound(request: HttpRequest, exc: OutboundError) -> HttpResponse:
         return _respond(api, request, 422, "refused", str(exc) or type(exc).__name__)
 
+    def on_database(request: HttpRequest, exc: OperationalError) -> HttpResponse:
+        if not is_busy(exc):
+            return on_unexpected(request, exc)
+        logger.warning("database busy on %s %s: answered 503", request.method, request.path)
+        return _respond(
+            api,
+            request,
+            503,
+            "database_busy",
+            BUSY_TEXT,
+            {"retry_after": RETRY_AFTER_SECONDS},
+            {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
     def on_unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
         # The one broad catch of the API: a client still gets the envelope,
         # and the traceback goes to the log, not to the client.
@@ -223,6 +239,7 @@ def install_error_handlers(api: NinjaAPI) -> None:
         (IntakeError, on_intake),
         (InvalidTransition, on_transition),
         (OutboundError, on_outbound),
+        (OperationalError, on_database),
     ]
     for exc_class, handler in handlers:
         api.add_exception_handler(exc_class, handler)

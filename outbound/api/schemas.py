@@ -11,14 +11,43 @@ from datetime import datetime
 from typing import Any, Literal
 
 from ninja import Schema
-from pydantic import AwareDatetime, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, ConfigDict, Field, field_validator, model_validator
+
+from outbound.text import sentence, text_problem
 
 # Ids beyond this cannot exist and would overflow a bigint on PostgreSQL.
 MAX_ID = 2**53
 Address = Field(max_length=320)
 
 
-class In(Schema):
+def _refuse_unstorable(value: Any) -> Any:
+    """Refuse a NUL or a lone surrogate in a string field, or in a list's or
+    a mapping's strings (nested objects are schemas that check themselves)."""
+    items: list[Any] = []
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, list):
+        items = [v for v in value if isinstance(v, str)]
+    elif isinstance(value, dict):
+        items = [v for pair in value.items() for v in pair if isinstance(v, str)]
+    for item in items:
+        problem = text_problem(item)
+        if problem:
+            raise ValueError(sentence("The text", problem))
+    return value
+
+
+class Checked(Schema):
+    """Every text a request brings (body or query string) is storable text:
+    a NUL used to reach PostgreSQL and answer 500, or match everything."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        return _refuse_unstorable(value)
+
+
+class In(Checked):
     model_config = ConfigDict(extra="forbid")
 
 

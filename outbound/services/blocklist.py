@@ -13,12 +13,16 @@ from outbound.models import Suppression
 from outbound.services.addresses import check_email
 from outbound.services.audit import record_audit
 from outbound.services.contacts import normalise_mobile
+from outbound.text import sentence, text_problem
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 
 
 def normalise_entry(kind: str, value: str) -> str:
     value = (value or "").strip()
+    problem = text_problem(value)
+    if problem:
+        raise InvalidInput({"value": [sentence("The value", problem)]})
     if kind not in Suppression.Kind.values:
         raise InvalidInput({"kind": [f"Use one of {', '.join(Suppression.Kind.values)}."]})
     if not value:
@@ -47,6 +51,9 @@ def add_block(
     *, kind: str, value: str, reason: str = "", actor: str, source: str = "operator"
 ) -> Suppression:
     normalised = normalise_entry(kind, value)
+    problem = text_problem(reason)
+    if problem:
+        raise InvalidInput({"reason": [sentence("The reason", problem)]})
     if len(reason) > 500:
         raise InvalidInput({"reason": ["At most 500 characters."]})
     if Suppression.objects.filter(kind=kind, value=normalised).exists():

@@ -17,6 +17,7 @@ from outbound.models import Contact, GlobalSettings
 from outbound.services.addresses import check_email, check_mobile
 from outbound.services.audit import record_audit
 from outbound.states import Channel
+from outbound.text import header_problem, sentence, text_problem
 
 FIELDS = (
     "name",
@@ -50,6 +51,12 @@ def clean_contact_data(data: dict[str, Any], *, partial: bool = False) -> dict[s
                 value = ""
             if not isinstance(value, str):
                 errors[key] = ["Must be text."]
+                continue
+            # The name becomes the display name in the To header of every
+            # email to the contact: no line breaks or control characters.
+            problem = header_problem(value) if key == "name" else text_problem(value)
+            if problem:
+                errors[key] = [sentence("The text", problem)]
                 continue
             cleaned[key] = value.strip()
     if len(cleaned.get("name", "")) > 200:
@@ -117,6 +124,9 @@ def upsert_contact(*, external_id: str, data: dict[str, Any], actor: str) -> tup
     """Create or update the contact with ``external_id``; (contact, created)."""
     if not external_id or not external_id.strip():
         raise InvalidInput({"external_id": ["An external id is required."]})
+    problem = text_problem(external_id)
+    if problem:
+        raise InvalidInput({"external_id": [sentence("The external id", problem)]})
     data = {**data, "external_id": external_id.strip()}
     existing = Contact.objects.filter(external_id=external_id.strip()).first()
     return save_contact(contact=existing, data=data, actor=actor), existing is None

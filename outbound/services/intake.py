@@ -34,6 +34,7 @@ from outbound.models import Attachment, Backend, Contact, Event, GlobalSettings,
 from outbound.services.addresses import check_email
 from outbound.services.bulk import insert_rows, new_instance
 from outbound.states import Channel, Reason, Source, Status
+from outbound.text import sentence, text_problem
 
 # Headers a caller may not give, and why (the README lists them): Bcc would
 # show the blind copies to every recipient (they go in the envelope only);
@@ -87,12 +88,9 @@ def check_text(name: str, value: str, *, max_length: int | None = None) -> str:
     surrogates (PostgreSQL refuses both; SQLite would keep garbage)."""
     if not isinstance(value, str):
         raise IntakeError(f"{name} must be text.")
-    if "\x00" in value:
-        raise IntakeError(f"{name} contains a NUL character.")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise IntakeError(f"{name} contains a character that is not valid Unicode.") from err
+    problem = text_problem(value)
+    if problem:
+        raise IntakeError(sentence(name, problem))
     if max_length is not None and len(value) > max_length:
         raise IntakeError(f"{name} is {len(value)} characters long; the most is {max_length}.")
     return value

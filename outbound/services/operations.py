@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
+from outbound.errors import InvalidInput
 from outbound.models import Message
 from outbound.selectors import HeldStuck, held_stuck, live_workers, stuck_messages
 from outbound.services import transitions
 from outbound.services.audit import record_audit
 from outbound.services.intake import make_message_id
 from outbound.states import RESENDABLE, Reason, Status
+from outbound.text import sentence, text_problem
 
 
 @dataclass
@@ -144,6 +146,9 @@ def cancel_group(group_key: str, *, actor: str) -> ActionResult:
     """Cancel every message of a series (reminders) that has not left yet."""
     if not group_key:
         return ActionResult(False, "A group key is required.")
+    problem = text_problem(group_key)
+    if problem:
+        raise InvalidInput({"group_key": [sentence("The group key", problem)]})
     changed = transitions.transition_where(
         filters={"group_key": group_key, "claim_token__isnull": True},
         to=Status.CANCELLED,

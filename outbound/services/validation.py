@@ -33,6 +33,7 @@ from outbound.services.prepared import insert_values
 from outbound.services.writegate import GATE
 from outbound.sms import analyse
 from outbound.states import Channel, Reason, Status
+from outbound.text import header_problem
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,17 @@ def _decide_email(
     refusal = _contact_refusal(message, fields)
     if refusal is not None:
         return refusal
+    if contact is not None and header_problem(contact.name):
+        # Saved before names were checked: the To header cannot carry it, and
+        # every retry would fail the same way inside the transport.
+        fields["to_user"] = ""
+        return Decision(
+            Status.NOT_SENT,
+            Reason.RECIPIENT_INVALID,
+            f"The name of contact {contact.pk} ({contact.name!r}) "
+            f"{header_problem(contact.name)}. Fix the name on the contact and re-send.",
+            fields,
+        )
     if contact is not None:
         if not contact.email.strip():
             fields["message_to"] = ""

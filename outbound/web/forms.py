@@ -79,6 +79,22 @@ class MessageFilterForm(forms.Form):
         )
 
 
+class SearchForm(forms.Form):
+    """A page's search box. A Django CharField refuses NUL characters itself
+    (they would reach PostgreSQL as a 500); the error is shown by the box."""
+
+    q = forms.CharField(required=False)
+
+    def term(self) -> str | None:
+        """The text to search for (at most 200 characters), or None when refused."""
+        if not self.is_valid():
+            return None
+        return str(self.cleaned_data["q"])[:200]
+
+    def error(self) -> str:
+        return " ".join(str(e) for e in self.errors.get("q", []))
+
+
 class ServiceErrorsMixin:
     """Put an ``InvalidInput``'s per-field messages on the form."""
 

@@ -46,6 +46,7 @@ from outbound.web.forms import (
     ContactForm,
     GlobalSettingsForm,
     MessageFilterForm,
+    SearchForm,
     SmsBackendForm,
 )
 from outbound.web.test_advice import advice_for
@@ -250,11 +251,16 @@ def message_cancel(request: HttpRequest, pk: int) -> HttpResponse:
 @_require()
 @require_GET
 def contact_list(request: HttpRequest) -> HttpResponse:
-    q = request.GET.get("q", "")[:200]
+    search = SearchForm(request.GET)
+    q = search.term()
     return render(
         request,
         "outbound/contacts.html",
-        {"contacts": selectors.search_contacts(q), "q": q},
+        {
+            "contacts": selectors.search_contacts(q) if q is not None else [],
+            "q": q or "",
+            "search_error": search.error(),
+        },
     )
 
 
@@ -341,14 +347,20 @@ def blocklist_view(request: HttpRequest) -> HttpResponse:
                 return redirect("outbound:blocklist")
     else:
         form = BlockForm()
-    q = request.GET.get("q", "")[:200]
-    entries = Suppression.objects.all()
+    search = SearchForm(request.GET)
+    q = search.term()
+    entries = Suppression.objects.all() if q is not None else Suppression.objects.none()
     if q:
         entries = entries.filter(value__icontains=q.strip())
     return render(
         request,
         "outbound/blocklist.html",
-        {"form": form, "entries": list(entries.order_by("kind", "value")[:500]), "q": q},
+        {
+            "form": form,
+            "entries": list(entries.order_by("kind", "value")[:500]),
+            "q": q or "",
+            "search_error": search.error(),
+        },
     )
 
 

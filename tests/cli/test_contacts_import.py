@@ -57,3 +57,20 @@ def test_import_accepts_a_bom_and_stdin(cli):
     r = cli("contacts", "import", "-", stdin="\ufeffexternal_id,name\nz1,Zed\n")
     assert r.code == 0, r.err
     assert Contact.objects.get().name == "Zed"
+
+
+def test_the_csv_import_reports_the_line_of_a_name_with_a_line_break(cli, tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "external_id,name,email\n"
+        "c1,Ann,ann@example.com\n"
+        'c2,"Bob\nBcc: evil@example.com",bob@example.com\n'
+        "c4,Di,di@example.com\n",
+        encoding="utf-8",
+        newline="",
+    )
+    r = cli("contacts", "import", str(path))
+    assert r.code == 1
+    assert "2 created, 0 updated, 1 rejected." in r.out
+    assert "line 4: name:" in r.out and "line break" in r.out
+    assert sorted(Contact.objects.values_list("external_id", flat=True)) == ["c1", "c4"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
-from ninja import Field, Path, Query, Router, Schema, Status
+from ninja import Field, Path, Query, Router, Status
 
 from outbound.api.auth import (
     ADD_BLOCKS,
@@ -25,6 +25,7 @@ from outbound.api.schemas import (
     BlockIn,
     BlockOut,
     BlockPageOut,
+    Checked,
     ContactIn,
     ContactOut,
     ContactPageOut,
@@ -39,7 +40,7 @@ router = Router()
 ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 422, 429)}
 
 
-class PageQuery(Schema):
+class PageQuery(Checked):
     q: str | None = Field(None, max_length=200)
     cursor: str | None = Field(None, max_length=200)
     limit: int = Field(50, ge=1, le=200)

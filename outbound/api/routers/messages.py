@@ -27,6 +27,7 @@ from outbound.api.schemas import (
     ActionOut,
     BatchIn,
     BatchOut,
+    Checked,
     ErrorOut,
     MessageDetailOut,
     MessageIn,
@@ -300,7 +301,7 @@ def create_messages(
     return _idempotent(request, response, idempotency_key, produce)
 
 
-class MessageQuery(Schema):
+class MessageQuery(Checked):
     status: (
         Literal["waiting", "to_send", "sent", "not_sent", "backend_test_required", "cancelled"]
         | None
