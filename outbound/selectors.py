@@ -24,6 +24,7 @@ from django.utils.dateparse import parse_datetime
 
 from outbound.models import (
     Alert,
+    ApiKey,
     Attempt,
     AuditEntry,
     Backend,
@@ -31,6 +32,7 @@ from outbound.models import (
     Contact,
     GlobalSettings,
     Message,
+    Suppression,
     WorkerHeartbeat,
 )
 from outbound.states import Channel, Status
@@ -880,6 +882,32 @@ def audit_page(
     chunk = list(qs[: size + 1])
     rows = chunk[:size]
     return rows, (rows[-1].pk if len(chunk) > size else None)
+
+
+def audit_object_names(entries: list[AuditEntry]) -> dict[tuple[str, int], str]:
+    """The current names of the contacts, backends, blocklist entries and API
+    keys the entries name: one query per kind of object."""
+    wanted: dict[str, set[int]] = {}
+    for entry in entries:
+        for pk in (entry.object_ids or [])[:10]:
+            if isinstance(pk, int):
+                wanted.setdefault(entry.object_type, set()).add(pk)
+    names: dict[tuple[str, int], str] = {}
+    for pk, name, email in Contact.objects.filter(pk__in=wanted.get("contact", ())).values_list(
+        "pk", "name", "email"
+    ):
+        names[("contact", pk)] = name or email or f"#{pk}"
+    for pk, name in Backend.objects.filter(pk__in=wanted.get("backend", ())).values_list(
+        "pk", "name"
+    ):
+        names[("backend", pk)] = name
+    for pk, value in Suppression.objects.filter(pk__in=wanted.get("suppression", ())).values_list(
+        "pk", "value"
+    ):
+        names[("suppression", pk)] = value
+    for key in ApiKey.objects.filter(pk__in=wanted.get("apikey", ())):
+        names[("apikey", key.pk)] = str(key)
+    return names
 
 
 @dataclass(frozen=True)

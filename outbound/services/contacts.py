@@ -106,16 +106,28 @@ def save_contact(*, contact: Contact | None = None, data: dict[str, Any], actor:
     with transaction.atomic():
         created = contact is None
         target = contact or Contact()
+        # The audit of an update names only what changed: a form posts every
+        # field, and "name, email, mobile, ..." each time says nothing.
+        changed = sorted(
+            key
+            for key, value in cleaned.items()
+            if (created and value not in ("", None))
+            or (not created and getattr(target, key) != value)
+        )
         for key, value in cleaned.items():
             setattr(target, key, value)
         target.save()
+        if created:
+            result = f"Added with {', '.join(changed)}" if changed else "Added"
+        else:
+            result = f"Changed: {', '.join(changed)}" if changed else "Nothing changed"
         record_audit(
             actor=actor,
             action="create_contact" if created else "update_contact",
             object_type="contact",
             object_ids=[target.pk],
-            result=", ".join(sorted(cleaned)),
-            data={"fields": sorted(cleaned)},
+            result=result,
+            data={"fields": changed},
         )
     return target
 

@@ -39,6 +39,7 @@ from outbound.services.global_settings import global_settings_data, save_global_
 from outbound.services.sms_backends import status_callback_url
 from outbound.sms import analyse
 from outbound.states import RESENDABLE, Channel, Reason, Status
+from outbound.web import audit_words
 from outbound.web.access import require_role as _require
 from outbound.web.forms import (
     BackendForm,
@@ -390,10 +391,11 @@ def audit(request: HttpRequest) -> HttpResponse:
     raw = request.GET.get("before", "")
     before = int(raw) if raw.isdigit() else None
     rows, older = selectors.audit_page(before=before)
+    lines = audit_words.describe(rows, selectors.audit_object_names(rows))
     return render(
         request,
         "outbound/audit.html",
-        {"entries": rows, "older": older, "first_page": before is None},
+        {"entries": lines, "older": older, "first_page": before is None},
     )
 
 

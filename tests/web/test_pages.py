@@ -738,3 +738,44 @@ def test_held_messages_link_to_their_backends_card_and_list_only_its_own(
     only_other = admin_client.get("/", {"held_for": other.pk}).content.decode()
     assert f"/messages/{theirs.pk}/" in only_other
     assert f"/messages/{named.pk}/" not in only_other
+
+
+def test_the_audit_page_says_actions_in_words_with_links_and_only_changed_fields(
+    admin_client: Client, stored_backend: Any
+) -> None:
+    from outbound.services.blocklist import add_block, remove_block
+    from outbound.services.contacts import save_contact
+
+    backend = stored_backend(name="Relay")
+    add_block(kind="address", value="anna@example.org", actor="ada")
+    gone = add_block(kind="domain", value="spam.example", actor="ada")
+    remove_block(gone, actor="ada")
+    contact = save_contact(data={"name": "Ann Smith", "email": "ann@example.com"}, actor="ada")
+    data = {
+        "name": "Ann Smith",
+        "email": "ann.smith@example.com",
+        "mobile": "",
+        "preferred_channel": "email",
+        "notifications_enabled": True,
+        "active": True,
+        "external_id": "",
+    }
+    save_contact(contact=contact, data=data, actor="ada")
+    save_backend_settings(backend=backend, data={"port": 2525}, actor="ada")
+    message = queue_email(to="a@example.com")
+    admin_client.post(f"/messages/{message.pk}/cancel/", {"confirm": "yes"})
+    html = admin_client.get("/audit/").content.decode()
+    rows = html.split("<tbody>")[1].split("</tbody>")[0]
+    assert (
+        'Added blocklist entry <a href="/blocklist/?q=anna%40example.org">anna@example.org</a>'
+        in rows
+    )
+    assert "Removed blocklist entry Domain spam.example" in rows
+    assert f'Changed contact <a href="/contacts/{contact.pk}/">Ann Smith</a>' in rows
+    assert f'Changed backend <a href="/settings/#backend-{backend.pk}">Relay</a>' in rows
+    assert f'Cancelled message <a href="/messages/{message.pk}/">{message.pk}</a>' in rows
+    assert "add_block" not in rows and "update_contact" not in rows
+    # An update names only the field that changed, not every field of the form.
+    update = AuditEntry.objects.get(action="update_contact")
+    assert update.result == "Changed: email" and update.data["fields"] == ["email"]
+    assert "Changed: email</td>" in rows
