@@ -839,6 +839,13 @@ def _todo_backend(f: _Facts) -> list[str]:
             if b.channel == Channel.SMS
             else "The server refused the user name or password: correct them."
         )
+    elif f.message.reason_code == Reason.BACKEND_TLS_FAILED and b.health_reason == "tls_wrong_host":
+        # The transport read the names from the certificate the server presented.
+        steps.append(
+            f"The server's certificate is for another host name ({b.health_detail}). Set the "
+            f"backend's host to a name the certificate is for, or have the certificate "
+            f"reissued to include {b.host}; then run the Test."
+        )
     elif f.message.reason_code == Reason.BACKEND_TLS_FAILED:
         steps.append("The secure connection failed: check the port and the security setting.")
     elif f.message.reason_code == Reason.BACKEND_HOST_NOT_FOUND:

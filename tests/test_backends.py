@@ -631,3 +631,37 @@ def test_the_default_from_address_keeps_its_display_name_in_messages_and_alerts(
     mailed = system_mail.messages[-1]
     assert mailed.mail_from == "outbound@example.com"
     assert message_from_bytes(mailed.raw)["From"] == "Outbound <outbound@example.com>"
+
+
+def test_a_certificate_for_another_host_is_named_by_the_test_and_the_held_message(
+    make_smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    from outbound.explain import explain_message
+    from outbound.web.test_advice import advice_for
+
+    # A relay tested over STARTTLS whose certificate is later replaced by one
+    # for other names (a second server stands for the replaced certificate).
+    first = make_smtp_server(tls="starttls")
+    backend = make_backend(first, security="starttls")
+    replaced = make_smtp_server(tls="starttls", tls_names=("mail.other.test",))
+    Backend.objects.filter(pk=backend.pk).update(port=replaced.port)
+    message = queue_email(to="anna@example.com", subject="Invoice")
+    run_worker()
+    message.refresh_from_db()
+    assert (message.status, message.reason_code) == (
+        Status.BACKEND_TEST_REQUIRED,
+        Reason.BACKEND_TLS_FAILED,
+    )
+    named = f"127.0.0.1:{replaced.port} presented a certificate for mail.other.test"
+    assert named in message.reason_text
+    todo = " ".join(explain_message(message).what_to_do)
+    assert named in todo
+    assert "Set the backend's host to a name the certificate is for" in todo
+    assert "have the certificate reissued to include 127.0.0.1" in todo
+
+    result = test_backend(Backend.objects.get(pk=backend.pk), actor="admin")
+    assert (result.ok, result.reason) == (False, "tls_wrong_host")
+    assert named in result.reply
+    assert advice_for(result.reason, kind="smtp").headline == (
+        "TLS failed: the certificate is for another host name"
+    )

@@ -51,6 +51,7 @@ CONFIG_REASONS = {
     "auth_failed": Reason.BACKEND_AUTH_FAILED,
     "auth_unsupported": Reason.BACKEND_AUTH_FAILED,
     "tls_failed": Reason.BACKEND_TLS_FAILED,
+    "tls_wrong_host": Reason.BACKEND_TLS_FAILED,
     "host_not_found": Reason.BACKEND_HOST_NOT_FOUND,
     "secret_unreadable": Reason.BACKEND_SECRET_UNREADABLE,
     "host_forbidden": Reason.BACKEND_HOST_FORBIDDEN,

@@ -39,6 +39,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Literal, Self
 
 import idna
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from outbound.errors import (
     BackendConfigurationError,
@@ -66,6 +68,7 @@ PROBE_REASONS = (
     "timeout",
     "host_not_found",
     "tls_failed",
+    "tls_wrong_host",
     "sender_refused",
     "recipient_refused",
     "auth_unsupported",
@@ -235,6 +238,31 @@ def _decode(raw: bytes) -> str:
 def _default_local_hostname() -> str:
     # getfqdn may ask DNS; once per process is enough.
     return socket.getfqdn()
+
+
+# OpenSSL's verify codes for a certificate that names other hosts.
+_NAME_MISMATCH = frozenset({62, 64})  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+
+
+def _names_another_host(err: BaseException) -> bool:
+    return isinstance(err, ssl.SSLCertVerificationError) and err.verify_code in _NAME_MISMATCH
+
+
+def certificate_names(der: bytes) -> list[str]:
+    """The DNS names and IP addresses a certificate is for (its subject
+    alternative names, else its common name), in the certificate's order."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return [
+        *san.get_values_for_type(x509.DNSName),
+        *(str(ip) for ip in san.get_values_for_type(x509.IPAddress)),
+    ]
 
 
 # --- the smtplib client ----------------------------------------------------
@@ -469,8 +497,61 @@ class SmtpTransport:
         except (OSError, smtplib.SMTPException, ValueError) as err:
             failure = self._translate(err)
             self._discard()
+            if _names_another_host(err):
+                failure = self._wrong_host(failure)
             raise failure from err
         logger.debug("Connected to %s:%s (%s)", config.host, config.port, config.security)
+
+    def _wrong_host(self, failure: TransportError) -> TransportError:
+        """The certificate is trusted but for other names: say which, read
+        from the certificate the server presents, so the administrator can
+        use that name or have the certificate fixed."""
+        names = self._presented_names()
+        if not names:
+            return failure
+        host = self.config.host
+        return BackendConfigurationError(
+            f"{host}:{self.config.port} presented a certificate for {', '.join(names)}, "
+            f"not for {host}",
+            phase="tls",
+            reason="tls_wrong_host",
+        )
+
+    def _presented_names(self) -> list[str]:
+        """The host names in the certificate the server presents, read over
+        a second connection that verifies nothing (the handshake that
+        verified was aborted before the certificate could be read). Only its
+        names are used; nothing else is sent over it. Empty when it fails."""
+        config = self.config
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        client = _SmtpClient(
+            local_hostname=config.local_hostname or _default_local_hostname(),
+            timeout=min(self._step_timeout(), 5.0),
+        )
+        try:
+            client.open_socket(
+                config.host,
+                config.port,
+                tls=context if config.security == "tls" else None,
+                on_tls=lambda: None,
+                address_allowed=config.address_allowed,
+            )
+            if config.security == "starttls":
+                client.ehlo()
+                code, _ = client.docmd("STARTTLS")
+                if code != 220:
+                    return []
+                client.start_tls(context, config.host)
+            sock = client.sock
+            der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+        except (OSError, smtplib.SMTPException, TransportError, ValueError):
+            return []
+        finally:
+            with contextlib.suppress(OSError):
+                client.close()
+        return certificate_names(der) if der else []
 
     def close(self) -> None:
         """QUIT and close the socket; never raises."""

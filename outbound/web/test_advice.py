@@ -75,6 +75,13 @@ _ADVICE: dict[str, tuple[str, str, str]] = {
         "Make the security setting match the port (465 implicit TLS, 587 STARTTLS) and use "
         "the host name written in the server's certificate, then Test again.",
     ),
+    "tls_wrong_host": (
+        "TLS failed: the certificate is for another host name",
+        "The server presented a certificate for other names than the host this backend "
+        "connects to (the reply below names them), so the connection cannot be trusted.",
+        "Set the host to one of the names the certificate is for, or have the server's "
+        "certificate reissued to include this host name, then Test again.",
+    ),
     "sender_refused": (
         "Sender refused: the relay does not accept this from address",
         "The server refused the from address when the test announced it.",

@@ -518,14 +518,15 @@ def test_tls_connection_is_reused_for_the_next_message(
 
 
 @pytest.mark.parametrize(
-    ("tls_names", "trusted"),
+    ("tls_names", "trusted", "reason"),
     [
-        (("localhost", "127.0.0.1"), False),  # a CA the client does not trust
-        (("mail.other.test",), True),  # a trusted certificate for another name
+        (("localhost", "127.0.0.1"), False, "tls_failed"),  # a CA the client does not trust
+        # A trusted certificate for another name: told apart, with its names.
+        (("mail.other.test",), True, "tls_wrong_host"),
     ],
 )
 def test_unverifiable_certificate_is_tls_failed(
-    make_smtp_server: MakeServer, tls_names: tuple[str, ...], trusted: bool
+    make_smtp_server: MakeServer, tls_names: tuple[str, ...], trusted: bool, reason: str
 ) -> None:
     server = make_smtp_server(tls="starttls", tls_names=tls_names, auth={"user": "pw"})
     context = server.client_ssl_context() if trusted else ssl.create_default_context()
@@ -535,7 +536,7 @@ def test_unverifiable_certificate_is_tls_failed(
     with pytest.raises(BackendConfigurationError) as caught:
         transport.send(envelope())
 
-    assert (caught.value.reason, caught.value.phase) == ("tls_failed", "tls")
+    assert (caught.value.reason, caught.value.phase) == (reason, "tls")
     assert server.auth_attempts == 0
     assert "MAIL" not in server.commands
 
@@ -580,6 +581,36 @@ def test_implicit_tls_with_an_untrusted_certificate_is_tls_failed(
     assert server.connections == 1
     assert server.auth_attempts == 0
     assert server.commands == []
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_a_certificate_for_another_host_names_the_hosts_it_is_for(
+    make_smtp_server: MakeServer, security: str
+) -> None:
+    server = make_smtp_server(
+        tls="starttls" if security == "starttls" else "implicit",
+        tls_names=("mail.other.test", "*.relay.other.test", "192.0.2.7"),
+        auth={"user": "pw"},
+    )
+    transport = transport_for(
+        server,
+        security=security,
+        username="user",
+        password="pw",
+        ssl_context=server.client_ssl_context(),
+    )
+    with pytest.raises(BackendConfigurationError) as caught:
+        transport.open()
+
+    err = caught.value
+    assert (err.reason, err.phase) == ("tls_wrong_host", "tls")
+    assert str(err) == (
+        f"127.0.0.1:{server.port} presented a certificate for mail.other.test, "
+        "*.relay.other.test, 192.0.2.7, not for 127.0.0.1"
+    )
+    # The names were read over a connection that logged in and sent nothing.
+    assert server.auth_attempts == 0
+    assert not {"AUTH", "MAIL", "RCPT", "DATA"} & {c.split()[0] for c in server.commands}
 
 
 def test_implicit_tls_against_a_plaintext_server_is_tls_failed(
