@@ -144,7 +144,24 @@ def test_552_to_rcpt_is_retried(smtp_server: Any, make_backend: Any, run_worker:
     smtp_server.configure(rcpt_reply="552 5.2.2 Mailbox full")
     message = queue_email(to="ann@example.com")
     run_worker()
-    assert _m(message).status == Status.TO_SEND
+    m = _m(message)
+    # Mailbox full is temporary (RFC 5321 4.5.3.1.10): a retry is scheduled,
+    # and the attempt says the recipient was deferred with the server's reply.
+    assert (m.status, m.reason_code) == (Status.TO_SEND, Reason.RETRY_SCHEDULED)
+    assert "552 5.2.2 Mailbox full" in m.reason_text
+    assert m.next_attempt_at is not None and m.next_attempt_at > timezone.now()
+    attempt = Attempt.objects.get(message=m)
+    assert (attempt.outcome, attempt.phase, attempt.error_reason) == (
+        "transient",
+        "rcpt",
+        "recipient_deferred",
+    )
+    assert (attempt.smtp_code, attempt.enhanced_code) == (552, "5.2.2")
+    # Not refused: the recipient is still to be tried.
+    assert list(m.recipients.values_list("address", "outcome")) == [
+        ("ann@example.com", Recipient.Outcome.PENDING)
+    ]
+    assert smtp_server.messages == []
 
 
 def test_refused_connection_is_retried(
