@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import logging
 
-from outbound.models import Message
+import pytest
+from django.db import DatabaseError, connection
+
+from outbound.models import AuditEntry, Message
 from tests.api.conftest import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -50,17 +53,26 @@ def test_an_unknown_api_path_is_404_with_the_envelope(api):
     assert_error(api.post("/messages/1/explode"), 404, "not_found")
 
 
-def test_an_unexpected_error_is_a_500_envelope_without_traceback(api, monkeypatch):
-    from outbound.services import operations
-
-    def boom(**_):
-        raise RuntimeError("secret internals")
-
-    monkeypatch.setattr(operations, "send_outgoing", boom)
-    r = api.post("/send-outgoing")
+def test_an_unexpected_error_is_a_500_envelope_without_traceback(api, caplog):
+    # A real fault, not a replaced function: the audit table that
+    # send_outgoing writes to is dropped, inside the test's transaction (rolled
+    # back after it, on SQLite and PostgreSQL alike), so the database itself
+    # raises mid-request.
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE {AuditEntry._meta.db_table}")
+    with caplog.at_level(logging.ERROR, logger="outbound.api"):
+        r = api.post("/send-outgoing")
     body = assert_error(r, 500, "internal_error")
-    assert "secret internals" not in r.content.decode()
     assert body["details"] == {}
+    # The database's words (table name, error class) stay in the log.
+    text = r.content.decode()
+    assert AuditEntry._meta.db_table not in text
+    for word in ("OperationalError", "ProgrammingError", "no such table", "does not exist"):
+        assert word not in text
+    assert "Traceback" not in text
+    logged = [rec for rec in caplog.records if rec.exc_info]
+    assert logged, "the error was not logged"
+    assert isinstance(logged[0].exc_info[1], DatabaseError)
 
 
 def test_openapi_schema_and_docs_are_served(anon):
