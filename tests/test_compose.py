@@ -97,7 +97,9 @@ _names = st.one_of(st.just(""), _printable, _words)
     to_user=_names,
     sender_name=_names,
 )
-def test_direct_bytes_equal_the_email_packages_whenever_written(
+def _direct_bytes_equal_the_email_packages_whenever_written(
+    # Filled with whether each example took the direct path.
+    taken: list[bool],
     subject: str,
     text: str,
     html: str,
@@ -114,5 +116,16 @@ def test_direct_bytes_equal_the_email_packages_whenever_written(
         _rcpt(f"{local}@example.org", name, kind="cc") for local, name in cc
     ]
     direct = _plain_email(message, recipients)
+    taken.append(direct is not None)
     if direct is not None:
         assert direct == _email_package(message, recipients, [])
+
+
+def test_direct_bytes_equal_the_email_packages_whenever_written() -> None:
+    taken: list[bool] = []
+    _direct_bytes_equal_the_email_packages_whenever_written(taken)
+    # The comparison above means something only where the direct path was
+    # taken: about a quarter of the 400 examples when measured (86 to 124 in
+    # five runs), and the email package's path for the rest.
+    assert sum(taken) >= 20, f"direct path taken in {sum(taken)} of {len(taken)} examples"
+    assert taken.count(False) >= 20
