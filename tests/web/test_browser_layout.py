@@ -145,7 +145,7 @@ def test_no_console_page_is_wider_than_a_phone(
         assert box.evaluate("el => el.scrollWidth > el.clientWidth")
         # The message page's facts stack: each label above its value.
         page.goto(f"{base}/messages/{sent.pk}/")
-        label = page.locator("dl.fields dt", has_text="Message-ID")
+        label = page.locator("dl.facts dt", has_text="Message-ID")
         value = label.locator("xpath=following-sibling::dd[1]")
         label_box, value_box = label.bounding_box(), value.bounding_box()
         assert value_box["y"] >= label_box["y"] + label_box["height"] - 1

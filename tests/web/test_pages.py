@@ -779,3 +779,24 @@ def test_the_audit_page_says_actions_in_words_with_links_and_only_changed_fields
     update = AuditEntry.objects.get(action="update_contact")
     assert update.result == "Changed: email" and update.data["fields"] == ["email"]
     assert "Changed: email</td>" in rows
+
+
+def test_the_message_page_says_each_fact_once_and_security_in_words(
+    viewer_client: Client, stored_backend: Any
+) -> None:
+    backend = stored_backend(name="Relay", security="none", port=25)
+    message = queue_email(to="ann@example.com", subject="Invoice", backend=backend)
+    Message.objects.filter(pk=message.pk).update(
+        status=Status.SENT, sent_at=timezone.now(), message_to="ann@example.com"
+    )
+    html = viewer_client.get(f"/messages/{message.pk}/").content.decode()
+    labels = re.findall(r"<dt>([^<]+)</dt>", html)
+    repeated = {label for label in labels if labels.count(label) > 1}
+    assert not repeated, repeated
+    # The same fact under two names: once in the facts, not again below.
+    shown_id = message.message_id.replace("<", "&lt;").replace(">", "&gt;")
+    values = re.findall(r"<dd[^>]*>(.*?)</dd>", html, flags=re.S)
+    assert sum(shown_id in v for v in values) == 1
+    assert "<dt>Status</dt>" not in html and "<dt>Message to</dt>" not in html
+    assert "security None" not in html
+    assert "smtp.example.com:25, unencrypted (no TLS)" in html
