@@ -7,6 +7,7 @@ first try on SQLite and a production cluster on PostgreSQL.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -47,6 +48,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     # Serves the API docs page's Swagger UI files itself: no CDN needed.
     "ninja",
+    # Login throttle: failed logins per user name and per address, with a cool-off.
+    "axes",
     "outbound",
 ]
 
@@ -64,7 +67,27 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A lock wait past its timeout is 503 with Retry-After, not 500.
     "outbound.busy.DatabaseBusyMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login with its page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # Refuses a login while its user name or address is locked out, before
+    # the password is even checked (which costs CPU on purpose).
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Locked out after this many failed logins for one user name, or from one
+# address, for the cool-off; a success resets the count.
+AXES_FAILURE_LIMIT = int(os.environ.get("OUTBOUND_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("OUTBOUND_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "outbound/login_locked.html"
+# The address is REMOTE_ADDR only: behind a proxy `outbound serve` puts the
+# client's address there from OUTBOUND_TRUSTED_PROXY's X-Forwarded-For, and
+# no header a client sends can choose another address to be counted under.
+AXES_CLIENT_IP_CALLABLE = "outbound.web.logins.client_address"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -183,6 +206,9 @@ OUTBOUND_ALERT_CHECK_INTERVAL = float(os.environ.get("OUTBOUND_ALERT_CHECK_INTER
 OUTBOUND_SMTP_CAFILE = os.environ.get("OUTBOUND_SMTP_CAFILE", "")
 OUTBOUND_MESSAGE_ID_DOMAIN = os.environ.get("OUTBOUND_MESSAGE_ID_DOMAIN", "")
 OUTBOUND_FORBID_PRIVATE_HOSTS = _bool("OUTBOUND_FORBID_PRIVATE_HOSTS", False)
+# SMS provider URLs must be https; plain http on a loopback address (a
+# provider simulator on this host) only with DEBUG or this switch.
+OUTBOUND_ALLOW_LOOPBACK_HTTP = _bool("OUTBOUND_ALLOW_LOOPBACK_HTTP", False)
 # The address providers reach this service at (https://outbound.example.com);
 # SMS delivery receipts are asked for only when it is set.
 OUTBOUND_PUBLIC_URL = os.environ.get("OUTBOUND_PUBLIC_URL", "")

@@ -8,3 +8,4 @@ class OutboundConfig(AppConfig):
 
     def ready(self) -> None:
         from outbound import checks  # noqa: F401  (registers the system checks)
+        from outbound.web import logins  # noqa: F401  (audits failed logins)

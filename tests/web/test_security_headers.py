@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client, RequestFactory
 from django.views.debug import technical_500_response
 
@@ -95,7 +96,7 @@ def test_the_html_preview_needs_a_role(client: Client, make_user: Any) -> None:
     message = _message()
     assert client.get(f"/messages/{message.pk}/html/").status_code == 302
     make_user("cust")
-    client.login(username="cust", password="correct horse battery")
+    client.force_login(User.objects.get(username="cust"))
     assert client.get(f"/messages/{message.pk}/html/").status_code == 403
 
 
