@@ -59,6 +59,11 @@ def forbid_private_hosts() -> bool:
     return bool(getattr(settings, "OUTBOUND_FORBID_PRIVATE_HOSTS", False))
 
 
+def allow_loopback_http() -> bool:
+    """Whether an SMS provider URL may be plain http on a loopback address."""
+    return bool(settings.DEBUG) or bool(getattr(settings, "OUTBOUND_ALLOW_LOOPBACK_HTTP", False))
+
+
 def public_url() -> str:
     """This service's public base URL without a trailing slash, or ""."""
     return str(getattr(settings, "OUTBOUND_PUBLIC_URL", "") or "").rstrip("/")

@@ -19,6 +19,8 @@ pytest_plugins = ["tests.smtpd", "tests.twilio_server", "tests.http_gateway_serv
 # subprocess the tests start (they inherit this environment).
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-" + "k3y" * 20)
 os.environ.setdefault("OUTBOUND_SECRET_KEYS", "VGVzdHMgb2YgT3V0Ym91bmQsIG5vdCBmb3IgdXNlISE=")
+# The tests' Twilio and gateway simulators listen on http://127.0.0.1.
+os.environ.setdefault("OUTBOUND_ALLOW_LOOPBACK_HTTP", "1")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -26,6 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     settings.SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
     settings.OUTBOUND_SECRET_KEYS = os.environ["OUTBOUND_SECRET_KEYS"]
+    settings.OUTBOUND_ALLOW_LOOPBACK_HTTP = os.environ["OUTBOUND_ALLOW_LOOPBACK_HTTP"] == "1"
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

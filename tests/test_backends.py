@@ -298,6 +298,8 @@ def test_the_audit_names_only_the_settings_whose_value_changed(smtp_server: Any)
     # Everything sent again, only the port different: only the port is named.
     every_field = {**relay_settings(smtp_server), "username": "mailer", "limit": None}
     every_field["port"] = smtp_server.port + 1
+    # The same password typed again, as a new port requires: not a change.
+    every_field["password"] = "first-pw"
     save_backend_settings(backend=backend, data=every_field, actor="admin")
     assert _audit_result() == "Changed: port; settings version 2, test required"
     # An allowance setting: no new settings version.

@@ -527,6 +527,53 @@ def _same_secret(token: str, typed: str) -> bool:
     return hmac.compare_digest(stored.encode(), typed.encode())
 
 
+# What decides where a backend's secret is sent, by its name in messages.
+_DESTINATION_LABELS = {
+    "host": "server",
+    "port": "port",
+    "security": "security",
+    "username": "user name",
+    "kind": "kind",
+    "base_url": "Twilio base URL",
+    "url": "gateway URL",
+    "probe_url": "test URL",
+}
+
+
+def _destination(backend: Backend) -> dict[str, Any]:
+    """The settings that say where (and as whom) the stored secret goes."""
+    if backend.channel == Channel.SMS:
+        options = backend.options or {}
+        return {
+            "kind": backend.kind,
+            "username": backend.username,
+            "base_url": options.get("base_url", ""),
+            "url": options.get("url", ""),
+            "probe_url": options.get("probe_url", ""),
+        }
+    return {
+        "host": backend.host,
+        "port": backend.port,
+        "security": backend.security,
+        "username": backend.username,
+    }
+
+
+def _secret_must_be_retyped(moved: list[str], *, sms: bool) -> InvalidInput:
+    labels = {**_DESTINATION_LABELS, "username": "Account SID"} if sms else _DESTINATION_LABELS
+    what = ", ".join(labels[key] for key in moved)
+    secret = "secret" if sms else "password"
+    return InvalidInput(
+        {
+            "password": [
+                f"Enter the {secret} again: this change ({what}) sends the stored {secret} "
+                "somewhere else, so it is only kept when it is typed in the same save. "
+                f"(Or clear the {secret}.)"
+            ]
+        }
+    )
+
+
 def _channel_noun(channel: str) -> str:
     return "SMS" if channel == Channel.SMS else "email"
 
@@ -550,7 +597,10 @@ def save_backend_settings(
     """Create or edit a backend (an SMTP server, or an SMS provider).
 
     The password is write-only: absent or blank keeps the stored one, the
-    same one typed again is no change, ``clear_password`` removes it. Any
+    same one typed again is no change, ``clear_password`` removes it. A
+    change of where it goes (server, port, security, user name; an SMS
+    backend's kind, account, Twilio base URL, gateway or test URL) is
+    refused unless the password is typed again or cleared in the same save. Any
     change to a connection setting raises the settings version and makes the
     backend untested, so its queued messages are held until a test of the new
     settings succeeds. Raising the limit releases messages waiting for
@@ -579,9 +629,18 @@ def save_backend_settings(
             raise _default_refusal(target)
         before = {f: getattr(target, f) for f in CONNECTION_FIELDS}
         settings_before = _setting_values(target)
+        destination_before = _destination(target)
         old_left = target.left if backend is not None else None
         for key, value in cleaned.items():
             setattr(target, key, value)
+        # A stored secret is never led to another server, port, security or
+        # account by whoever may edit settings but does not know it: moving
+        # it needs it typed again (issue 16: press Test, catch the password).
+        if backend is not None and target.secret and password is None and not clear:
+            destination_after = _destination(target)
+            moved = [k for k in destination_before if destination_before[k] != destination_after[k]]
+            if moved:
+                raise _secret_must_be_retyped(moved, sms=target.channel == Channel.SMS)
         secrets_changed: set[str] = set()
         if password is not None:
             if backend is None or not _same_secret(target.secret, password):

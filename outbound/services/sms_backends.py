@@ -10,6 +10,7 @@ versions and health) stay in ``services.backends``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from typing import Any
@@ -83,6 +84,40 @@ def check_sender(raw: str, *, kind: str) -> str:
     )
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def https_problem(url: str) -> str:
+    """Why the secret may not be sent to ``url``, or "".
+
+    The Twilio token and a gateway's secret travel with every request, so a
+    provider URL must be https. Plain http is allowed for a loopback address
+    only (a provider simulator on this host), and only in development
+    (OUTBOUND_DEBUG) or with OUTBOUND_ALLOW_LOOPBACK_HTTP=1."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return ""
+    if _is_loopback(parts.hostname or "") and conf.allow_loopback_http():
+        return ""
+    loopback = (
+        " Plain http is only accepted for a loopback address, with OUTBOUND_DEBUG=1 or "
+        "OUTBOUND_ALLOW_LOOPBACK_HTTP=1."
+    )
+    return (
+        "Use an https:// URL: the secret goes with every request to it, and over plain "
+        f"http anyone on the way can read it.{loopback}"
+    )
+
+
 def clean_sms_settings(
     data: dict[str, Any], current: Backend | None, errors: dict[str, list[str]]
 ) -> dict[str, Any]:
@@ -126,6 +161,7 @@ def clean_sms_settings(
         problem = url_problem(
             base_url.strip() if isinstance(base_url, str) else base_url, required=True
         )
+        problem = problem or https_problem(base_url.strip())
         if problem:
             errors["base_url"] = [problem]
         else:
@@ -159,6 +195,11 @@ def clean_sms_settings(
             merged[key] = value
         for key, problems in validate_http_config(merged).items():
             errors.setdefault(key, []).extend(problems)
+        for key in ("url", "probe_url"):
+            if key not in errors and merged.get(key):
+                problem = https_problem(merged[key])
+                if problem:
+                    errors[key] = [problem]
         if not any(k in errors for k in HTTP_OPTIONS):
             options = merged
             cleaned["host"] = urlsplit(merged["url"]).hostname or ""

@@ -25,8 +25,9 @@ class ReporterFilter(SafeExceptionReporterFilter):
 
     def cleanse_setting(self, key: Any, value: Any) -> Any:
         cleansed = super().cleanse_setting(key, value)
-        if isinstance(cleansed, str):
-            return hide_url_passwords(cleansed, self.cleansed_substitute)
+        # str(): some settings are lazy objects that only pass for a str.
+        if isinstance(cleansed, str) and "://" in str(cleansed):
+            return hide_url_passwords(str(cleansed), self.cleansed_substitute)
         return cleansed
 
 

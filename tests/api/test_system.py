@@ -127,7 +127,14 @@ def test_create_and_update_a_backend_with_a_write_only_password(api):
     r = api.patch(f"/backends/{created['id']}", {"limit": 100})
     assert r.status_code == 200 and r.json()["limit"] == 100
     assert r.json()["settings_version"] == created["settings_version"]
+    # Moving the stored password to another server needs it typed again.
     r = api.patch(f"/backends/{created['id']}", {"host": "smtp2.example.com"})
+    body = assert_error(r, 422)
+    assert "Enter the password again" in body["details"]["password"][0]
+    assert Backend.objects.get().host == "smtp.example.com"
+    r = api.patch(
+        f"/backends/{created['id']}", {"host": "smtp2.example.com", "password": "s3cret-pw"}
+    )
     assert r.json()["settings_version"] == created["settings_version"] + 1
     assert r.json()["has_password"] is True
     r = api.patch(f"/backends/{created['id']}", {"clear_password": True})

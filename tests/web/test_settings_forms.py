@@ -382,7 +382,9 @@ def test_the_test_button_with_the_form_as_shown_tests_the_saved_settings(
 def test_saving_only_a_new_port_audits_only_the_port(admin_client: Client) -> None:
     backend = _backend()
     prefix = f"b{backend.pk}"
-    response = admin_client.post(f"/settings/backends/{backend.pk}/", _form(prefix, port="2525"))
+    response = admin_client.post(
+        f"/settings/backends/{backend.pk}/", _form(prefix, port="2525", password=SECRET)
+    )
     assert response.status_code == 302
     html = admin_client.get("/audit/").content.decode()
     assert "Changed: port; settings version 2, test required" in html
@@ -440,7 +442,7 @@ def test_an_ip_address_or_international_name_is_saved_from_the_form(admin_client
     backend = _backend()
     for host in ("192.0.2.7", "2001:db8::25", "bücher.example"):
         response = admin_client.post(
-            f"/settings/backends/{backend.pk}/", _form(f"b{backend.pk}", host=host)
+            f"/settings/backends/{backend.pk}/", _form(f"b{backend.pk}", host=host, password=SECRET)
         )
         assert response.status_code == 302, host
         assert Backend.objects.get(pk=backend.pk).host == host
