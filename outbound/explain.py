@@ -686,7 +686,7 @@ def _todo_sent(f: _Facts) -> list[str]:
         f"Ask the recipient to look in their junk or spam folder for the subject “{m.subject}”."
         if m.subject
         else "Ask the recipient to look in their junk or spam folder.",
-        f"Check that the address is right: it went to {m.message_to or '(none)'}."
+        f"Check that the address is right: it went to {_went_to(f)}."
         + (
             f" The contact's address is now {f.contact_email}."
             if f.contact is not None and f.contact_email and f.contact_email != m.message_to
@@ -714,12 +714,36 @@ def _todo_sent(f: _Facts) -> list[str]:
             )
             + ". Fix those addresses and re-send if they must get it."
         )
+    deferred = [r for r in f.recipients if r.outcome == Recipient.Outcome.DEFERRED]
+    if deferred:
+        who = ", ".join(r.address for r in deferred)
+        steps.append(
+            "Deferred, not refused: the server answered "
+            + "; ".join(f"{r.address} with {r.code or ''} {r.reply}".rstrip() for r in deferred)
+            + ", a temporary refusal, while it accepted the message for the others. "
+            f"Outbound does not try a single recipient of a sent message again, so {who} "
+            "did not get it. If they must, send them a new message once their server takes "
+            "mail again (Re-send would send a second copy to everyone)."
+        )
     if m.possibly_delivered:
         steps.append(
             "An earlier send was interrupted after the body left, so a copy may have arrived twice."
         )
-    steps.append("If it must be sent again, use Re-send (it uses the contact's current data).")
+    steps.append(
+        "If it must be sent again, use Re-send (it uses the contact's current data)."
+        if f.contact is not None
+        else "If it must be sent again, use Re-send (to the same addresses)."
+    )
     return steps
+
+
+def _went_to(f: _Facts) -> str:
+    """The addresses the server accepted the message for, or "Message to"
+    when no recipient outcome was recorded."""
+    accepted = [r.address for r in f.recipients if r.outcome == Recipient.Outcome.ACCEPTED]
+    if accepted:
+        return ", ".join(accepted)
+    return f.message.message_to or "(none)"
 
 
 def _todo_not_sent(f: _Facts) -> list[str]:

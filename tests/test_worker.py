@@ -76,6 +76,34 @@ def test_partially_refused_recipients_are_recorded_each(
     assert smtp_server.messages[0].rcpt_tos == ["ann@example.com"]
 
 
+def test_a_cc_deferred_with_451_while_the_to_was_accepted_is_deferred_not_refused(
+    smtp_server: Any, make_backend: Any, run_worker: Any
+) -> None:
+    from outbound.explain import explain_message
+
+    make_backend(smtp_server)
+    smtp_server.configure(rcpt_replies={"busy@example.com": "451 4.7.1 Greylisted, try later"})
+    message = queue_email(to="ann@example.com", cc="busy@example.com", subject="Invoice")
+    run_worker()
+    m = _m(message)
+    assert (m.status, m.reason_code) == (Status.SENT, Reason.PARTIALLY_ACCEPTED)
+    assert "Refused recipients" not in m.reason_text
+    assert "Deferred recipients (a temporary refusal; not retried" in m.reason_text
+    assert "busy@example.com (451 4.7.1 Greylisted, try later)" in m.reason_text
+    outcomes = dict(m.recipients.values_list("address", "outcome"))
+    assert outcomes == {"ann@example.com": "accepted", "busy@example.com": "deferred"}
+    assert smtp_server.messages[0].rcpt_tos == ["ann@example.com"]
+
+    todo = explain_message(m).what_to_do
+    text = " ".join(todo)
+    assert "Check that the address is right: it went to ann@example.com." in todo
+    assert "Fix those addresses" not in text
+    assert "Deferred, not refused: the server answered busy@example.com with 451" in text
+    assert "so busy@example.com did not get it" in text
+    # No contact: re-sending uses no contact's data.
+    assert "contact" not in todo[-1]
+
+
 def test_a_temporary_failure_schedules_a_retry_then_gives_up_after_the_lifetime(
     smtp_server: Any, make_backend: Any, run_worker: Any
 ) -> None:

@@ -153,6 +153,9 @@ class Recipient(models.Model):
         PENDING = "pending", "Pending"
         ACCEPTED = "accepted", "Accepted"
         REFUSED = "refused", "Refused"
+        # Refused for now (4xx, or 552 mailbox full) while the message was
+        # accepted for the other recipients; not retried.
+        DEFERRED = "deferred", "Deferred (temporary refusal)"
         INVALID = "invalid", "Invalid"
         BLOCKED = "blocked", "Blocked"
 

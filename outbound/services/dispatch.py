@@ -901,11 +901,21 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
             reason = Reason.ACCEPTED
             if refused:
                 reason = Reason.PARTIALLY_ACCEPTED
-                text += (
-                    " Refused recipients: "
-                    + "; ".join(f"{x.address} ({x.code} {x.reply})" for x in refused)
-                    + "."
-                )
+                deferred = [x for x in refused if temporary_refusal(x.code)]
+                refused = [x for x in refused if not temporary_refusal(x.code)]
+                if refused:
+                    text += (
+                        " Refused recipients: "
+                        + "; ".join(f"{x.address} ({x.code} {x.reply})" for x in refused)
+                        + "."
+                    )
+                if deferred:
+                    text += (
+                        " Deferred recipients (a temporary refusal; not retried, since the "
+                        "message was accepted for the others): "
+                        + "; ".join(f"{x.address} ({x.code} {x.reply})" for x in deferred)
+                        + "."
+                    )
             changes.append(
                 _finish(
                     job,
@@ -1046,12 +1056,14 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
             for row in rows:
                 if row["accepted"] and row["code"] == 250:
                     continue
+                if row["accepted"]:
+                    outcome = Recipient.Outcome.ACCEPTED
+                elif temporary_refusal(row["code"]):
+                    outcome = Recipient.Outcome.DEFERRED
+                else:
+                    outcome = Recipient.Outcome.REFUSED
                 Recipient.objects.filter(message_id=message_id, address=row["address"]).update(
-                    outcome=Recipient.Outcome.ACCEPTED
-                    if row["accepted"]
-                    else Recipient.Outcome.REFUSED,
-                    code=row["code"],
-                    reply=row["reply"][:2000],
+                    outcome=outcome, code=row["code"], reply=row["reply"][:2000]
                 )
         _count_sent(sent_per_backend)
         # In the same transaction: on SQLite a write of its own would take
@@ -1068,6 +1080,13 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 reason=err.reason,
                 detail=f"{_server(o)} at the {o.phase} step: {_reply_text(err)}",
             )
+
+
+def temporary_refusal(code: int | None) -> bool:
+    """A recipient refused for now rather than for good: a 4xx reply, or
+    552 (mailbox full), which RFC 5321 section 4.5.3.1.10 says to treat as
+    temporary."""
+    return code is not None and (400 <= code < 500 or code == 552)
 
 
 def _accept_recipients(message_ids: list[int]) -> None:
