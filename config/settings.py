@@ -190,6 +190,12 @@ LOGIN_REDIRECT_URL = "/"
 
 # Django's own send_mail() lands in the outbox.
 EMAIL_BACKEND = os.environ.get("OUTBOUND_EMAIL_BACKEND", "outbound.mail.EmailBackend")
+# Django's default senders (send_mail(from_email=None), mail_admins). Empty:
+# such mail leaves from Outbound's default sender (the default email
+# backend's from address, else the global settings' Default from address),
+# instead of Django's undeliverable webmaster@localhost and root@localhost.
+DEFAULT_FROM_EMAIL = os.environ.get("OUTBOUND_DJANGO_FROM_EMAIL", "")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # The deployment's system mail: used for alerts, never the notification
 # backends themselves (an alert about a failing backend must not go through it).

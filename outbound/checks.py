@@ -111,9 +111,8 @@ def keys_are_set(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     )
 
 
-# A deployment check (``manage.py check --deploy``): a project that leaves
-# them unset still sends, from Outbound's default sender, so every command
-# need not repeat it.
+# A deployment check (``manage.py check --deploy``): such mail still
+# leaves, from Outbound's default sender, so every command need not say it.
 @register(deploy=True)
 def django_senders(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Django's default senders, when the drop-in sends Django's mail: one
@@ -128,6 +127,10 @@ def django_senders(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     found: list[CheckMessage] = []
     for number, name in enumerate(("DEFAULT_FROM_EMAIL", "SERVER_EMAIL"), start=20):
         value = str(getattr(settings, name, ""))
+        if not value:
+            # Left empty on purpose: Outbound's default sender (as in
+            # Outbound's own settings).
+            continue
         checked = check_email(value)
         if checked.error:
             found.append(

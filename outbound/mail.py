@@ -30,7 +30,7 @@ from django.core.mail import BadHeaderError, EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 
-from outbound.errors import IntakeError
+from outbound.errors import HeaderInjection, IntakeError
 from outbound.services.addresses import check_email
 from outbound.services.intake import queue_email
 from outbound.states import Source
@@ -89,7 +89,7 @@ def convert_message(message: EmailMessage) -> dict[str, Any]:
         "html": html,
         "headers": {str(k): str(v) for k, v in message.extra_headers.items()},
         "from_address": _from_address(message),
-        "mime_body": None if _is_simple(message, alternatives) else _mime_body(message),
+        "mime_body": None if _is_simple(message, alternatives) else _built_body(message),
         "source": Source.DJANGO,
     }
 
@@ -128,6 +128,21 @@ def _is_simple(message: EmailMessage, alternatives: list[Any]) -> bool:
         and message.content_subtype == "plain"
         and bool(message.body)
     )
+
+
+def _built_body(message: EmailMessage) -> bytes:
+    """``_mime_body``, with what Django raises for content it cannot build
+    (an unknown encoding, an attachment of the wrong type) turned into a
+    refusal that is logged like the others instead of escaping
+    ``fail_silently``."""
+    try:
+        return _mime_body(message)
+    except BadHeaderError as err:
+        raise HeaderInjection(f"Django refused a header of a part: {err}") from err
+    except (ValueError, TypeError, LookupError) as err:
+        raise IntakeError(
+            f"Django could not build the message body: {type(err).__name__}: {err}"
+        ) from err
 
 
 def _mime_body(message: EmailMessage) -> bytes:

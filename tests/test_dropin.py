@@ -180,6 +180,32 @@ def test_a_refused_message_is_logged_with_reason_subject_and_recipients(
     assert Message.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("build", "problem"),
+    [
+        (lambda m: setattr(m, "encoding", "no-such-charset"), "LookupError"),
+        (lambda m: m.attach("n.bin", 12345, "application/octet-stream"), "TypeError"),
+    ],
+    ids=["unknown encoding", "attachment that is not bytes"],
+)
+def test_a_message_django_cannot_build_is_refused_and_logged_not_raised_silently(
+    build: Any, problem: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    quiet, loud = (
+        EmailMessage("Odd", "Body", "shop@shop.example", ["ann@example.com"]) for _ in range(2)
+    )
+    build(quiet)
+    build(loud)
+    with caplog.at_level(logging.WARNING, logger="outbound.mail"):
+        assert quiet.send(fail_silently=True) == 0
+        with pytest.raises(IntakeError, match=problem):
+            loud.send()
+    texts = [r.getMessage() for r in caplog.records if r.name == "outbound.mail"]
+    assert len(texts) == 2
+    assert all("could not build" in t and "'Odd'" in t and "ann@example.com" in t for t in texts)
+    assert Message.objects.count() == 0
+
+
 # ------------------------------------------------------------- 5: MIME parts
 
 
@@ -250,12 +276,21 @@ def test_date_is_when_the_message_is_first_handed_to_its_backend_and_a_resend_ha
 # --------------------------------------------------- 7: Django's default sender
 
 
+@pytest.mark.parametrize(
+    "defaults",
+    [("", ""), ("webmaster@localhost", "root@localhost")],
+    ids=["outbound's settings", "django's defaults left"],
+)
 @pytest.mark.parametrize("how", ["from_email=None", "mail_admins"])
 def test_mail_from_djangos_default_sender_leaves_from_outbounds_default(
-    how: str, smtp_server: Any, make_backend: Any, run_worker: Any, settings: Any
+    how: str,
+    defaults: tuple[str, str],
+    smtp_server: Any,
+    make_backend: Any,
+    run_worker: Any,
+    settings: Any,
 ) -> None:
-    assert settings.DEFAULT_FROM_EMAIL == "webmaster@localhost"
-    assert settings.SERVER_EMAIL == "root@localhost"
+    settings.DEFAULT_FROM_EMAIL, settings.SERVER_EMAIL = defaults
     settings.ADMINS = [("Ops", "ops@example.com")]
     make_backend(smtp_server, from_address="")
     gs = GlobalSettings.load()
@@ -281,6 +316,10 @@ def test_a_deliverable_default_from_email_is_kept(settings: Any) -> None:
 
 
 def test_the_deploy_check_warns_of_undeliverable_django_senders(settings: Any) -> None:
+    # Outbound's own settings leave both empty: Outbound's default sender.
+    assert (settings.DEFAULT_FROM_EMAIL, settings.SERVER_EMAIL) == ("", "")
+    assert django_senders() == []
+    settings.DEFAULT_FROM_EMAIL, settings.SERVER_EMAIL = "webmaster@localhost", "root@localhost"
     warnings = django_senders()
     assert [w.id for w in warnings] == ["outbound.W020", "outbound.W021"]
     assert "DEFAULT_FROM_EMAIL is 'webmaster@localhost'" in warnings[0].msg

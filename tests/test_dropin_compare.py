@@ -6,7 +6,8 @@ Django's SMTP backend to one aiosmtpd server, and through
 Both received messages are parsed and compared: the MIME tree (types,
 charsets, dispositions, file names, Content-IDs), decoded headers, decoded
 bodies, attachment bytes and the envelope. Every case runs through a relay
-that offers SMTPUTF8 and one that does not.
+that offers SMTPUTF8 and one that does not; so does Django's own password
+reset mail (``PasswordResetForm``), the framework mail a project sends most.
 
 Differences by design, compared by rule instead of equality: Message-ID
 (Outbound's is made at intake on the sender's domain and kept for retries,
@@ -33,6 +34,7 @@ from typing import Any
 
 import idna
 import pytest
+import time_machine
 from django.core import mail
 from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 
@@ -404,3 +406,35 @@ def test_a_non_ascii_local_part_goes_as_smtputf8_or_is_not_sent_with_the_reason(
     assert str(headers["Subject"]) == "Grüße"
     parsed = _parse(received.raw)
     assert parsed.get_payload(decode=True).decode() == "Hallo Jürgen.\r\n"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("smtputf8", [True, False], ids=["relay-with-smtputf8", "relay-without"])
+def test_djangos_password_reset_mail_is_the_same_through_the_drop_in(
+    smtputf8: bool, relays: Any, run_worker: Any, settings: Any
+) -> None:
+    from django.contrib.auth.forms import PasswordResetForm
+    from django.contrib.auth.models import User
+
+    theirs, ours = relays(smtputf8)
+    settings.ROOT_URLCONF = "tests.shop_urls"
+    settings.DEFAULT_FROM_EMAIL = SENDER
+    User.objects.create_user("jürgen", "juergen@x.example", "a long passphrase")
+    form = PasswordResetForm({"email": "juergen@x.example"})
+    assert form.is_valid()
+    # The link carries a token of the current second: both sends see the same one.
+    with time_machine.travel(datetime.now(UTC), tick=False):
+        settings.EMAIL_BACKEND = DJANGO_SMTP
+        settings.EMAIL_HOST, settings.EMAIL_PORT = theirs.host, theirs.port
+        form.save(domain_override="shop.example", use_https=True)
+        settings.EMAIL_BACKEND = DROP_IN
+        form.save(domain_override="shop.example", use_https=True)
+    run_worker()
+
+    assert Message.objects.get().status == Status.SENT
+    [django_copy], [outbound_copy] = theirs.messages, ours.messages
+    _check_wire(outbound_copy.raw, utf8=False)
+    expected, got = _parse(django_copy.raw), _parse(outbound_copy.raw)
+    assert _headers(got) == _headers(expected)
+    assert _tree(got) == _tree(expected)
+    assert "https://shop.example/shop/reset/" in _tree(got)["content"]
