@@ -16,9 +16,10 @@ Contract of an ``SmsTransport``:
   problems in its ``ProbeResult`` instead of raising.
 - Protocol only: no database, no retries, no sleeping.
 
-The HTTP transports send through ``guarded_session``: its connections ask the
-host policy about the address actually connected to (so DNS cannot steer
-around a check made earlier) and call the armed ``before_data`` hook between
+The HTTP transports send through ``guarded_session``: its connections resolve
+the name, ask the host policy about every address and connect to a checked
+address only (so DNS cannot steer around the check, and a forbidden address
+never sees a packet), and call the armed ``before_data`` hook between
 connecting and writing the request.
 """
 
@@ -35,9 +36,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
 from outbound.errors import BackendConfigurationError, TransientTransportError, TransportError
 from outbound.transports.base import SendResult
+from outbound.transports.hostpolicy import checked_addresses, host_forbidden
 from outbound.transports.smtp import PROBE_REASONS, ProbeResult
 
 __all__ = [
@@ -114,12 +117,7 @@ class AddressForbidden(Exception):
 
 
 def _forbidden(host: str, address: str) -> BackendConfigurationError:
-    return BackendConfigurationError(
-        f"{host} resolves to {address}, which the host policy of this deployment "
-        "forbids (private, loopback or link-local address).",
-        phase="connect",
-        reason="host_forbidden",
-    )
+    return host_forbidden(host, address)
 
 
 def check_host(url: str, address_allowed: AddressPolicy | None) -> None:
@@ -182,13 +180,42 @@ class HttpGuard:
     def sent(self) -> bool:
         return bool(getattr(self._local, "sent", False))
 
-    def check_peer(self, sock: socket.socket, host: str) -> None:
+    def new_connection(
+        self, connection: HTTPConnection, connect: Callable[[], socket.socket]
+    ) -> socket.socket:
+        """``connect()`` (urllib3's own) to an address the policy allowed.
+
+        The name is resolved here once and every address checked before any
+        packet leaves; urllib3 is then given the checked address to connect
+        to (TLS still verifies the certificate for the name), so it never
+        resolves again. A name that does not resolve is left to urllib3,
+        which reports it as usual."""
         if self.address_allowed is None:
-            return
-        address = str(sock.getpeername()[0])
-        if not self.address_allowed(address):
-            sock.close()
-            raise AddressForbidden(host, address)
+            return connect()
+        name = connection._dns_host
+        try:
+            pairs = checked_addresses(
+                name,
+                connection.port or 0,
+                self.address_allowed,
+                forbidden=lambda _name, address: AddressForbidden(connection.host, address),
+            )
+        except (socket.gaierror, UnicodeError):
+            return connect()
+        last: Exception | None = None
+        try:
+            for _family, sockaddr in pairs:
+                connection._dns_host = str(sockaddr[0])
+                try:
+                    sock = connect()
+                except (NewConnectionError, ConnectTimeoutError) as err:
+                    last = err
+                    continue
+                return sock
+        finally:
+            connection._dns_host = name
+        assert last is not None
+        raise last
 
     def request_leaving(self) -> None:
         hook = getattr(self._local, "hook", None)
@@ -204,9 +231,7 @@ class HttpGuard:
 def _connection_classes(guard: HttpGuard) -> tuple[type[HTTPConnection], type[HTTPSConnection]]:
     class GuardedHTTPConnection(HTTPConnection):
         def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()
-            guard.check_peer(sock, self.host)
-            return sock
+            return guard.new_connection(self, super()._new_conn)
 
         def request(self, *args: Any, **kwargs: Any) -> None:
             # Plain HTTP connects lazily inside request(); connect first so a
@@ -218,9 +243,7 @@ def _connection_classes(guard: HttpGuard) -> tuple[type[HTTPConnection], type[HT
 
     class GuardedHTTPSConnection(HTTPSConnection):
         def _new_conn(self) -> socket.socket:
-            sock = super()._new_conn()
-            guard.check_peer(sock, self.host)
-            return sock
+            return guard.new_connection(self, super()._new_conn)
 
         def request(self, *args: Any, **kwargs: Any) -> None:
             if self.sock is None:

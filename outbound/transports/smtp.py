@@ -51,6 +51,7 @@ from outbound.errors import (
     TransportError,
 )
 from outbound.transports.base import Envelope, RecipientOutcome, SendResult
+from outbound.transports.hostpolicy import connect_checked
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -292,17 +293,16 @@ class _SmtpClient(smtplib.SMTP):
         on_tls: Callable[[], None],
         address_allowed: Callable[[str], bool] | None = None,
     ) -> tuple[int, bytes]:
-        self.sock = socket.create_connection((host, port), self.timeout)
+        if address_allowed is None:
+            self.sock = socket.create_connection((host, port), self.timeout)
+        else:
+            # Checked before the first packet, then connected to that very
+            # address: neither a greeting nor a refusal from a forbidden host
+            # is ever seen, and a second DNS answer is never asked for.
+            self.sock = connect_checked(
+                host, port, timeout=self.timeout, address_allowed=address_allowed
+            )
         self.file = None
-        if address_allowed is not None:
-            address = str(self.sock.getpeername()[0])
-            if not address_allowed(address):
-                raise BackendConfigurationError(
-                    f"{host} resolves to {address}, which the host policy of this "
-                    "deployment forbids (private, loopback or link-local address).",
-                    phase="connect",
-                    reason="host_forbidden",
-                )
         if tls is not None:
             on_tls()
             self.sock = tls.wrap_socket(self.sock, server_hostname=host)

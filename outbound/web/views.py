@@ -15,6 +15,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from outbound import selectors
+from outbound.conf import forbid_private_hosts
 from outbound.errors import InvalidInput
 from outbound.explain import diagnostic_report, explain_message
 from outbound.models import Backend, Contact, GlobalSettings, Message, Suppression
@@ -479,6 +480,7 @@ def _settings_page(
         {
             "settings": settings,
             "backends": rows,
+            "private_hosts_allowed": not forbid_private_hosts(),
             "alerts": selectors.recent_alerts(),
             "new_form": new_form,
             "new_open": isinstance(new_bound, BackendForm),
