@@ -302,7 +302,7 @@ def _facts(f: _Facts) -> list[tuple[str, str]]:
         if not f.contact.notifications_enabled:
             rows.append(("Contact notifications", "turned off"))
     if f.server_reply:
-        rows.append(("Server reply", f.server_reply))
+        rows.append(("Provider reply" if f.is_sms else "Server reply", f.server_reply))
     if f.queue_id:
         rows.append(("Provider message id" if f.is_sms else "Relay queue id", f.queue_id))
     if m.receipt_status:
@@ -395,7 +395,11 @@ def _pace_facts(f: _Facts) -> list[tuple[str, str]]:
 def _why(f: _Facts) -> str:
     m = f.message
     text = m.reason_text or "No reason was recorded."
-    if m.reason_code in Reason.values:
+    if m.reason_code == Reason.ACCEPTED and f.is_sms:
+        # An SMS is taken by a provider, or only printed by a trial backend.
+        trial = f.backend is not None and f.backend.kind == "console"
+        text = f"{'Handled by a trial backend' if trial else 'Accepted by the provider'}. {text}"
+    elif m.reason_code in Reason.values:
         text = f"{Reason(m.reason_code).label}. {text}"
     if f.hold is not None:
         text += f" {_hold_headline(f.hold)}"
@@ -594,6 +598,12 @@ def _todo_to_send(f: _Facts) -> list[str]:
                 "If every message fails this way, check the provider's status page and that "
                 "this machine can reach the provider."
             )
+        elif attempt is not None and _mailbox_full(attempt):
+            steps.append(
+                "The recipient's mailbox is full: the relay is fine and the message is tried "
+                "again until the retry lifetime ends. Ask the recipient to make room in their "
+                "mailbox."
+            )
         elif answered:
             steps.append(
                 "If every message fails this way, ask the mail administrator whether the relay "
@@ -626,9 +636,22 @@ def _todo_to_send(f: _Facts) -> list[str]:
     return steps
 
 
+def _mailbox_full(attempt: Attempt) -> bool:
+    """552 to a recipient, or the enhanced code for a full mailbox (x.2.2)."""
+    return attempt.smtp_code == 552 or attempt.enhanced_code in ("4.2.2", "5.2.2")
+
+
 def _todo_sent_sms(f: _Facts) -> list[str]:
     m = f.message
     provider_id = f" (provider message id {f.queue_id})" if f.queue_id else ""
+    if f.backend is not None and f.backend.kind == "console":
+        return [
+            f"Backend {f.backend.name} printed it in the worker's output at "
+            f"{_fmt(m.sent_at)}: it is a trial backend, so no phone received anything, "
+            f"{m.message_to or 'the number'} included.",
+            "To reach phones, make a Twilio or HTTP gateway backend the default SMS backend, "
+            "then Re-send.",
+        ]
     steps = [
         f"The SMS provider accepted the message at {_fmt(m.sent_at)}{provider_id}. That "
         "means it left Outbound; the receipt below says whether the handset got it."
@@ -650,7 +673,13 @@ def _todo_sent_sms(f: _Facts) -> list[str]:
         )
         steps.append(
             "Check the number with the person (switched off, abroad, a landline, "
-            "unsubscribed); fix the contact's mobile number, then Re-send."
+            "unsubscribed); "
+            + (
+                "fix the contact's mobile number, then Re-send."
+                if f.contact is not None
+                else "the number was given directly (no contact), so the platform that "
+                "produced the message must send it to the right one."
+            )
         )
     elif m.receipt_status:
         steps.append(
@@ -671,7 +700,11 @@ def _todo_sent_sms(f: _Facts) -> list[str]:
         steps.append(f"The contact's mobile is now {f.contact.mobile}; Re-send uses it.")
     if m.possibly_delivered:
         steps.append("An earlier send was interrupted; the phone may have received it twice.")
-    steps.append("If it must be sent again, use Re-send (it uses the contact's current data).")
+    steps.append(
+        "If it must be sent again, use Re-send (it uses the contact's current data)."
+        if f.contact is not None
+        else "If it must be sent again, use Re-send (to the same number)."
+    )
     return steps
 
 
@@ -788,9 +821,15 @@ def _todo_not_sent(f: _Facts) -> list[str]:
             + "."
             for address, entry in sorted(f.blocks.items())
         ] or ["A recipient is on the blocklist."]
+        what = "number" if f.is_sms else "address"
         steps.append(
             "If the block is no longer wanted, remove the entry on the Blocklist page, then "
-            "Re-send. Otherwise change the contact's address, then Re-send."
+            + (
+                f"Re-send. Otherwise change the contact's {what}, then Re-send."
+                if f.contact is not None
+                else f"Re-send. Otherwise the {what} was given directly (no contact): the "
+                "platform that produced the message must send it to another one."
+            )
         )
         return steps
     if code == Reason.CONTACT_INACTIVE:
@@ -811,11 +850,25 @@ def _todo_not_sent(f: _Facts) -> list[str]:
             "Set a valid from address on the backend or in the global settings (the relay "
             "may only allow addresses of its own domain), then Re-send.",
         ]
+    if code in (Reason.REJECTED, Reason.RECIPIENTS_REFUSED) and f.is_sms:
+        return [
+            f"The SMS provider refused the message for good: {f.server_reply or m.reason_text}",
+            f"Check the number {m.message_to or '(none)'} with the person"
+            + (" and fix the contact's mobile number." if f.contact is not None else ".")
+            + " A refusal of the text or the sender needs the provider's support; give them "
+            "the reply above.",
+            "Then Re-send.",
+        ]
     if code in (Reason.REJECTED, Reason.RECIPIENTS_REFUSED):
+        fix = (
+            "and fix the contact"
+            if f.contact is not None
+            else "and have the platform that produced the message correct it (no contact)"
+        )
         return [
             f"The server refused the message for good: {f.server_reply or m.reason_text}",
             "A 550/551/553 to an address usually means the mailbox does not exist: check the "
-            f"address {m.message_to or '(none)'} with the recipient and fix the contact.",
+            f"address {m.message_to or '(none)'} with the recipient {fix}.",
             "A refusal of the content (spam, policy, size) needs the mail administrator; give "
             "them the reply above and the Message-ID.",
             "Then Re-send.",
@@ -824,7 +877,9 @@ def _todo_not_sent(f: _Facts) -> list[str]:
         return [
             f"Every attempt failed temporarily until the retry lifetime ran out. Last reply: "
             f"{f.server_reply or '(none)'}.",
-            "Check with the mail administrator that the relay accepts mail, then Re-send.",
+            "Check the provider's status page and that this machine can reach it, then Re-send."
+            if f.is_sms
+            else "Check with the mail administrator that the relay accepts mail, then Re-send.",
         ]
     if code == Reason.CHANNEL_DISABLED:
         return ["This channel is not enabled in the global settings; enable it, then Re-send."]

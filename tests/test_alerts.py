@@ -93,7 +93,7 @@ def test_a_truly_stuck_message_raises_it_naming_the_paced_ones_and_clears_after(
     check_alerts()
     alert = _open(Alert.Kind.QUEUE_STUCK)
     assert alert is not None
-    assert "4 message(s) have been Waiting or To send for more than 0:15:00" in alert.body
+    assert "4 messages have been Waiting or To send for more than 0:15:00" in alert.body
     slot = _clock(Attempt.objects.get().started_at + RATE_WINDOW)
     assert (
         "Among the stuck messages: 3 of them only wait for backend Relay: its rate limit of 1 "
@@ -114,7 +114,7 @@ def test_a_truly_stuck_message_raises_it_naming_the_paced_ones_and_clears_after(
     alert.refresh_from_db()
     assert alert.closed_at is not None
     [clear] = _mailed(system_mail, "all clear, no message is stuck")
-    assert "3 message(s) are still more than 0:15:00 past their due time" in clear
+    assert "3 messages are still more than 0:15:00 past their due time" in clear
     # Nothing more while only the pace holds them back.
     check_alerts()
     assert Alert.objects.filter(kind=Alert.Kind.QUEUE_STUCK).count() == 1

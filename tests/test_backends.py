@@ -244,7 +244,7 @@ def test_a_used_up_allowance_alerts_once_and_clears_when_raised(
         return [m for m in system_mail.messages if b"allowance" in m.raw]
 
     assert len(allowance_mails()) == 1
-    assert b"3 message(s) are waiting" in allowance_mails()[0].raw
+    assert b"3 messages are waiting" in allowance_mails()[0].raw
     save_backend_settings(backend=backend, data={"limit": 10}, actor="admin")
     assert len(allowance_mails()) == 2
     assert b"all clear" in allowance_mails()[1].raw
@@ -484,7 +484,7 @@ def test_a_tested_backend_made_the_default_releases_messages_held_for_want_of_on
         "ada",
     )
     assert "Backend Relay, whose settings passed the test, became the default email" in event.text
-    assert _audit_result() == "Changed: is_default; 1 held message(s) released"
+    assert _audit_result() == "Changed: is_default; 1 held message released"
     run_worker()
     message.refresh_from_db()
     assert message.status == Status.SENT
@@ -540,8 +540,7 @@ def test_messages_held_for_a_failing_default_go_through_the_new_default(
     assert Message.objects.filter(status=Status.BACKEND_TEST_REQUIRED).count() == 3
     save_backend_settings(backend=new, data={"is_default": True}, actor="ada")
     assert _audit_result() == (
-        "Changed: is_default; the default email backend instead of Relay; "
-        "2 held message(s) released"
+        "Changed: is_default; the default email backend instead of Relay; 2 held messages released"
     )
     run_worker()
     for m in followers:
@@ -601,7 +600,7 @@ def test_every_backend_test_is_audited_with_what_it_released(smtp_server: Any) -
     assert "failed at the" in entries[0].result
     assert entries[1].result == (
         f"Test of backend Relay (settings version {backend.settings_version}) succeeded; "
-        "2 held message(s) released."
+        "2 held messages released."
     )
 
 

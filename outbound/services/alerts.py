@@ -15,15 +15,17 @@ from datetime import datetime
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
 
 from outbound import conf, selectors
 from outbound.errors import OutboundError
-from outbound.formats import stamp
+from outbound.formats import plural, stamp
 from outbound.models import Alert, Backend, GlobalSettings, Message, WorkerHeartbeat
 from outbound.services.addresses import check_email
 from outbound.services.intake import make_message_id
@@ -145,6 +147,30 @@ def clear_alert(*, key: str, subject: str, body: str) -> Alert | None:
     return alert
 
 
+# Failures found on this side of the connection: no server answered, so
+# the alert must not present them as a server's reply.
+LOCAL_FAILURES = frozenset(
+    {
+        "connection_refused",
+        "connection_lost",
+        "timeout",
+        "host_not_found",
+        "host_forbidden",
+        "secret_unreadable",
+        "tls_failed",
+        "tls_wrong_host",
+    }
+)
+
+
+def page_link(view: str, *args: Any, anchor: str = "") -> str:
+    """The console page an alert is about, as a full address when the
+    deployment has OUTBOUND_PUBLIC_URL (else its path, to open on the
+    console's own host)."""
+    path = reverse(f"outbound:{view}", args=args) + (f"#{anchor}" if anchor else "")
+    return f"{conf.public_url()}{path}"
+
+
 def backend_failing(backend: Backend) -> Alert | None:
     """Alert that the backend's settings hold messages back, or remind of it.
 
@@ -164,12 +190,14 @@ def backend_failing(backend: Backend) -> Alert | None:
     else:
         where = f"{backend.host}:{backend.port}"
         check = "the server, account, password and security"
+    label = "What happened" if backend.health_reason in LOCAL_FAILURES else "Server reply"
     body = (
         f"The notification backend {backend.name} ({where}) is failing.\n\n"
-        f"Server reply: {backend.health_detail or backend.health_reason}\n"
+        f"{label}: {backend.health_detail or backend.health_reason}\n"
         f"Messages held as Backend test required at {_at(timezone.now())}: {held}\n\n"
         f"What to do: open the global settings, check {check} of this backend, save, and "
         "run the Test. When the test succeeds the held messages go out by themselves.\n"
+        f"Its settings: {page_link('settings', anchor=f'backend-{backend.pk}')}\n"
     )
     return raise_alert(
         kind=Alert.Kind.BACKEND_FAILING, key=f"backend:{backend.pk}", subject=subject, body=body
@@ -205,10 +233,12 @@ def allowance_used(backend: Backend) -> Alert | None:
         key=f"allowance:{backend.pk}",
         subject=f"Outbound: backend {backend.name} has used its allowance",
         body=(
-            f"Backend {backend.name} has sent {backend.sent_count} of its {backend.limit} "
-            f"messages. {waiting} message(s) are waiting for allowance and nothing more "
+            f"Backend {backend.name} has sent {backend.sent_count} of its "
+            f"{plural(backend.limit or 0, 'message')}. {plural(waiting, 'message')} "
+            f"{'is' if waiting == 1 else 'are'} waiting for allowance and nothing more "
             "goes out through it.\n\nWhat to do: raise the limit or reset the sent count "
             "in the global settings; the waiting messages then go out by themselves.\n"
+            f"Its settings: {page_link('settings', anchor=f'backend-{backend.pk}')}\n"
         ),
     )
 
@@ -217,7 +247,8 @@ def allowance_available(backend: Backend) -> Alert | None:
     return clear_alert(
         key=f"allowance:{backend.pk}",
         subject=f"Outbound: all clear, backend {backend.name} has allowance again",
-        body=f"Backend {backend.name} can send again ({backend.left} message(s) left).\n",
+        body=f"Backend {backend.name} can send again ({plural(backend.left or 0, 'message')} "
+        "left).\n",
     )
 
 
@@ -246,23 +277,34 @@ def check_alerts() -> list[Alert]:
     paced = found.paced
     if oldest is not None and found.truly_stuck > 0:
         held = held_back_note(paced).strip()
+        first = (
+            Message.objects.filter(status__in=(Status.WAITING, Status.TO_SEND), send_at__lte=now)
+            .order_by("send_at", "id")
+            .values_list("id", flat=True)
+            .first()
+        )
+        links = f"The Outgoing messages page: {page_link('home')}\n" + (
+            f"The oldest stuck message: {page_link('message', first)}\n" if first else ""
+        )
+        have = "has" if found.stuck == 1 else "have"
         notified.append(
             raise_alert(
                 kind=Alert.Kind.QUEUE_STUCK,
                 key="queue",
                 subject="Outbound: messages are stuck",
                 body=(
-                    f"{found.stuck} message(s) have been Waiting or To send for more than "
-                    f"{settings.stuck_threshold} past their due time; the oldest due message has "
-                    f"waited {_age(oldest)}.\n\nWhat to do: check that a worker is running "
-                    "(Workers page) and that the backends are healthy, then use Send outgoing "
-                    "messages.\n"
+                    f"{plural(found.stuck, 'message')} {have} been Waiting or To send for "
+                    f"more than {settings.stuck_threshold} past their due time; the oldest due "
+                    f"message has waited {_age(oldest)}.\n\nWhat to do: check that a worker is "
+                    "running (Workers page) and that the backends are healthy, then use Send "
+                    "outgoing messages.\n"
                     + (
                         f"\nAmong the stuck messages: {held} If this pace is too slow, raise "
                         "the backend's limits in the settings.\n"
                         if held
                         else ""
                     )
+                    + links
                 ),
             )
         )
@@ -275,7 +317,8 @@ def check_alerts() -> list[Alert]:
                 subject="Outbound: all clear, no message is stuck",
                 body="The queue is moving again.\n"
                 + (
-                    f"\n{sum(h.count for h in paced)} message(s) are still more than "
+                    f"\n{plural(sum(h.count for h in paced), 'message')} "
+                    f"{'is' if sum(h.count for h in paced) == 1 else 'are'} still more than "
                     f"{settings.stuck_threshold} past "
                     f"their due time, at the pace set in the settings: {held}\n"
                     if held

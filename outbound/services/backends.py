@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from outbound import conf, secrets
 from outbound.errors import InvalidInput, TransportError
+from outbound.formats import plural
 from outbound.models import Backend, GlobalSettings, Health, Message, Security, Suppression
 from outbound.models.backend import CONNECTION_FIELDS
 from outbound.selectors import held_for
@@ -235,7 +236,7 @@ def _record_test(backend: Backend, version: int, result: ProbeResult, *, actor: 
     if not updated:
         outcome = "not recorded: the settings changed while it ran"
     elif result.ok:
-        outcome = f"succeeded; {len(released)} held message(s) released"
+        outcome = f"succeeded; {plural(len(released), 'held message')} released"
     else:
         outcome = f"failed at the {result.phase} step: {result.reason}"
     record_audit(
@@ -694,7 +695,7 @@ def save_backend_settings(
             noun = _channel_noun(target.channel)
             result += f"; the default {noun} backend instead of {', '.join(replaced)}"
         if released:
-            result += f"; {len(released)} held message(s) released"
+            result += f"; {plural(len(released), 'held message')} released"
         record_audit(
             actor=actor,
             action="create_backend" if backend is None else "update_backend",

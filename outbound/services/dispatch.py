@@ -92,6 +92,8 @@ class Outcome:
     phase: str = "connect"
     backend_name: str = ""
     host: str = ""
+    # The backend's kind: a console or in-memory SMS backend reaches no phone.
+    kind: str = ""
     # The backend already failed on configuration in this worker: this job was
     # held without connecting, and the failure is recorded once, not per job.
     held_only: bool = False
@@ -606,6 +608,7 @@ class Deliverer:
                 raise BackendConfigurationError("The message has no backend.", reason="missing")
             backend = message.backend
             outcome.backend_name, outcome.host = backend.name, backend.host
+            outcome.kind = backend.kind
             open_transport = self._connected(backend.pk, job.settings_version)
             if open_transport is None:
                 # The backend as it is now: an edit since the claim must be
@@ -898,6 +901,12 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
             queue = f" ({label} {r.queue_id})" if r.queue_id and r.queue_id not in r.reply else ""
             answer = r.reply if r.reply.startswith(str(r.code)) else f"{r.code} {r.reply}"
             text = f"{_server(o)} accepted the message at {stamp(o.finished_at)}: {answer}{queue}."
+            if o.kind in TRIAL_KINDS:
+                # Nothing left Outbound: no server or provider accepted anything.
+                text = (
+                    f"The console backend {o.backend_name} {r.reply} at "
+                    f"{stamp(o.finished_at)}; no phone received it."
+                )
             reason = Reason.ACCEPTED
             if refused:
                 reason = Reason.PARTIALLY_ACCEPTED
@@ -932,6 +941,8 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
             err = o.error
             assert err is not None
             reply = _reply_text(err)
+            # For the history line: a reply ending with a full stop gets no second one.
+            said = reply.rstrip(". ")
             att.update(
                 smtp_code=err.code,
                 enhanced_code=err.enhanced_code,
@@ -949,7 +960,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     reason = CONFIG_REASONS.get(err.reason, Reason.BACKEND_FAILING)
                     text = (
                         f"Not tried: backend {o.backend_name} had just failed at the "
-                        f"{err.phase} step: {reply}. The backend settings must be fixed and "
+                        f"{err.phase} step: {said}. The backend settings must be fixed and "
                         "tested."
                     )
                     common.pop("attempt_count")
@@ -958,7 +969,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     reason = CONFIG_REASONS.get(err.reason, Reason.BACKEND_FAILING)
                     text = (
                         f"{_server(o)} failed at the {o.phase} step at {stamp(o.finished_at)}: "
-                        f"{reply}. The backend settings must be fixed and tested."
+                        f"{said}. The backend settings must be fixed and tested."
                     )
                     failing.append((o, err))
                 changes.append(
@@ -990,7 +1001,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 }.get(err.reason, Reason.REJECTED)
                 text = (
                     f"{_server(o)} refused the message at the {o.phase} step at "
-                    f"{stamp(o.finished_at)}: {reply}."
+                    f"{stamp(o.finished_at)}: {said}."
                 )
                 changes.append(
                     _finish(job, Status.NOT_SENT, reason, text, {**common, "next_attempt_at": None})
@@ -1009,7 +1020,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                     text = (
                         f"Gave up after {count} attempts over {stamp(first_attempt)} to "
                         f"{stamp(now)} (retry lifetime {settings.retry_lifetime}). Last reply "
-                        f"from {_server(o)} at the {o.phase} step: {reply}."
+                        f"from {_server(o)} at the {o.phase} step: {said}."
                     )
                     changes.append(
                         _finish(
@@ -1023,7 +1034,7 @@ def record_outcomes(outcomes: Sequence[Outcome], *, settings: GlobalSettings | N
                 else:
                     text = (
                         f"Temporary failure at the {o.phase} step with {_server(o)} at "
-                        f"{stamp(o.finished_at)}: {reply}. Attempt {count}; next attempt at "
+                        f"{stamp(o.finished_at)}: {said}. Attempt {count}; next attempt at "
                         f"{stamp(when)}."
                     )
                     if o.phase == "data" and err.code is None:
@@ -1118,6 +1129,10 @@ def _count_sent(sent_per_backend: dict[int, int]) -> None:
                 [n, backend_id],
             )
 
+
+# The SMS backend for trials: it prints a message, nothing more. (The
+# in-memory one stands in for a provider in tests and reads like one.)
+TRIAL_KINDS = frozenset({"console"})
 
 THROTTLE_CODES = frozenset({421, 451})
 # Throttling replies in a row (across batches and workers) that pause a backend.

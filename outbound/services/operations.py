@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from django.utils import timezone
 
 from outbound.errors import InvalidInput
+from outbound.formats import plural
 from outbound.models import Message
 from outbound.selectors import HeldStuck, held_stuck, live_workers, stuck_messages
 from outbound.services import transitions
@@ -28,6 +29,8 @@ class ActionResult:
     ok: bool
     text: str
     changed: list[int] = field(default_factory=list)
+    # Done, but with something the operator must act on (shown as a warning).
+    warn: bool = False
 
 
 def _get(message: Message | int) -> Message:
@@ -159,7 +162,7 @@ def cancel_group(group_key: str, *, actor: str) -> ActionResult:
         actor=actor,
     )
     result = ActionResult(
-        True, f"{len(changed)} message(s) of group {group_key} cancelled.", changed
+        True, f"{plural(len(changed), 'message')} of group {group_key} cancelled.", changed
     )
     record_audit(
         actor=actor,
@@ -193,17 +196,19 @@ def send_outgoing(*, actor: str) -> ActionResult:
     ids = list(stuck_messages().values_list("id", flat=True))
     changed = _make_due(ids, actor=actor) if ids else []
     text = (
-        f"{len(changed)} stuck message(s) queued to be sent now."
+        f"{plural(len(changed), 'stuck message')} queued to be sent now."
         if changed
         else "There are no stuck messages."
     )
+    no_worker = False
     if changed:
         text += held_back_note()
         if not live_workers().exists():
             # Due is not sent: the button must not read as if it had sent them.
+            no_worker = True
             text += (
-                " No worker is running, so nothing leaves until one runs: start "
-                "`outbound worker` and check the Workers page."
+                " No worker is running, so nothing leaves until one runs: start one "
+                "(outbound worker, or the worker service) and check the Workers page."
             )
     record_audit(
         actor=actor,
@@ -212,7 +217,7 @@ def send_outgoing(*, actor: str) -> ActionResult:
         object_ids=changed,
         result=text,
     )
-    return ActionResult(True, text, changed)
+    return ActionResult(True, text, changed, warn=no_worker)
 
 
 def held_back_note(groups: list[HeldStuck] | None = None) -> str:

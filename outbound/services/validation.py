@@ -20,6 +20,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from outbound.formats import plural
 from outbound.models import Backend, GlobalSettings, Message, Recipient
 from outbound.services import alerts, transitions
 from outbound.services.addresses import (
@@ -203,7 +204,8 @@ def _decide_email(
         return Decision(
             Status.WAITING,
             Reason.ALLOWANCE_EXHAUSTED,
-            f"Backend {backend.name} has used its allowance ({backend.limit} messages). "
+            f"Backend {backend.name} has used its allowance "
+            f"({plural(backend.limit or 0, 'message')}). "
             "Raise the limit or reset the count to release the message.",
             fields,
             recipients,

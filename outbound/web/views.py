@@ -162,7 +162,8 @@ def message_list(request: HttpRequest) -> HttpResponse:
 @_require(OPERATE)
 def send_outgoing(request: HttpRequest) -> HttpResponse:
     result = operations.send_outgoing(actor=_actor(request))
-    _report(request, result.ok, result.text)
+    # Queued but with no worker to send them: a warning, not a success.
+    _report(request, result.ok and not result.warn, result.text)
     return _back(request, reverse("outbound:home"))
 
 

@@ -162,7 +162,7 @@ def test_stuck_messages_with_no_worker_are_sent_from_the_page(
     section = page.locator("#send-outgoing").inner_text()
     assert re.search(r"1 message\s+is stuck", section)
     page.get_by_role("button", name="Send outgoing messages").click()
-    assert "1 stuck message(s) queued to be sent now." in page.locator(".flash").inner_text()
+    assert "1 stuck message queued to be sent now." in page.locator(".flash").inner_text()
     run_worker()
     late.refresh_from_db()
     assert late.status == Status.SENT

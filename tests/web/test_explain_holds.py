@@ -348,7 +348,7 @@ def test_send_outgoing_says_which_stuck_messages_wait_for_their_backend(
     from outbound.services.operations import send_outgoing
 
     result = send_outgoing(actor="admin")
-    assert result.text.startswith("3 stuck message(s) queued to be sent now.")
+    assert result.text.startswith("3 stuck messages queued to be sent now.")
     assert _only_wait_for_relay(stuck_backlog) in result.text
 
 

@@ -208,7 +208,7 @@ def test_send_outgoing_reports_what_it_did(
     _stuck_and_not_due(stuck)
     response = operator_client.post("/send-outgoing/", follow=True)
     answer = response.content.decode()
-    assert "1 stuck message(s) queued to be sent now." in answer
+    assert "1 stuck message queued to be sent now." in answer
     # Due is not sent: with no worker alive the answer says so.
     assert "No worker is running, so nothing leaves until one runs" in answer
     # Its short reason in the table says what was done, not that it was sent.
@@ -219,7 +219,7 @@ def test_send_outgoing_reports_what_it_did(
     )
     _stuck_and_not_due(stuck)
     answer = operator_client.post("/send-outgoing/", follow=True).content.decode()
-    assert "1 stuck message(s) queued to be sent now." in answer
+    assert "1 stuck message queued to be sent now." in answer
     assert "No worker is running" not in answer
     # What the answer says is true: the message is due, and leaves with the
     # next worker pass.

@@ -522,4 +522,4 @@ def test_ticking_default_on_a_tested_backend_releases_held_mail_which_then_goes_
     assert b"Waiting for a default" in received.raw
     entry = AuditEntry.objects.filter(action="update_backend").order_by("-id").first()
     assert entry is not None
-    assert (entry.actor, entry.result) == ("ada", "Changed: is_default; 1 held message(s) released")
+    assert (entry.actor, entry.result) == ("ada", "Changed: is_default; 1 held message released")
