@@ -9,6 +9,14 @@ on generated input); building and re-parsing every header through the header
 registry cost about a millisecond per message. Everything else (non-ASCII,
 header lines that need folding, 8-bit bodies, alternatives,
 attachments, custom headers, Reply-To) goes through ``EmailMessage``.
+
+Headers are 7-bit unless an address's local part is not ASCII (then the
+SMTPUTF8 policy writes raw UTF-8): RFC 2047 words for names and text,
+international domains as A-labels. A caller's From, To, Cc, Reply-To and
+Date headers take the place of Outbound's; Date is otherwise the moment the
+message was first handed to its backend (``date``). A message with a
+``mime_body`` (the Django drop-in's) gets Outbound's header block in front
+of that body, which is sent as the caller built it.
 """
 
 from __future__ import annotations
