@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.core.validators import ProhibitNullCharactersValidator
 
 from outbound.errors import InvalidInput
 from outbound.models import Backend, BackendKind, Security, Suppression
@@ -84,6 +85,17 @@ class SearchForm(forms.Form):
     (they would reach PostgreSQL as a 500); the error is shown by the box."""
 
     q = forms.CharField(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Django's "Null characters are not allowed." names nothing a person
+        # typed; say it as the API does.
+        for validator in self.fields["q"].validators:
+            if isinstance(validator, ProhibitNullCharactersValidator):
+                validator.message = (
+                    "The search text contains a NUL character (\\x00), which no stored "
+                    "text holds; type the search again."
+                )
 
     def term(self) -> str | None:
         """The text to search for (at most 200 characters), or None when refused."""
