@@ -74,3 +74,20 @@ def test_the_csv_import_reports_the_line_of_a_name_with_a_line_break(cli, tmp_pa
     assert "2 created, 0 updated, 1 rejected." in r.out
     assert "line 4: name:" in r.out and "line break" in r.out
     assert sorted(Contact.objects.values_list("external_id", flat=True)) == ["c1", "c4"]
+
+
+def test_the_csv_import_refuses_a_nul_with_the_line_and_imports_the_rest(cli, tmp_path):
+    path = tmp_path / "contacts.csv"
+    path.write_text(
+        "external_id,name,email\n"
+        "c1,Ann\x00Smith,ann@example.com\n"
+        "c2\x00,Bob,bob@example.com\n"
+        "c3,Cy,cy@example.com\n",
+        encoding="utf-8",
+    )
+    r = cli("contacts", "import", str(path))
+    assert r.code == 1, r.err
+    assert "1 created, 0 updated, 2 rejected." in r.out
+    assert "line 2: name:" in r.out and "NUL" in r.out
+    assert "line 3: external_id:" in r.out
+    assert list(Contact.objects.values_list("external_id", flat=True)) == ["c3"]
