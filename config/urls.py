@@ -4,7 +4,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from outbound.api.health import healthz
+from outbound.api.health import healthz, livez, readyz
 from outbound.api.main import api
 from outbound.web import hooks
 
@@ -17,6 +17,10 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("api/v1/", api.urls),
+    # Probes: liveness, readiness, and the worker view for monitoring
+    # (outbound/api/health.py says which answers what).
+    path("livez", livez, name="livez"),
+    path("readyz", readyz, name="readyz"),
     path("healthz", healthz, name="healthz"),
     # Pages that do not carry the console's icon link (the admin, the API
     # docs) make the browser ask for /favicon.ico: send it the same icon.

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.api.test_probes import _latest_migration
 from tests.cli.conftest import SCRIPT, Run
 from tests.dburl import database_url
 
@@ -349,9 +350,81 @@ def test_behind_a_tls_proxy_serve_redirects_http_and_sends_hsts_and_secure_cooki
         )
         csrf = [c for c in cookies if c.startswith("csrftoken=")]
         assert csrf and "Secure" in csrf[0], cookies
-        # A probe on the host itself is answered over plain http.
+        # Probes on the host itself are answered over plain http.
         status, _, _ = _raw_get(port, "/healthz", {})
         assert status in (200, 503)
+        for probe in ("/livez", "/readyz"):
+            status, _, _ = _raw_get(port, probe, {})
+            assert status == 200, probe
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
+
+
+def test_serve_readyz_follows_the_applied_migrations_while_livez_stays_200(
+    tmp_path: Path,
+) -> None:
+    env = {**_env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'probe.sqlite3'}"}
+
+    def migrate(*target: str) -> None:
+        done = subprocess.run(
+            [str(SCRIPT), "migrate", *target],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    def probe(path: str) -> tuple[int, dict[str, Any]]:
+        status, body, _ = _get(f"http://127.0.0.1:{port}{path}")
+        return status, json.loads(body)
+
+    latest, before = _latest_migration()
+    migrate()
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(SCRIPT), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, body = probe("/livez")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
+                time.sleep(0.2)
+        assert (status, body) == (200, {"live": True})
+        assert probe("/readyz") == (
+            200,
+            {"ready": True, "database": True, "pending_migrations": []},
+        )
+        # No worker runs: monitoring hears of it, the probes do not.
+        status, body = probe("/healthz")
+        assert status == 503 and body["workers_alive"] == 0
+
+        # The schema falls behind the running code (a restored backup, a
+        # rollback): not ready, yet alive, so it is not restarted in a loop.
+        migrate("outbound", before)
+        assert probe("/readyz") == (
+            503,
+            {
+                "ready": False,
+                "database": True,
+                "pending_migrations": [f"outbound.{latest}"],
+            },
+        )
+        assert probe("/livez") == (200, {"live": True})
+
+        migrate()
+        assert probe("/readyz")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0

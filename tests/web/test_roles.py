@@ -36,6 +36,8 @@ PUBLIC = {
     "login": "the login page itself",
     "logout": "ends the session, shows nothing",
     "healthz": "load balancer check: counts of nothing, no message",
+    "livez": "liveness probe: a constant answer",
+    "readyz": "readiness probe: database up and names of pending migrations",
     "twilio_receipt": "signed by the provider (tests/test_sms_twilio.py)",
     "http_receipt": "signed by the gateway (tests/test_sms_gateway.py)",
     "favicon.ico": "a redirect to the static icon",
