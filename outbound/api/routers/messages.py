@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -27,12 +27,14 @@ from outbound.api.schemas import (
     ActionOut,
     BatchIn,
     BatchOut,
+    ChannelName,
     Checked,
     ErrorOut,
     MessageDetailOut,
     MessageIn,
     MessageOut,
     MessagePageOut,
+    StatusName,
 )
 from outbound.errors import IntakeError, UnknownContact
 from outbound.explain import explain_message
@@ -302,11 +304,8 @@ def create_messages(
 
 
 class MessageQuery(Checked):
-    status: (
-        Literal["waiting", "to_send", "sent", "not_sent", "backend_test_required", "cancelled"]
-        | None
-    ) = None
-    channel: Literal["email", "sms"] | None = None
+    status: StatusName | None = None
+    channel: ChannelName | None = None
     backend: str | None = Field(None, max_length=100, description="Backend id or name.")
     created_after: datetime | None = None
     created_before: datetime | None = None
@@ -413,7 +412,7 @@ def _action(result: operations.ActionResult) -> dict[str, Any]:
     auth=WRITE,
     summary="Re-send a message (Sent or Not sent), or make a queued one due now",
 )
-def resend(request: HttpRequest, message_id: int = MessageId) -> dict[str, Any]:
+def resend_message(request: HttpRequest, message_id: int = MessageId) -> dict[str, Any]:
     message = _message_or_404(message_id)
     return _action(operations.resend_message(message, actor=principal(request).actor))
 
@@ -424,7 +423,7 @@ def resend(request: HttpRequest, message_id: int = MessageId) -> dict[str, Any]:
     auth=WRITE,
     summary="Cancel a message that has not left",
 )
-def cancel(request: HttpRequest, message_id: int = MessageId) -> dict[str, Any]:
+def cancel_message(request: HttpRequest, message_id: int = MessageId) -> dict[str, Any]:
     message = _message_or_404(message_id)
     return _action(operations.cancel_message(message, actor=principal(request).actor))
 

@@ -194,6 +194,7 @@ def get_overview(request: HttpRequest) -> dict[str, Any]:
     response={200: HealthOut, 503: HealthOut},
     auth=None,
     tags=["health"],
+    operation_id="get_health",
     summary="Health for load balancers (no authentication)",
     description="200 when the database answers and a worker heartbeat is recent, else 503.",
 )
