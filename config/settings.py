@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("OUTBOUND_VAR_DIR", BASE_DIR / "var"))
@@ -222,15 +223,49 @@ OUTBOUND_PUBLIC_URL = os.environ.get("OUTBOUND_PUBLIC_URL", "")
 # Fernet keys (comma separated, newest first) that encrypt stored secrets.
 OUTBOUND_SECRET_KEYS = os.environ.get("OUTBOUND_SECRET_KEYS", "")
 
+# Logs go to stderr, one line each: Outbound's own lines, Django's request
+# errors (500 tracebacks, which Django's defaults only mail to ADMINS when
+# DEBUG is off) and its security logger (django.security.*: bad Host
+# headers, CSRF refusals). OUTBOUND_LOG_FORMAT=json writes one JSON object a
+# line (python-json-logger), with the message_id, backend_id, worker and
+# claim_token of the delivery a line is about (outbound/logcontext.py).
+OUTBOUND_LOG_FORMAT = os.environ.get("OUTBOUND_LOG_FORMAT", "plain").strip().lower() or "plain"
+if OUTBOUND_LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(
+        f"OUTBOUND_LOG_FORMAT must be plain or json, not {OUTBOUND_LOG_FORMAT!r}."
+    )
+_LOG_LEVEL = os.environ.get("OUTBOUND_LOG_LEVEL", "INFO").strip().upper()
+if _LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(
+        f"OUTBOUND_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {_LOG_LEVEL!r}."
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "loggers": {
-        "outbound": {
-            "handlers": ["console"],
-            "level": os.environ.get("OUTBOUND_LOG_LEVEL", "INFO"),
+    "filters": {"context": {"()": "outbound.logcontext.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
         },
+    },
+    "handlers": {
+        "stderr": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+            "formatter": OUTBOUND_LOG_FORMAT,
+            "filters": ["context"],
+        },
+    },
+    "loggers": {
+        "outbound": {"handlers": ["stderr"], "level": _LOG_LEVEL},
+        # Replaces Django's default handlers for it (the console only with
+        # DEBUG on, mail to the empty ADMINS with it off). 4xx answers are
+        # warnings of django.request: only its errors (5xx) are written.
+        "django": {"handlers": ["stderr"], "level": "INFO"},
+        "django.request": {"level": "ERROR"},
+        "django.security": {"level": "WARNING"},
     },
 }

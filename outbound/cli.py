@@ -15,7 +15,17 @@ def _command_name(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
+
+    try:
+        # Loaded here so that a bad environment variable is bad usage with
+        # its own words, instead of Django's "Unknown command" for our commands.
+        settings.INSTALLED_APPS  # noqa: B018 - the access loads the settings
+    except ImproperlyConfigured as err:
+        sys.stderr.write(f"outbound: {err}\n")
+        sys.exit(2)
 
     try:
         execute_from_command_line(_command_name(list(argv if argv is not None else sys.argv)))

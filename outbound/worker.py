@@ -41,6 +41,7 @@ from django.utils import timezone
 
 from outbound import conf
 from outbound.errors import BackendConfigurationError
+from outbound.logcontext import in_current_context, log_context
 from outbound.models import GlobalSettings, WorkerHeartbeat
 from outbound.services import alerts, dispatch, replays
 
@@ -150,7 +151,8 @@ class Worker:
             sys.setswitchinterval(switch)
 
     def _run(self) -> WorkerStats:
-        with self._signals():
+        # Every line of this worker, its threads' included, names it.
+        with self._signals(), log_context(worker=self.name):
             self._beat(force=True)
             self._start_threads()
             try:
@@ -161,15 +163,21 @@ class Worker:
 
     def _start_threads(self) -> None:
         if self.inline:
-            beat = threading.Thread(target=self._beat_loop, name="heartbeat", daemon=True)
+            beat = threading.Thread(
+                target=in_current_context(self._beat_loop), name="heartbeat", daemon=True
+            )
             beat.start()
             self._threads.append(beat)
             return
         for i in range(self.concurrency):
-            t = threading.Thread(target=self._deliver_loop, name=f"deliver-{i}", daemon=True)
+            t = threading.Thread(
+                target=in_current_context(self._deliver_loop), name=f"deliver-{i}", daemon=True
+            )
             t.start()
             self._threads.append(t)
-        recorder = threading.Thread(target=self._write_loop, name="writer", daemon=True)
+        recorder = threading.Thread(
+            target=in_current_context(self._write_loop), name="writer", daemon=True
+        )
         recorder.start()
         self._recorder = recorder
 
@@ -406,11 +414,18 @@ class Worker:
         """Deliver one claimed job; its outcome to record, or None when
         there is nothing to record (handed back, or left to the reaper)."""
         try:
-            outcome = deliverer.deliver(
-                job, failed_backends=self.failed_backends, meanwhile=meanwhile
-            )
+            with log_context(
+                message_id=job.message_id, backend_id=job.backend_id, claim_token=job.claim_token
+            ):
+                outcome = deliverer.deliver(
+                    job, failed_backends=self.failed_backends, meanwhile=meanwhile
+                )
         except Exception:  # the worker goes on whatever one message does
-            logger.exception("unexpected error delivering message %s", job.message_id)
+            logger.exception(
+                "unexpected error delivering message %s",
+                job.message_id,
+                extra={"message_id": str(job.message_id), "backend_id": str(job.backend_id)},
+            )
             # Nothing to record: the heartbeat stops keeping its lease,
             # which then expires, and the reaper takes the message back as
             # after a crash (possibly delivered if its journal says the body

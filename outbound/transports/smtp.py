@@ -491,16 +491,28 @@ class SmtpTransport:
             if config.username:
                 self._enter("auth")
                 self._authenticate(client)
-        except TransportError:
+        except TransportError as err:
             self._discard()
+            self._log_open_failure(err)
             raise
         except (OSError, smtplib.SMTPException, ValueError) as err:
             failure = self._translate(err)
             self._discard()
             if _names_another_host(err):
                 failure = self._wrong_host(failure)
+            self._log_open_failure(failure)
             raise failure from err
         logger.debug("Connected to %s:%s (%s)", config.host, config.port, config.security)
+
+    def _log_open_failure(self, failure: TransportError) -> None:
+        # The reason and phase only: the server's words may quote what we sent.
+        logger.info(
+            "Connection to %s:%s failed: %s (phase %s)",
+            self.config.host,
+            self.config.port,
+            failure.reason,
+            failure.phase,
+        )
 
     def _wrong_host(self, failure: TransportError) -> TransportError:
         """The certificate is trusted but for other names: say which, read
