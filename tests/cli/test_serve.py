@@ -156,6 +156,8 @@ def _without_keys(**extra: str) -> dict[str, str]:
 def test_with_debug_off_a_command_refuses_to_start_on_the_default_keys(
     transactional_db: None, command: list[str]
 ) -> None:
+    # A stored password: the worker, a test and a rotation would read it.
+    _backend_with_a_password()
     # --port 0 would be refused as bad usage; the key check comes first.
     if command[0] == "serve":
         command = ["serve", "--port", str(_free_port())]
@@ -172,6 +174,69 @@ def test_with_debug_off_a_command_refuses_to_start_on_the_default_keys(
     assert "(outbound.E003) OUTBOUND_SECRET_KEYS is not set" in proc.stderr
     assert "outbound generate-keys" in proc.stderr
     assert "serving on" not in proc.stderr
+
+
+def _backend_with_a_password(*, is_default: bool = True) -> None:
+    from outbound import secrets
+    from outbound.models import Backend
+
+    Backend.objects.create(
+        name="Relay",
+        host="127.0.0.1",
+        port=_free_port(),
+        from_address="noreply@example.com",
+        is_default=is_default,
+        secret=secrets.encrypt("s3cret-password"),
+    )
+
+
+def _run_without_keys(*command: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *command],
+        env=_without_keys(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_with_no_secret_stored_a_worker_and_a_passwordless_backend_need_no_keys(
+    transactional_db: None, smtp_server: Any
+) -> None:
+    """Nothing for a key to protect: a backend without a password is set and
+    tested and a worker sends through it with DEBUG off and no keys (as the
+    speed kit does), while storing a password, or serving the pages, is still
+    refused, and so is the worker once a password is stored."""
+    from outbound.models import Message
+    from outbound.services.intake import queue_email
+
+    created = _run_without_keys(
+        "backends", "set", "Plain", "--create", "--host", smtp_server.host,
+        "--port", str(smtp_server.port), "--security", "none",
+        "--from", "noreply@example.com", "--default",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    tested = _run_without_keys("backends", "test", "Plain")
+    assert tested.returncode == 0, tested.stderr
+    message = queue_email(to="ann@example.com", subject="No key needed", text="Hello")
+    worker = _run_without_keys("worker", "--once", "--concurrency", "1")
+    assert worker.returncode == 0, worker.stderr
+    assert Message.objects.get(pk=message.pk).status == "sent"
+    assert len(smtp_server.messages) == 1
+
+    with_password = _run_without_keys(
+        "backends", "set", "Plain", "--password-stdin", stdin="s3cret-password\n"
+    )
+    assert with_password.returncode == 1
+    assert "(outbound.E003) OUTBOUND_SECRET_KEYS is not set" in with_password.stderr
+    assert "s3cret" not in with_password.stderr
+
+    _backend_with_a_password(is_default=False)
+    refused = _run_without_keys("worker", "--once")
+    assert refused.returncode == 1
+    assert "(outbound.E003)" in refused.stderr
 
 
 def test_commands_that_touch_no_secret_and_migrations_run_before_keys_are_set(
@@ -206,6 +271,7 @@ def test_a_wsgi_server_on_config_wsgi_refuses_the_default_keys_too() -> None:
 def test_the_default_django_key_is_refused_even_when_named_and_a_missing_fernet_key_alone(
     transactional_db: None,
 ) -> None:
+    _backend_with_a_password()
     env = _without_keys(DJANGO_SECRET_KEY="dev-only-insecure-key-change-me")
     proc = subprocess.run(
         [str(SCRIPT), "worker"], env=env, capture_output=True, text=True, timeout=60, check=False

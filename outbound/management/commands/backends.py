@@ -81,6 +81,9 @@ class Command(KeyedCommand):
         test.add_argument("name", help="The backend's name.")
         test.add_argument("--json", action="store_true")
 
+    def stores_a_secret(self, options: dict[str, Any]) -> bool:
+        return bool(options.get("password_stdin") or options.get("receipt_secret_stdin"))
+
     def handle(self, *args: Any, **options: Any) -> None:
         if options["action"] == "list":
             backends = list(Backend.objects.order_by("channel", "-is_default", "name"))

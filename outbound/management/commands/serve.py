@@ -47,6 +47,7 @@ def _proxy_options() -> dict[str, Any]:
 
 
 class Command(KeyedCommand):
+    serves_pages = True
     help = (
         "Serve the console and the API with waitress (static files included); "
         "--with-worker also runs a worker in a child process."
