@@ -222,6 +222,9 @@ OUTBOUND_PUBLIC_URL = os.environ.get("OUTBOUND_PUBLIC_URL", "")
 
 # Fernet keys (comma separated, newest first) that encrypt stored secrets.
 OUTBOUND_SECRET_KEYS = os.environ.get("OUTBOUND_SECRET_KEYS", "")
+# The bearer token /metrics asks of a scrape from another host (loopback
+# needs none); empty: only loopback is answered.
+OUTBOUND_METRICS_TOKEN = os.environ.get("OUTBOUND_METRICS_TOKEN", "")
 
 # Logs go to stderr, one line each: Outbound's own lines, Django's request
 # errors (500 tracebacks, which Django's defaults only mail to ADMINS when

@@ -7,6 +7,7 @@ from django.views.generic import RedirectView
 from outbound.api.health import healthz, livez, readyz
 from outbound.api.main import api
 from outbound.web import hooks
+from outbound.web.metrics import metrics
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -22,6 +23,8 @@ urlpatterns = [
     path("livez", livez, name="livez"),
     path("readyz", readyz, name="readyz"),
     path("healthz", healthz, name="healthz"),
+    # Prometheus: loopback, or the bearer token (outbound/web/metrics.py).
+    path("metrics", metrics, name="metrics"),
     # Pages that do not carry the console's icon link (the admin, the API
     # docs) make the browser ask for /favicon.ico: send it the same icon.
     path("favicon.ico", RedirectView.as_view(url=static("outbound/favicon.svg"), permanent=True)),
