@@ -38,6 +38,7 @@ PUBLIC = {
     "healthz": "load balancer check: counts of nothing, no message",
     "livez": "liveness probe: a constant answer",
     "readyz": "readiness probe: database up and names of pending migrations",
+    "metrics": "Prometheus figures, no message: loopback or the token (tests/test_metrics.py)",
     "twilio_receipt": "signed by the provider (tests/test_sms_twilio.py)",
     "http_receipt": "signed by the gateway (tests/test_sms_gateway.py)",
     "favicon.ico": "a redirect to the static icon",
